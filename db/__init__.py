@@ -1,0 +1,1 @@
+"""Storage for Strands sessions in PostgreSQL: models, engine, queries and migrations."""

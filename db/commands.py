@@ -1,0 +1,321 @@
+"""Writes. Each runs as few statements as it can and raises ``db.errors`` for the caller to report.
+
+Creates insert with ``ON CONFLICT DO NOTHING`` and let foreign keys check the parent, so the
+common case is one statement with no read before it; only a conflict costs a second look.
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.errors import AlreadyExistsError, ConflictError, InvalidDataError, NotFoundError
+from db.json_values import canonical_json
+from db.models import agents, messages, multi_agents, sessions
+from db.queries import agent_record, message_record, multi_agent_record, session_record
+from db.records import (
+    AgentDraft,
+    AgentRecord,
+    MessageDraft,
+    MessageRecord,
+    MultiAgentDraft,
+    MultiAgentRecord,
+    SessionDraft,
+    SessionRecord,
+)
+
+FOREIGN_KEY_VIOLATION = "23503"
+MESSAGE_PK = [messages.c.session_id, messages.c.agent_id, messages.c.message_id]
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    return getattr(error.orig, "sqlstate", None)
+
+
+def _raise_for(error: Exception, missing_parent: str) -> NoReturn:
+    """Turn what PostgreSQL (or the driver) refused into a ``db.errors`` exception."""
+    if isinstance(error, DBAPIError):
+        state = _sqlstate(error)
+        if state == FOREIGN_KEY_VIOLATION:
+            raise NotFoundError(missing_parent) from error
+        if state is not None and state[:2] in ("22", "23"):
+            # Class 22 is "data exception" (bad JSON escape, NUL in text, out of range); class 23
+            # "integrity constraint violation" other than the parent key: both are the input's fault.
+            detail = str(getattr(error.orig, "args", [""])[0] or error.orig).splitlines()[0]
+            raise InvalidDataError(detail.split(": ", 1)[-1]) from error
+        raise error
+    if isinstance(error, StatementError):
+        if isinstance(error.orig, UnicodeError):
+            raise InvalidDataError("text must be valid Unicode (it has an unpaired surrogate)") from error
+        if isinstance(error.orig, ValueError):
+            raise InvalidDataError(f"value cannot be stored as JSON: {error.orig}") from error
+    raise error
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _session_values(draft: SessionDraft) -> dict[str, Any]:
+    created_at = draft.created_at or _now()
+    return {
+        "session_id": draft.session_id,
+        "session_type": draft.session_type,
+        "created_at": created_at,
+        "updated_at": draft.updated_at or created_at,
+    }
+
+
+def _agent_values(session_id: str, draft: AgentDraft) -> dict[str, Any]:
+    created_at = draft.created_at or _now()
+    return {
+        "session_id": session_id,
+        "agent_id": draft.agent_id,
+        "state": draft.state,
+        "conversation_manager_state": draft.conversation_manager_state,
+        "internal_state": draft.internal_state,
+        "created_at": created_at,
+        "updated_at": draft.updated_at or created_at,
+    }
+
+
+def _message_values(session_id: str, agent_id: str, draft: MessageDraft) -> dict[str, Any]:
+    created_at = draft.created_at or _now()
+    return {
+        "session_id": session_id,
+        "agent_id": agent_id,
+        "message_id": draft.message_id,
+        "role": draft.role,
+        "message": draft.message,
+        "redact_message": draft.redact_message,
+        "created_at": created_at,
+        "updated_at": draft.updated_at or created_at,
+    }
+
+
+def _multi_agent_values(session_id: str, draft: MultiAgentDraft) -> dict[str, Any]:
+    created_at = draft.created_at or _now()
+    return {
+        "session_id": session_id,
+        "multi_agent_id": draft.multi_agent_id,
+        "state": draft.state,
+        "created_at": created_at,
+        "updated_at": draft.updated_at or created_at,
+    }
+
+
+def same_message_content(stored: MessageRecord, draft: MessageDraft) -> bool:
+    """Whether a create repeats what is stored (a retry), ignoring timestamps."""
+    return canonical_json(stored.message) == canonical_json(draft.message) and canonical_json(
+        stored.redact_message
+    ) == canonical_json(draft.redact_message)
+
+
+async def create_session(conn: AsyncConnection, draft: SessionDraft) -> SessionRecord:
+    stmt = insert(sessions).values(_session_values(draft)).on_conflict_do_nothing().returning(*sessions.c)
+    try:
+        row = (await conn.execute(stmt)).first()
+    except (DBAPIError, StatementError) as error:
+        _raise_for(error, "session")
+    if row is None:
+        raise AlreadyExistsError(f"session {draft.session_id!r} already exists")
+    return session_record(row)
+
+
+async def delete_session(conn: AsyncConnection, session_id: str) -> None:
+    stmt = delete(sessions).where(sessions.c.session_id == session_id).returning(sessions.c.session_id)
+    if (await conn.execute(stmt)).first() is None:
+        raise NotFoundError(f"session {session_id!r} not found")
+
+
+async def create_agent(conn: AsyncConnection, session_id: str, draft: AgentDraft) -> AgentRecord:
+    stmt = (
+        insert(agents).values(_agent_values(session_id, draft)).on_conflict_do_nothing().returning(*agents.c)
+    )
+    try:
+        row = (await conn.execute(stmt)).first()
+    except (DBAPIError, StatementError) as error:
+        _raise_for(error, f"session {session_id!r} not found")
+    if row is None:
+        raise AlreadyExistsError(f"agent {draft.agent_id!r} already exists in session {session_id!r}")
+    return agent_record(row)
+
+
+async def update_agent(conn: AsyncConnection, session_id: str, draft: AgentDraft) -> AgentRecord:
+    stmt = (
+        update(agents)
+        .where(agents.c.session_id == session_id, agents.c.agent_id == draft.agent_id)
+        .values(
+            state=draft.state,
+            conversation_manager_state=draft.conversation_manager_state,
+            internal_state=draft.internal_state,
+            updated_at=draft.updated_at or _now(),
+        )
+        .returning(*agents.c)
+    )
+    try:
+        row = (await conn.execute(stmt)).first()
+    except (DBAPIError, StatementError) as error:
+        _raise_for(error, "agent")
+    if row is None:
+        raise NotFoundError(f"agent {draft.agent_id!r} not found in session {session_id!r}")
+    return agent_record(row)
+
+
+async def delete_agent(conn: AsyncConnection, session_id: str, agent_id: str) -> None:
+    stmt = (
+        delete(agents)
+        .where(agents.c.session_id == session_id, agents.c.agent_id == agent_id)
+        .returning(agents.c.agent_id)
+    )
+    if (await conn.execute(stmt)).first() is None:
+        raise NotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
+
+
+async def _stored_messages(
+    conn: AsyncConnection, session_id: str, agent_id: str, message_ids: Sequence[int]
+) -> dict[int, MessageRecord]:
+    stmt = select(messages).where(
+        messages.c.session_id == session_id,
+        messages.c.agent_id == agent_id,
+        messages.c.message_id.in_(message_ids),
+    )
+    return {row.message_id: message_record(row) for row in await conn.execute(stmt)}
+
+
+async def insert_messages(
+    conn: AsyncConnection, session_id: str, agent_id: str, drafts: Sequence[MessageDraft]
+) -> list[MessageRecord]:
+    """Insert messages of one agent; a message already stored with equal content counts as written.
+
+    Raises ``ConflictError`` when a message id is stored with other content. Run it in a
+    transaction when there are several drafts, so that a conflict leaves nothing behind.
+    """
+    stmt = (
+        insert(messages)
+        .values([_message_values(session_id, agent_id, draft) for draft in drafts])
+        .on_conflict_do_nothing(index_elements=MESSAGE_PK)
+        .returning(*messages.c)
+    )
+    try:
+        written = {row.message_id: message_record(row) for row in await conn.execute(stmt)}
+    except (DBAPIError, StatementError) as error:
+        _raise_for(error, f"agent {agent_id!r} not found in session {session_id!r}")
+    missing = [draft for draft in drafts if draft.message_id not in written]
+    if missing:
+        stored = await _stored_messages(conn, session_id, agent_id, [d.message_id for d in missing])
+        for draft in missing:
+            existing = stored.get(draft.message_id)
+            if existing is None:
+                # Deleted between our insert and our look: the insert lost to a delete, retryable.
+                raise ConflictError(f"message {draft.message_id} changed concurrently; retry")
+            if not same_message_content(existing, draft):
+                raise ConflictError(
+                    f"message {draft.message_id} of agent {agent_id!r} in session {session_id!r} "
+                    "is stored with different content"
+                )
+            written[draft.message_id] = existing
+    return [written[draft.message_id] for draft in drafts]
+
+
+async def agent_exists(conn: AsyncConnection, session_id: str, agent_id: str) -> bool:
+    stmt = select(agents.c.agent_id).where(agents.c.session_id == session_id, agents.c.agent_id == agent_id)
+    return (await conn.execute(stmt)).first() is not None
+
+
+async def update_message(
+    conn: AsyncConnection, session_id: str, agent_id: str, draft: MessageDraft
+) -> MessageRecord:
+    stmt = (
+        update(messages)
+        .where(
+            messages.c.session_id == session_id,
+            messages.c.agent_id == agent_id,
+            messages.c.message_id == draft.message_id,
+        )
+        .values(
+            role=draft.role,
+            message=draft.message,
+            redact_message=draft.redact_message,
+            updated_at=draft.updated_at or _now(),
+        )
+        .returning(*messages.c)
+    )
+    try:
+        row = (await conn.execute(stmt)).first()
+    except (DBAPIError, StatementError) as error:
+        _raise_for(error, "message")
+    if row is None:
+        raise NotFoundError(
+            f"message {draft.message_id} of agent {agent_id!r} not found in session {session_id!r}"
+        )
+    return message_record(row)
+
+
+async def delete_message(conn: AsyncConnection, session_id: str, agent_id: str, message_id: int) -> None:
+    stmt = (
+        delete(messages)
+        .where(
+            messages.c.session_id == session_id,
+            messages.c.agent_id == agent_id,
+            messages.c.message_id == message_id,
+        )
+        .returning(messages.c.message_id)
+    )
+    if (await conn.execute(stmt)).first() is None:
+        raise NotFoundError(f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}")
+
+
+async def create_multi_agent(
+    conn: AsyncConnection, session_id: str, draft: MultiAgentDraft
+) -> MultiAgentRecord:
+    stmt = (
+        insert(multi_agents)
+        .values(_multi_agent_values(session_id, draft))
+        .on_conflict_do_nothing()
+        .returning(*multi_agents.c)
+    )
+    try:
+        row = (await conn.execute(stmt)).first()
+    except (DBAPIError, StatementError) as error:
+        _raise_for(error, f"session {session_id!r} not found")
+    if row is None:
+        raise AlreadyExistsError(
+            f"multi-agent {draft.multi_agent_id!r} already exists in session {session_id!r}"
+        )
+    return multi_agent_record(row)
+
+
+async def update_multi_agent(
+    conn: AsyncConnection, session_id: str, draft: MultiAgentDraft
+) -> MultiAgentRecord:
+    stmt = (
+        update(multi_agents)
+        .where(
+            multi_agents.c.session_id == session_id,
+            multi_agents.c.multi_agent_id == draft.multi_agent_id,
+        )
+        .values(state=draft.state, updated_at=draft.updated_at or _now())
+        .returning(*multi_agents.c)
+    )
+    try:
+        row = (await conn.execute(stmt)).first()
+    except (DBAPIError, StatementError) as error:
+        _raise_for(error, "multi-agent")
+    if row is None:
+        raise NotFoundError(f"multi-agent {draft.multi_agent_id!r} not found in session {session_id!r}")
+    return multi_agent_record(row)
+
+
+async def delete_multi_agent(conn: AsyncConnection, session_id: str, multi_agent_id: str) -> None:
+    stmt = (
+        delete(multi_agents)
+        .where(multi_agents.c.session_id == session_id, multi_agents.c.multi_agent_id == multi_agent_id)
+        .returning(multi_agents.c.multi_agent_id)
+    )
+    if (await conn.execute(stmt)).first() is None:
+        raise NotFoundError(f"multi-agent {multi_agent_id!r} not found in session {session_id!r}")

@@ -1,0 +1,21 @@
+"""What storage operations raise when the data, not the database, is the problem."""
+
+
+class StoreError(Exception):
+    """Base of the errors a caller is expected to handle and report."""
+
+
+class NotFoundError(StoreError):
+    """The thing, or the parent it must live under, does not exist."""
+
+
+class AlreadyExistsError(StoreError):
+    """A create named something that exists already."""
+
+
+class ConflictError(StoreError):
+    """The same id is stored with different content; nothing was overwritten."""
+
+
+class InvalidDataError(StoreError):
+    """PostgreSQL refused a value (for example text it cannot store)."""

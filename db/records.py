@@ -1,0 +1,81 @@
+"""Plain values that cross the boundary between storage and the API."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    session_id: str
+    session_type: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    session_id: str
+    agent_id: str
+    state: Any
+    conversation_manager_state: Any
+    internal_state: Any
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    session_id: str
+    agent_id: str
+    message_id: int
+    role: str
+    message: Any
+    redact_message: Any | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MultiAgentRecord:
+    session_id: str
+    multi_agent_id: str
+    state: Any
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDraft:
+    session_id: str
+    session_type: str
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDraft:
+    agent_id: str
+    state: Any
+    conversation_manager_state: Any
+    internal_state: Any
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDraft:
+    message_id: int
+    role: str
+    message: Any
+    redact_message: Any | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MultiAgentDraft:
+    multi_agent_id: str
+    state: Any
+    created_at: datetime | None = None
+    updated_at: datetime | None = None

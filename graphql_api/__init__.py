@@ -1,0 +1,1 @@
+"""The GraphQL server of the Strands session store."""

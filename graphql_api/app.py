@@ -1,0 +1,87 @@
+"""The ASGI application: GraphQL at /graphql, liveness at /health, readiness at /ready."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from db.embedded import EmbeddedPostgres, start_embedded_postgres
+from db.engine import Database, create_engine
+from db.migrate import upgrade_async
+from graphql_api.context import Context
+from graphql_api.schema import schema
+from graphql_api.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+class SessionGraphQL(GraphQL[Context, None]):
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        database: Database = request.app.state.database
+        return Context(db=database, request=request if isinstance(request, Request) else None)
+
+
+async def health(_: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    database: Database | None = getattr(request.app.state, "database", None)
+    if database is None:
+        return JSONResponse({"status": "starting"}, status_code=503)
+    try:
+        await asyncio.wait_for(database.ping(), READY_TIMEOUT_SECONDS)
+    except Exception as error:
+        logger.warning("readiness check failed: %r", error)
+        return JSONResponse({"status": "database unavailable"}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def home(_: Request) -> Response:
+    return RedirectResponse("/graphql")
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The application; its lifespan owns the engine and, with no DATABASE_URL, the embedded database."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        embedded: EmbeddedPostgres | None = None
+        url = settings.database_url
+        if url is None:
+            embedded = await asyncio.to_thread(start_embedded_postgres, settings.data_dir)
+            url = embedded.url
+        try:
+            if embedded is not None or settings.migrate_on_start:
+                await upgrade_async(url)
+            database = Database(
+                create_engine(url, pool_size=settings.pool_size, max_overflow=settings.max_overflow)
+            )
+            app.state.database = database
+            try:
+                yield
+            finally:
+                await database.dispose()
+        finally:
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+
+    graphql = SessionGraphQL(schema, graphql_ide="graphiql" if settings.graphiql else None)
+    return Starlette(
+        routes=[
+            Route("/", home),
+            Route("/health", health),
+            Route("/ready", ready),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,134 @@
+"""The error codes clients see in ``extensions.code``, and how every failure maps to one.
+
+Documented set (stable; clients may switch on them):
+
+- ``BAD_USER_INPUT``: an argument is invalid; ``extensions.field`` names it when known.
+- ``NOT_FOUND``: the thing, or the parent it must live under, does not exist.
+- ``ALREADY_EXISTS``: a create named something that exists; nothing changed.
+- ``CONFLICT``: the same message id is stored with different content; nothing was overwritten.
+- ``UNAUTHENTICATED`` / ``FORBIDDEN``: reserved for bearer-token roles.
+- ``GRAPHQL_PARSE_FAILED`` / ``GRAPHQL_VALIDATION_FAILED``: the document is not valid for the schema.
+- ``SERVICE_UNAVAILABLE``: the database cannot be reached; safe to retry later.
+- ``INTERNAL_SERVER_ERROR``: anything else; the details are logged on the server, not sent.
+"""
+
+import logging
+from collections.abc import Iterator
+from enum import StrEnum
+
+from graphql import GraphQLError, GraphQLSyntaxError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from strawberry.extensions import SchemaExtension
+
+from db.errors import AlreadyExistsError, ConflictError, InvalidDataError, NotFoundError
+
+logger = logging.getLogger("graphql_api.errors")
+
+
+class ErrorCode(StrEnum):
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    CONFLICT = "CONFLICT"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+class InputError(ValueError):
+    """An argument failed validation; ``field`` is its path in the request (``agent.agentId``)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+_STORE_CODES: dict[type[Exception], ErrorCode] = {
+    NotFoundError: ErrorCode.NOT_FOUND,
+    AlreadyExistsError: ErrorCode.ALREADY_EXISTS,
+    ConflictError: ErrorCode.CONFLICT,
+    InvalidDataError: ErrorCode.BAD_USER_INPUT,
+    InputError: ErrorCode.BAD_USER_INPUT,
+}
+
+INTERNAL_MESSAGE = "Internal server error."
+UNAVAILABLE_MESSAGE = "The database is unavailable; try again later."
+
+
+def _is_database_unavailable(error: BaseException) -> bool:
+    if isinstance(error, (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError)):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def classify(error: GraphQLError) -> ErrorCode:
+    """The code for one error of a response."""
+    original = error.original_error
+    if isinstance(error, GraphQLSyntaxError):
+        return ErrorCode.GRAPHQL_PARSE_FAILED
+    if error.path is None and error.message.startswith("Variable '$"):
+        # graphql-core's variable coercion: the document is fine, the values sent with it are not.
+        return ErrorCode.BAD_USER_INPUT
+    if original is None:
+        return ErrorCode.GRAPHQL_VALIDATION_FAILED
+    for error_type, code in _STORE_CODES.items():
+        if isinstance(original, error_type):
+            return code
+    if _is_database_unavailable(original):
+        return ErrorCode.SERVICE_UNAVAILABLE
+    if isinstance(original, GraphQLError):
+        return classify(original)
+    return ErrorCode.INTERNAL_SERVER_ERROR
+
+
+def is_expected(error: GraphQLError) -> bool:
+    return classify(error) not in (ErrorCode.INTERNAL_SERVER_ERROR, ErrorCode.SERVICE_UNAVAILABLE)
+
+
+def log_unexpected(errors: list[GraphQLError]) -> None:
+    for error in errors:
+        if not is_expected(error):
+            original = error.original_error
+            logger.error(
+                "unexpected error at %s: %r",
+                ".".join(str(p) for p in error.path or []) or "(operation)",
+                original,
+                exc_info=(type(original), original, original.__traceback__) if original else None,
+            )
+
+
+def with_code(error: GraphQLError) -> GraphQLError:
+    """The error as the client should see it: a code always, internals never."""
+    code = classify(error)
+    extensions = dict(error.extensions or {})
+    extensions["code"] = code.value
+    message = error.message
+    if code is ErrorCode.INTERNAL_SERVER_ERROR:
+        message = INTERNAL_MESSAGE
+    elif code is ErrorCode.SERVICE_UNAVAILABLE:
+        message = UNAVAILABLE_MESSAGE
+    elif isinstance(error.original_error, InputError):
+        extensions["field"] = error.original_error.field
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=extensions,
+    )
+
+
+class ErrorCodes(SchemaExtension):
+    """Gives every error of a response its code and masks unexpected ones."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            result.errors = [with_code(error) for error in result.errors]

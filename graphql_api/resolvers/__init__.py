@@ -1,0 +1,1 @@
+"""The root Query and Mutation types."""

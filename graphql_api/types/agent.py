@@ -1,0 +1,79 @@
+"""The Agent type: one agent's state and its ordered messages."""
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from db.records import AgentRecord
+from graphql_api.context import Info
+from graphql_api.types.pagination import MessageConnection, decode_message_cursor
+from graphql_api.types.scalars import JSON
+from graphql_api.validation import check_not_negative, check_page_size
+
+if TYPE_CHECKING:
+    from graphql_api.types.message import Message
+    from graphql_api.types.session import Session
+
+
+@strawberry.type(description="An agent of a session, with the state Strands restores it from.")
+class Agent:
+    session_id: str
+    agent_id: str
+    state: JSON = strawberry.field(description="The agent's user-managed state (agent.state).")
+    conversation_manager_state: JSON
+    internal_state: JSON = strawberry.field(description="Strands-managed state (interrupts, model state).")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_record(cls, record: AgentRecord) -> "Agent":
+        return cls(
+            session_id=record.session_id,
+            agent_id=record.agent_id,
+            state=record.state,
+            conversation_manager_state=record.conversation_manager_state,
+            internal_state=record.internal_state,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+    @strawberry.field
+    async def session(self, info: Info) -> Annotated["Session", strawberry.lazy("graphql_api.types.session")]:
+        from graphql_api.types.session import Session
+
+        record = await info.context.loaders.session.load(self.session_id)
+        if record is None:  # deleted while this request ran
+            raise LookupError(f"session {self.session_id!r} of agent {self.agent_id!r} is gone")
+        return Session.from_record(record)
+
+    @strawberry.field(
+        description="Messages ordered by messageId; offset and limit are positions in that order, "
+        "as in Strands' list_messages. No limit returns all from offset."
+    )
+    async def messages(
+        self, info: Info, offset: int = 0, limit: int | None = None
+    ) -> list[Annotated["Message", strawberry.lazy("graphql_api.types.message")]]:
+        from graphql_api.types.message import Message
+
+        check_not_negative("offset", offset)
+        check_not_negative("limit", limit)
+        loaders = info.context.loaders
+        records = await loaders.message_window.load((self.session_id, self.agent_id, offset, limit))
+        loaders.prime_messages(records)
+        return [Message.from_record(record) for record in records]
+
+    @strawberry.field(description="Messages as a cursor connection, keyed by messageId.")
+    async def messages_connection(
+        self, info: Info, first: int = 50, after: str | None = None
+    ) -> MessageConnection:
+        check_page_size("first", first)
+        after_id = None if after is None else decode_message_cursor("after", after)
+        loaders = info.context.loaders
+        records = await loaders.message_page.load((self.session_id, self.agent_id, after_id, first + 1))
+        loaders.prime_messages(records)
+        return MessageConnection.from_records(records, first)
+
+    @strawberry.field(description="How many messages the agent has.")
+    async def message_count(self, info: Info) -> int:
+        return await info.context.loaders.message_count.load((self.session_id, self.agent_id))

@@ -1,0 +1,41 @@
+"""The MultiAgent type: the serialized state of a Strands Graph or Swarm."""
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from db.records import MultiAgentRecord
+from graphql_api.context import Info
+from graphql_api.types.scalars import JSON
+
+if TYPE_CHECKING:
+    from graphql_api.types.session import Session
+
+
+@strawberry.type(description="A multi-agent (Graph or Swarm) state, as serialize_state() returned it.")
+class MultiAgent:
+    session_id: str
+    multi_agent_id: str
+    state: JSON
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_record(cls, record: MultiAgentRecord) -> "MultiAgent":
+        return cls(
+            session_id=record.session_id,
+            multi_agent_id=record.multi_agent_id,
+            state=record.state,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+    @strawberry.field
+    async def session(self, info: Info) -> Annotated["Session", strawberry.lazy("graphql_api.types.session")]:
+        from graphql_api.types.session import Session
+
+        record = await info.context.loaders.session.load(self.session_id)
+        if record is None:  # deleted while this request ran
+            raise LookupError(f"session {self.session_id!r} of multi-agent {self.multi_agent_id!r} is gone")
+        return Session.from_record(record)

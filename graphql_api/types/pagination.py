@@ -1,0 +1,125 @@
+"""Cursor connections and their opaque cursors."""
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from db.records import MessageRecord, SessionRecord
+from graphql_api.errors import InputError
+
+if TYPE_CHECKING:
+    from graphql_api.types.message import Message
+    from graphql_api.types.session import Session
+
+_MESSAGE_PREFIX = "message:"
+_SESSION_PREFIX = "session:"
+
+
+def _encode(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode(field: str, cursor: str, prefix: str) -> str:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InputError(field, "is not a cursor this API returned") from None
+    if not text.startswith(prefix):
+        raise InputError(field, "is not a cursor of this connection")
+    return text[len(prefix) :]
+
+
+def encode_message_cursor(message_id: int) -> str:
+    return _encode(f"{_MESSAGE_PREFIX}{message_id}")
+
+
+def decode_message_cursor(field: str, cursor: str) -> int:
+    raw = _decode(field, cursor, _MESSAGE_PREFIX)
+    if not raw.isdigit():
+        raise InputError(field, "is not a cursor this API returned")
+    return int(raw)
+
+
+def encode_session_cursor(record: SessionRecord) -> str:
+    return _encode(_SESSION_PREFIX + json.dumps([record.created_at.isoformat(), record.session_id]))
+
+
+def decode_session_cursor(field: str, cursor: str) -> tuple[datetime, str]:
+    raw = _decode(field, cursor, _SESSION_PREFIX)
+    try:
+        created_at, session_id = json.loads(raw)
+        return datetime.fromisoformat(created_at), str(session_id)
+    except (ValueError, TypeError):
+        raise InputError(field, "is not a cursor this API returned") from None
+
+
+@strawberry.type(description="Where a page ends and whether another follows.")
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class MessageEdge:
+    cursor: str
+    node: Annotated["Message", strawberry.lazy("graphql_api.types.message")]
+
+
+@strawberry.type(description="A page of an agent's messages in messageId order.")
+class MessageConnection:
+    edges: list[MessageEdge]
+    page_info: PageInfo
+
+    @strawberry.field(description="The page's messages, without cursors.")
+    def nodes(self) -> list[Annotated["Message", strawberry.lazy("graphql_api.types.message")]]:
+        return [edge.node for edge in self.edges]
+
+    @classmethod
+    def from_records(cls, records: list[MessageRecord], first: int) -> "MessageConnection":
+        """``records`` holds up to ``first + 1`` rows; the extra one only says a next page exists."""
+        from graphql_api.types.message import Message
+
+        edges = [
+            MessageEdge(cursor=encode_message_cursor(r.message_id), node=Message.from_record(r))
+            for r in records[:first]
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(records) > first, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+
+@strawberry.type
+class SessionEdge:
+    cursor: str
+    node: Annotated["Session", strawberry.lazy("graphql_api.types.session")]
+
+
+@strawberry.type(description="A page of sessions, newest first.")
+class SessionConnection:
+    edges: list[SessionEdge]
+    page_info: PageInfo
+
+    @strawberry.field(description="The page's sessions, without cursors.")
+    def nodes(self) -> list[Annotated["Session", strawberry.lazy("graphql_api.types.session")]]:
+        return [edge.node for edge in self.edges]
+
+    @classmethod
+    def from_records(cls, records: list[SessionRecord], first: int) -> "SessionConnection":
+        from graphql_api.types.session import Session
+
+        edges = [
+            SessionEdge(cursor=encode_session_cursor(r), node=Session.from_record(r)) for r in records[:first]
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(records) > first, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )

@@ -1,0 +1,78 @@
+"""The Session type: a conversation container with its agents and multi-agents."""
+
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from db.records import SessionRecord
+from graphql_api.context import Info
+from graphql_api.validation import check_id
+
+if TYPE_CHECKING:
+    from graphql_api.types.agent import Agent
+    from graphql_api.types.multi_agent import MultiAgent
+
+
+@strawberry.enum(description="Kinds of session; Strands has one today.")
+class SessionType(Enum):
+    AGENT = "AGENT"
+
+
+@strawberry.type(description="A Strands session: the agents and multi-agents that share one session id.")
+class Session:
+    session_id: str
+    session_type: SessionType
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_record(cls, record: SessionRecord) -> "Session":
+        return cls(
+            session_id=record.session_id,
+            session_type=SessionType(record.session_type),
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+    @strawberry.field(description="The session's agents, oldest first.")
+    async def agents(
+        self, info: Info
+    ) -> list[Annotated["Agent", strawberry.lazy("graphql_api.types.agent")]]:
+        from graphql_api.types.agent import Agent
+
+        loaders = info.context.loaders
+        records = await loaders.agents_of_session.load(self.session_id)
+        loaders.prime_agents(records)
+        return [Agent.from_record(record) for record in records]
+
+    @strawberry.field(description="One agent of the session, or null.")
+    async def agent(
+        self, info: Info, agent_id: str
+    ) -> Annotated["Agent", strawberry.lazy("graphql_api.types.agent")] | None:
+        from graphql_api.types.agent import Agent
+
+        record = await info.context.loaders.agent.load((self.session_id, check_id("agentId", agent_id)))
+        return None if record is None else Agent.from_record(record)
+
+    @strawberry.field(description="The session's multi-agent (Graph, Swarm) states, oldest first.")
+    async def multi_agents(
+        self, info: Info
+    ) -> list[Annotated["MultiAgent", strawberry.lazy("graphql_api.types.multi_agent")]]:
+        from graphql_api.types.multi_agent import MultiAgent
+
+        loaders = info.context.loaders
+        records = await loaders.multi_agents_of_session.load(self.session_id)
+        loaders.prime_multi_agents(records)
+        return [MultiAgent.from_record(record) for record in records]
+
+    @strawberry.field(description="One multi-agent state of the session, or null.")
+    async def multi_agent(
+        self, info: Info, multi_agent_id: str
+    ) -> Annotated["MultiAgent", strawberry.lazy("graphql_api.types.multi_agent")] | None:
+        from graphql_api.types.multi_agent import MultiAgent
+
+        key = (self.session_id, check_id("multiAgentId", multi_agent_id))
+        record = await info.context.loaders.multi_agent.load(key)
+        return None if record is None else MultiAgent.from_record(record)

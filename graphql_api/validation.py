@@ -1,0 +1,77 @@
+"""Checks on arguments that the GraphQL type system cannot express. Each raises ``InputError``."""
+
+import unicodedata
+from typing import Any
+
+from db.models import ID_LENGTH
+from graphql_api.errors import InputError
+
+MAX_PAGE_SIZE = 1000
+FORBIDDEN_ID_CHARACTERS = ("/", "\\")
+
+
+def check_id(field: str, value: str) -> str:
+    """Ids name things in URLs, logs and file exports, so they stay plain single-line text."""
+    if value == "":
+        raise InputError(field, "must not be empty")
+    if len(value) > ID_LENGTH:
+        raise InputError(field, f"must be at most {ID_LENGTH} characters, got {len(value)}")
+    for character in FORBIDDEN_ID_CHARACTERS:
+        if character in value:
+            raise InputError(field, f"must not contain {character!r}")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise InputError(field, "must not contain control characters")
+    return value
+
+
+def check_message_id(field: str, value: int) -> int:
+    if value < 0:
+        raise InputError(field, f"must not be negative, got {value}")
+    return value
+
+
+def check_object(field: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InputError(field, f"must be a JSON object, got {_json_kind(value)}")
+    return value
+
+
+def check_optional_object(field: str, value: Any) -> dict[str, Any] | None:
+    return None if value is None else check_object(field, value)
+
+
+def message_role(field: str, message: Any) -> str:
+    """A Strands message is an object with a string ``role``; the role is stored as a column too."""
+    check_object(field, message)
+    role = message.get("role")
+    if not isinstance(role, str) or role == "":
+        raise InputError(f"{field}.role", "must be a non-empty string")
+    if "\x00" in role:
+        raise InputError(f"{field}.role", "must not contain NUL characters")
+    return role
+
+
+def check_not_negative(field: str, value: int | None) -> int | None:
+    if value is not None and value < 0:
+        raise InputError(field, f"must not be negative, got {value}")
+    return value
+
+
+def check_page_size(field: str, value: int) -> int:
+    if value < 0 or value > MAX_PAGE_SIZE:
+        raise InputError(field, f"must be between 0 and {MAX_PAGE_SIZE}, got {value}")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
