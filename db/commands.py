@@ -30,6 +30,9 @@ from db.records import (
 
 FOREIGN_KEY_VIOLATION = "23503"
 MESSAGE_PK = [messages.c.session_id, messages.c.agent_id, messages.c.message_id]
+# Built once with bind parameters, so SQLAlchemy compiles it once; executed with a list of rows it
+# becomes one multi-row INSERT (insertmanyvalues) that still returns every inserted row.
+INSERT_MESSAGE = insert(messages).on_conflict_do_nothing(index_elements=MESSAGE_PK).returning(*messages.c)
 
 
 def _sqlstate(error: DBAPIError) -> str | None:
@@ -195,14 +198,9 @@ async def insert_messages(
     Raises ``ConflictError`` when a message id is stored with other content. Run it in a
     transaction when there are several drafts, so that a conflict leaves nothing behind.
     """
-    stmt = (
-        insert(messages)
-        .values([_message_values(session_id, agent_id, draft) for draft in drafts])
-        .on_conflict_do_nothing(index_elements=MESSAGE_PK)
-        .returning(*messages.c)
-    )
+    values = [_message_values(session_id, agent_id, draft) for draft in drafts]
     try:
-        written = {row.message_id: message_record(row) for row in await conn.execute(stmt)}
+        written = {row.message_id: message_record(row) for row in await conn.execute(INSERT_MESSAGE, values)}
     except (DBAPIError, StatementError) as error:
         _raise_for(error, f"agent {agent_id!r} not found in session {session_id!r}")
     missing = [draft for draft in drafts if draft.message_id not in written]

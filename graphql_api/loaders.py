@@ -4,7 +4,7 @@ Each batch opens its own pooled connection, so loaders that graphql-core runs co
 share one.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -36,7 +36,7 @@ def _loader(
 
 
 def _by_key(
-    fetch: Callable[[AsyncConnection, list[K]], Awaitable[dict[K, V]]],
+    fetch: Callable[[AsyncConnection, list[K]], Awaitable[Mapping[K, V]]],
 ) -> Callable[[AsyncConnection, list[K]], Awaitable[list[V | None]]]:
     async def ordered(conn: AsyncConnection, keys: list[K]) -> list[V | None]:
         found = await fetch(conn, keys)
@@ -46,7 +46,7 @@ def _by_key(
 
 
 def _grouped(
-    fetch: Callable[[AsyncConnection, list[K]], Awaitable[dict[K, list[V]]]],
+    fetch: Callable[[AsyncConnection, list[K]], Awaitable[Mapping[K, list[V]]]],
 ) -> Callable[[AsyncConnection, list[K]], Awaitable[list[list[V]]]]:
     async def ordered(conn: AsyncConnection, keys: list[K]) -> list[list[V]]:
         found = await fetch(conn, keys)

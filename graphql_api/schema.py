@@ -1,16 +1,39 @@
 """The strawberry schema and its extensions."""
 
+from collections.abc import Iterator
+from contextlib import suppress
 from datetime import datetime
+from functools import lru_cache
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import ValidationCache
+from graphql import DocumentNode, GraphQLError, parse
+from strawberry.extensions import SchemaExtension, ValidationCache
 from strawberry.types import ExecutionContext
 
 from graphql_api.errors import ErrorCodes, log_unexpected
 from graphql_api.resolvers.mutation import Mutation
 from graphql_api.resolvers.query import Query
 from graphql_api.types.scalars import DateTimeScalar
+
+
+@lru_cache(maxsize=256)
+def _parse_cached(query: str) -> DocumentNode:
+    return parse(query)
+
+
+class ParsedDocumentCache(SchemaExtension):
+    """Parses each distinct document once: clients send the same few over and over.
+
+    Unlike strawberry's ParserCache, a syntax error is left for strawberry's own parse to report,
+    so it goes through the operation hooks and gets its error code like any other error.
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query is not None and not context.parse_options:
+            with suppress(GraphQLError):
+                context.graphql_document = _parse_cached(context.query)
+        yield
 
 
 class SessionStoreSchema(strawberry.Schema):
@@ -26,9 +49,7 @@ schema = SessionStoreSchema(
     mutation=Mutation,
     extensions=[
         ErrorCodes,
-        # Clients send the same few documents over and over; validate each once. (ParserCache is
-        # left out: on a syntax error it raises outside the operation hook, so the error would
-        # miss its code.)
+        ParsedDocumentCache,
         lambda: ValidationCache(maxsize=256),
     ],
     scalar_overrides={datetime: DateTimeScalar},

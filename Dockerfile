@@ -1,0 +1,16 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY graphql_api ./graphql_api
+COPY db ./db
+COPY client ./client
+RUN pip install --no-cache-dir . \
+    && useradd --system --uid 10001 app
+
+USER app
+EXPOSE 8000
+# Replicas are stateless; migrations take an advisory lock, so every replica may run them on start.
+CMD ["sh", "-c", "session-graphql migrate && exec session-graphql serve --host 0.0.0.0 --port 8000"]
