@@ -5,10 +5,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
@@ -16,6 +18,7 @@ from db.embedded import EmbeddedPostgres, start_embedded_postgres
 from db.engine import Database, create_engine
 from db.migrate import upgrade_async
 from graphql_api.context import Context
+from graphql_api.errors import ErrorCode
 from graphql_api.schema import schema
 from graphql_api.settings import Settings
 
@@ -25,6 +28,20 @@ READY_TIMEOUT_SECONDS = 2.0
 
 
 class SessionGraphQL(GraphQL[Context, None]):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope, receive=receive))
+        except HTTPException as error:
+            # strawberry answers these in plain text; clients expect a GraphQL error body with a code.
+            body = {
+                "errors": [{"message": error.reason, "extensions": {"code": ErrorCode.BAD_REQUEST.value}}]
+            }
+            response = JSONResponse(body, status_code=error.status_code)
+        await response(scope, receive, send)
+
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         database: Database = request.app.state.database
         return Context(db=database, request=request if isinstance(request, Request) else None)

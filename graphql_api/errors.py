@@ -2,6 +2,7 @@
 
 Documented set (stable; clients may switch on them):
 
+- ``BAD_REQUEST``: the HTTP request is not a GraphQL request (bad JSON, no query, wrong method).
 - ``BAD_USER_INPUT``: an argument is invalid; ``extensions.field`` names it when known.
 - ``NOT_FOUND``: the thing, or the parent it must live under, does not exist.
 - ``ALREADY_EXISTS``: a create named something that exists; nothing changed.
@@ -27,6 +28,7 @@ logger = logging.getLogger("graphql_api.errors")
 
 
 class ErrorCode(StrEnum):
+    BAD_REQUEST = "BAD_REQUEST"
     BAD_USER_INPUT = "BAD_USER_INPUT"
     NOT_FOUND = "NOT_FOUND"
     ALREADY_EXISTS = "ALREADY_EXISTS"

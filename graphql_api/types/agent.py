@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from db.errors import NotFoundError
 from db.records import AgentRecord
 from graphql_api.context import Info
 from graphql_api.types.pagination import MessageConnection, decode_message_cursor
@@ -44,7 +45,7 @@ class Agent:
 
         record = await info.context.loaders.session.load(self.session_id)
         if record is None:  # deleted while this request ran
-            raise LookupError(f"session {self.session_id!r} of agent {self.agent_id!r} is gone")
+            raise NotFoundError(f"session {self.session_id!r} of agent {self.agent_id!r} is gone")
         return Session.from_record(record)
 
     @strawberry.field(

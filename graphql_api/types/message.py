@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from db.errors import NotFoundError
 from db.records import MessageRecord
 from graphql_api.context import Info
 from graphql_api.types.scalars import JSON
@@ -45,5 +46,5 @@ class Message:
 
         record = await info.context.loaders.agent.load((self.session_id, self.agent_id))
         if record is None:  # deleted while this request ran
-            raise LookupError(f"agent {self.agent_id!r} of message {self.message_id} is gone")
+            raise NotFoundError(f"agent {self.agent_id!r} of message {self.message_id} is gone")
         return Agent.from_record(record)

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from db.errors import NotFoundError
 from db.records import MultiAgentRecord
 from graphql_api.context import Info
 from graphql_api.types.scalars import JSON
@@ -37,5 +38,5 @@ class MultiAgent:
 
         record = await info.context.loaders.session.load(self.session_id)
         if record is None:  # deleted while this request ran
-            raise LookupError(f"session {self.session_id!r} of multi-agent {self.multi_agent_id!r} is gone")
+            raise NotFoundError(f"session {self.session_id!r} of multi-agent {self.multi_agent_id!r} is gone")
         return Session.from_record(record)
