@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, Row, Table, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -118,65 +118,109 @@ def same_message_content(stored: MessageRecord, draft: MessageDraft) -> bool:
     ) == canonical_json(draft.redact_message)
 
 
-async def create_session(conn: AsyncConnection, draft: SessionDraft) -> SessionRecord:
-    stmt = insert(sessions).values(_session_values(draft)).on_conflict_do_nothing().returning(*sessions.c)
+def _where(table: Table, keys: dict[str, Any]) -> list[ColumnElement[bool]]:
+    return [table.c[name] == value for name, value in keys.items()]
+
+
+async def _insert_new(
+    conn: AsyncConnection, table: Table, values: dict[str, Any], *, exists: str, missing_parent: str
+) -> Row[Any]:
+    """Insert one row: ``AlreadyExistsError`` if its key is taken, ``NotFoundError`` if no parent."""
+    stmt = insert(table).values(values).on_conflict_do_nothing().returning(*table.c)
     try:
         row = (await conn.execute(stmt)).first()
     except (DBAPIError, StatementError) as error:
-        _raise_for(error, "session")
+        _raise_for(error, missing_parent)
     if row is None:
-        raise AlreadyExistsError(f"session {draft.session_id!r} already exists")
+        raise AlreadyExistsError(exists)
+    return row
+
+
+async def _update_existing(
+    conn: AsyncConnection, table: Table, keys: dict[str, Any], values: dict[str, Any], *, missing: str
+) -> Row[Any]:
+    """Update one row by key, leaving created_at alone; ``NotFoundError`` if there is none."""
+    stmt = update(table).where(*_where(table, keys)).values(values).returning(*table.c)
+    try:
+        row = (await conn.execute(stmt)).first()
+    except (DBAPIError, StatementError) as error:
+        _raise_for(error, missing)
+    if row is None:
+        raise NotFoundError(missing)
+    return row
+
+
+async def _delete_existing(
+    conn: AsyncConnection, table: Table, keys: dict[str, Any], *, missing: str
+) -> None:
+    stmt = delete(table).where(*_where(table, keys)).returning(*table.primary_key.columns)
+    if (await conn.execute(stmt)).first() is None:
+        raise NotFoundError(missing)
+
+
+def _agent_name(session_id: str, agent_id: str) -> str:
+    return f"agent {agent_id!r} in session {session_id!r}"
+
+
+def _multi_agent_name(session_id: str, multi_agent_id: str) -> str:
+    return f"multi-agent {multi_agent_id!r} in session {session_id!r}"
+
+
+def _message_name(session_id: str, agent_id: str, message_id: int) -> str:
+    return f"message {message_id} of agent {agent_id!r} in session {session_id!r}"
+
+
+async def create_session(conn: AsyncConnection, draft: SessionDraft) -> SessionRecord:
+    row = await _insert_new(
+        conn,
+        sessions,
+        _session_values(draft),
+        exists=f"session {draft.session_id!r} already exists",
+        missing_parent="",
+    )
     return session_record(row)
 
 
 async def delete_session(conn: AsyncConnection, session_id: str) -> None:
-    stmt = delete(sessions).where(sessions.c.session_id == session_id).returning(sessions.c.session_id)
-    if (await conn.execute(stmt)).first() is None:
-        raise NotFoundError(f"session {session_id!r} not found")
+    await _delete_existing(
+        conn, sessions, {"session_id": session_id}, missing=f"session {session_id!r} not found"
+    )
 
 
 async def create_agent(conn: AsyncConnection, session_id: str, draft: AgentDraft) -> AgentRecord:
-    stmt = (
-        insert(agents).values(_agent_values(session_id, draft)).on_conflict_do_nothing().returning(*agents.c)
+    row = await _insert_new(
+        conn,
+        agents,
+        _agent_values(session_id, draft),
+        exists=f"{_agent_name(session_id, draft.agent_id)} already exists",
+        missing_parent=f"session {session_id!r} not found",
     )
-    try:
-        row = (await conn.execute(stmt)).first()
-    except (DBAPIError, StatementError) as error:
-        _raise_for(error, f"session {session_id!r} not found")
-    if row is None:
-        raise AlreadyExistsError(f"agent {draft.agent_id!r} already exists in session {session_id!r}")
     return agent_record(row)
 
 
 async def update_agent(conn: AsyncConnection, session_id: str, draft: AgentDraft) -> AgentRecord:
-    stmt = (
-        update(agents)
-        .where(agents.c.session_id == session_id, agents.c.agent_id == draft.agent_id)
-        .values(
-            state=draft.state,
-            conversation_manager_state=draft.conversation_manager_state,
-            internal_state=draft.internal_state,
-            updated_at=draft.updated_at or _now(),
-        )
-        .returning(*agents.c)
+    row = await _update_existing(
+        conn,
+        agents,
+        {"session_id": session_id, "agent_id": draft.agent_id},
+        {
+            "state": draft.state,
+            "conversation_manager_state": draft.conversation_manager_state,
+            "internal_state": draft.internal_state,
+            "updated_at": draft.updated_at or _now(),
+        },
+        missing=f"{_agent_name(session_id, draft.agent_id)} not found",
     )
-    try:
-        row = (await conn.execute(stmt)).first()
-    except (DBAPIError, StatementError) as error:
-        _raise_for(error, "agent")
-    if row is None:
-        raise NotFoundError(f"agent {draft.agent_id!r} not found in session {session_id!r}")
     return agent_record(row)
 
 
 async def delete_agent(conn: AsyncConnection, session_id: str, agent_id: str) -> None:
-    stmt = (
-        delete(agents)
-        .where(agents.c.session_id == session_id, agents.c.agent_id == agent_id)
-        .returning(agents.c.agent_id)
+    await _delete_existing(
+        conn,
+        agents,
+        {"session_id": session_id, "agent_id": agent_id},
+        missing=f"{_agent_name(session_id, agent_id)} not found",
     )
-    if (await conn.execute(stmt)).first() is None:
-        raise NotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
 
 
 async def _stored_messages(
@@ -202,7 +246,7 @@ async def insert_messages(
     try:
         written = {row.message_id: message_record(row) for row in await conn.execute(INSERT_MESSAGE, values)}
     except (DBAPIError, StatementError) as error:
-        _raise_for(error, f"agent {agent_id!r} not found in session {session_id!r}")
+        _raise_for(error, f"{_agent_name(session_id, agent_id)} not found")
     missing = [draft for draft in drafts if draft.message_id not in written]
     if missing:
         stored = await _stored_messages(conn, session_id, agent_id, [d.message_id for d in missing])
@@ -212,10 +256,8 @@ async def insert_messages(
                 # Deleted between our insert and our look: the insert lost to a delete, retryable.
                 raise ConflictError(f"message {draft.message_id} changed concurrently; retry")
             if not same_message_content(existing, draft):
-                raise ConflictError(
-                    f"message {draft.message_id} of agent {agent_id!r} in session {session_id!r} "
-                    "is stored with different content"
-                )
+                name = _message_name(session_id, agent_id, draft.message_id)
+                raise ConflictError(f"{name} is stored with different content")
             written[draft.message_id] = existing
     return [written[draft.message_id] for draft in drafts]
 
@@ -228,92 +270,60 @@ async def agent_exists(conn: AsyncConnection, session_id: str, agent_id: str) ->
 async def update_message(
     conn: AsyncConnection, session_id: str, agent_id: str, draft: MessageDraft
 ) -> MessageRecord:
-    stmt = (
-        update(messages)
-        .where(
-            messages.c.session_id == session_id,
-            messages.c.agent_id == agent_id,
-            messages.c.message_id == draft.message_id,
-        )
-        .values(
-            role=draft.role,
-            message=draft.message,
-            redact_message=draft.redact_message,
-            updated_at=draft.updated_at or _now(),
-        )
-        .returning(*messages.c)
+    row = await _update_existing(
+        conn,
+        messages,
+        {"session_id": session_id, "agent_id": agent_id, "message_id": draft.message_id},
+        {
+            "role": draft.role,
+            "message": draft.message,
+            "redact_message": draft.redact_message,
+            "updated_at": draft.updated_at or _now(),
+        },
+        missing=f"{_message_name(session_id, agent_id, draft.message_id)} not found",
     )
-    try:
-        row = (await conn.execute(stmt)).first()
-    except (DBAPIError, StatementError) as error:
-        _raise_for(error, "message")
-    if row is None:
-        raise NotFoundError(
-            f"message {draft.message_id} of agent {agent_id!r} not found in session {session_id!r}"
-        )
     return message_record(row)
 
 
 async def delete_message(conn: AsyncConnection, session_id: str, agent_id: str, message_id: int) -> None:
-    stmt = (
-        delete(messages)
-        .where(
-            messages.c.session_id == session_id,
-            messages.c.agent_id == agent_id,
-            messages.c.message_id == message_id,
-        )
-        .returning(messages.c.message_id)
+    await _delete_existing(
+        conn,
+        messages,
+        {"session_id": session_id, "agent_id": agent_id, "message_id": message_id},
+        missing=f"{_message_name(session_id, agent_id, message_id)} not found",
     )
-    if (await conn.execute(stmt)).first() is None:
-        raise NotFoundError(f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}")
 
 
 async def create_multi_agent(
     conn: AsyncConnection, session_id: str, draft: MultiAgentDraft
 ) -> MultiAgentRecord:
-    stmt = (
-        insert(multi_agents)
-        .values(_multi_agent_values(session_id, draft))
-        .on_conflict_do_nothing()
-        .returning(*multi_agents.c)
+    row = await _insert_new(
+        conn,
+        multi_agents,
+        _multi_agent_values(session_id, draft),
+        exists=f"{_multi_agent_name(session_id, draft.multi_agent_id)} already exists",
+        missing_parent=f"session {session_id!r} not found",
     )
-    try:
-        row = (await conn.execute(stmt)).first()
-    except (DBAPIError, StatementError) as error:
-        _raise_for(error, f"session {session_id!r} not found")
-    if row is None:
-        raise AlreadyExistsError(
-            f"multi-agent {draft.multi_agent_id!r} already exists in session {session_id!r}"
-        )
     return multi_agent_record(row)
 
 
 async def update_multi_agent(
     conn: AsyncConnection, session_id: str, draft: MultiAgentDraft
 ) -> MultiAgentRecord:
-    stmt = (
-        update(multi_agents)
-        .where(
-            multi_agents.c.session_id == session_id,
-            multi_agents.c.multi_agent_id == draft.multi_agent_id,
-        )
-        .values(state=draft.state, updated_at=draft.updated_at or _now())
-        .returning(*multi_agents.c)
+    row = await _update_existing(
+        conn,
+        multi_agents,
+        {"session_id": session_id, "multi_agent_id": draft.multi_agent_id},
+        {"state": draft.state, "updated_at": draft.updated_at or _now()},
+        missing=f"{_multi_agent_name(session_id, draft.multi_agent_id)} not found",
     )
-    try:
-        row = (await conn.execute(stmt)).first()
-    except (DBAPIError, StatementError) as error:
-        _raise_for(error, "multi-agent")
-    if row is None:
-        raise NotFoundError(f"multi-agent {draft.multi_agent_id!r} not found in session {session_id!r}")
     return multi_agent_record(row)
 
 
 async def delete_multi_agent(conn: AsyncConnection, session_id: str, multi_agent_id: str) -> None:
-    stmt = (
-        delete(multi_agents)
-        .where(multi_agents.c.session_id == session_id, multi_agents.c.multi_agent_id == multi_agent_id)
-        .returning(multi_agents.c.multi_agent_id)
+    await _delete_existing(
+        conn,
+        multi_agents,
+        {"session_id": session_id, "multi_agent_id": multi_agent_id},
+        missing=f"{_multi_agent_name(session_id, multi_agent_id)} not found",
     )
-    if (await conn.execute(stmt)).first() is None:
-        raise NotFoundError(f"multi-agent {multi_agent_id!r} not found in session {session_id!r}")
