@@ -1,6 +1,7 @@
 """The ASGI application: GraphQL at /graphql, liveness at /health, readiness at /ready."""
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,14 @@ READY_TIMEOUT_SECONDS = 2.0
 
 
 class SessionGraphQL(GraphQL[Context, None]):
+    def decode_json(self, data: str | bytes) -> object:
+        # json.loads raises more than JSONDecodeError (deep nesting, over-long integers, bad
+        # UTF-8); strawberry would let those through as HTTP 500.
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as error:
+            raise HTTPException(400, "Unable to parse request body as JSON") from error
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)

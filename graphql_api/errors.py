@@ -67,33 +67,38 @@ def _is_database_unavailable(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
-def classify(error: GraphQLError) -> ErrorCode:
-    """The code for one error of a response."""
+def classify(error: GraphQLError, *, invalid_document: bool = False) -> ErrorCode:
+    """The code for one error of a response; ``invalid_document`` if validation reported it."""
     original = error.original_error
     if isinstance(error, GraphQLSyntaxError):
         return ErrorCode.GRAPHQL_PARSE_FAILED
-    if error.path is None and error.message.startswith("Variable '$"):
-        # graphql-core's variable coercion: the document is fine, the values sent with it are not.
-        return ErrorCode.BAD_USER_INPUT
-    if original is None:
+    if invalid_document:
         return ErrorCode.GRAPHQL_VALIDATION_FAILED
+    if original is None:
+        # Past validation, graphql-core reports without a cause only the coercion of variable
+        # values (no path: the document is fine, the values sent with it are not).
+        return ErrorCode.BAD_USER_INPUT if error.path is None else ErrorCode.INTERNAL_SERVER_ERROR
     for error_type, code in _STORE_CODES.items():
         if isinstance(original, error_type):
             return code
     if _is_database_unavailable(original):
         return ErrorCode.SERVICE_UNAVAILABLE
+    if isinstance(original, DBAPIError) and str(getattr(original.orig, "sqlstate", "")).startswith("22"):
+        # A data exception (a value PostgreSQL cannot take) is the input's fault wherever it happens.
+        return ErrorCode.BAD_USER_INPUT
     if isinstance(original, GraphQLError):
         return classify(original)
     return ErrorCode.INTERNAL_SERVER_ERROR
 
 
-def is_expected(error: GraphQLError) -> bool:
-    return classify(error) not in (ErrorCode.INTERNAL_SERVER_ERROR, ErrorCode.SERVICE_UNAVAILABLE)
+def is_expected(error: GraphQLError, *, invalid_document: bool = False) -> bool:
+    code = classify(error, invalid_document=invalid_document)
+    return code not in (ErrorCode.INTERNAL_SERVER_ERROR, ErrorCode.SERVICE_UNAVAILABLE)
 
 
-def log_unexpected(errors: list[GraphQLError]) -> None:
+def log_unexpected(errors: list[GraphQLError], *, invalid_document: bool = False) -> None:
     for error in errors:
-        if not is_expected(error):
+        if not is_expected(error, invalid_document=invalid_document):
             original = error.original_error
             logger.error(
                 "unexpected error at %s: %r",
@@ -103,9 +108,9 @@ def log_unexpected(errors: list[GraphQLError]) -> None:
             )
 
 
-def with_code(error: GraphQLError) -> GraphQLError:
+def with_code(error: GraphQLError, *, invalid_document: bool = False) -> GraphQLError:
     """The error as the client should see it: a code always, internals never."""
-    code = classify(error)
+    code = classify(error, invalid_document=invalid_document)
     extensions = dict(error.extensions or {})
     extensions["code"] = code.value
     message = error.message
@@ -127,10 +132,23 @@ def with_code(error: GraphQLError) -> GraphQLError:
 
 
 class ErrorCodes(SchemaExtension):
-    """Gives every error of a response its code and masks unexpected ones."""
+    """Gives every error of a response its code and masks unexpected ones.
+
+    Strawberry makes one instance per operation, so remembering the validation errors is safe.
+    """
+
+    def __init__(self) -> None:
+        self.validation_errors: set[int] = set()
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        self.validation_errors = {id(error) for error in self.execution_context.pre_execution_errors or []}
 
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
         if result is not None and result.errors:
-            result.errors = [with_code(error) for error in result.errors]
+            result.errors = [
+                with_code(error, invalid_document=id(error) in self.validation_errors)
+                for error in result.errors
+            ]

@@ -7,6 +7,7 @@ from db.models import ID_LENGTH
 from graphql_api.errors import InputError
 
 MAX_PAGE_SIZE = 1000
+MAX_MESSAGE_ID = 2**31 - 1  # PostgreSQL integer, like GraphQL's Int
 FORBIDDEN_ID_CHARACTERS = ("/", "\\")
 
 
@@ -21,6 +22,16 @@ def check_id(field: str, value: str) -> str:
             raise InputError(field, f"must not contain {character!r}")
     if any(unicodedata.category(c) == "Cc" for c in value):
         raise InputError(field, "must not contain control characters")
+    check_unicode(field, value)
+    return value
+
+
+def check_unicode(field: str, value: str) -> str:
+    """JSON can smuggle in unpaired surrogates, which no UTF-8 database text can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(field, "must be valid Unicode text (it has an unpaired surrogate)") from None
     return value
 
 
@@ -48,7 +59,7 @@ def message_role(field: str, message: Any) -> str:
         raise InputError(f"{field}.role", "must be a non-empty string")
     if "\x00" in role:
         raise InputError(f"{field}.role", "must not contain NUL characters")
-    return role
+    return check_unicode(f"{field}.role", role)
 
 
 def check_not_negative(field: str, value: int | None) -> int | None:

@@ -10,6 +10,7 @@ import strawberry
 
 from db.records import MessageRecord, SessionRecord
 from graphql_api.errors import InputError
+from graphql_api.validation import MAX_MESSAGE_ID, check_id
 
 if TYPE_CHECKING:
     from graphql_api.types.message import Message
@@ -39,7 +40,7 @@ def encode_message_cursor(message_id: int) -> str:
 
 def decode_message_cursor(field: str, cursor: str) -> int:
     raw = _decode(field, cursor, _MESSAGE_PREFIX)
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10 and int(raw) <= MAX_MESSAGE_ID):
         raise InputError(field, "is not a cursor this API returned")
     return int(raw)
 
@@ -52,9 +53,12 @@ def decode_session_cursor(field: str, cursor: str) -> tuple[datetime, str]:
     raw = _decode(field, cursor, _SESSION_PREFIX)
     try:
         created_at, session_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), str(session_id)
+        position = datetime.fromisoformat(created_at), check_id(field, session_id)
     except (ValueError, TypeError):
         raise InputError(field, "is not a cursor this API returned") from None
+    if position[0].tzinfo is None:
+        raise InputError(field, "is not a cursor this API returned")
+    return position
 
 
 @strawberry.type(description="Where a page ends and whether another follows.")
