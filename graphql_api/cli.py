@@ -7,6 +7,8 @@ from pathlib import Path
 
 from graphql_api.settings import Settings, SettingsError
 
+TRACE_LEVEL = 5
+
 
 def _serve(settings: Settings) -> None:
     import uvicorn
@@ -57,6 +59,13 @@ def _export_schema(output: str) -> None:
         print(f"session-graphql: schema written to {output}", flush=True)
 
 
+def _port(raw: str) -> int:
+    port = int(raw)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 65535, not {port}")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="session-graphql", description="GraphQL session store for Strands agents, on PostgreSQL."
@@ -64,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the API (embedded PostgreSQL unless DATABASE_URL is set)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--port", type=_port, help="port to listen on (default 8000)")
     serve.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data directory")
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data directory")
@@ -85,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except SettingsError as error:
         raise SystemExit(f"session-graphql: {error}") from None
+    logging.addLevelName(TRACE_LEVEL, "TRACE")  # uvicorn's level below DEBUG
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

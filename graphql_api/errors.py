@@ -62,7 +62,9 @@ UNAVAILABLE_MESSAGE = "The database is unavailable; try again later."
 
 
 def _is_database_unavailable(error: BaseException) -> bool:
-    if isinstance(error, (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError)):
+    # OSError covers refused and reset connections, a missing unix socket (a stopped embedded
+    # database), unknown hosts and timeouts.
+    if isinstance(error, (OperationalError, InterfaceError, PoolTimeoutError, OSError)):
         return True
     return isinstance(error, DBAPIError) and error.connection_invalidated
 

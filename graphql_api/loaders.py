@@ -29,8 +29,7 @@ def _loader(
     db: Database, fetch: Callable[[AsyncConnection, list[K]], Awaitable[Sequence[V]]]
 ) -> DataLoader[K, V]:
     async def load(keys: list[K]) -> Sequence[V]:
-        async with db.statement() as conn:
-            return await fetch(conn, keys)
+        return await db.run(lambda conn: fetch(conn, keys))
 
     return DataLoader(load_fn=load)
 

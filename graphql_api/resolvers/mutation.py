@@ -5,9 +5,11 @@ BAD_USER_INPUT through ``graphql_api.errors``.
 """
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db import commands
 from db.errors import NotFoundError
+from db.records import MessageDraft, MessageRecord
 from graphql_api.context import Info
 from graphql_api.errors import InputError
 from graphql_api.types.agent import Agent
@@ -20,41 +22,51 @@ from graphql_api.validation import check_id, check_message_id
 MAX_APPEND = 1000
 
 
+def _check_batch(messages: list[MessageInput]) -> list[MessageDraft]:
+    if len(messages) > MAX_APPEND:
+        raise InputError("messages", f"at most {MAX_APPEND} messages per call, got {len(messages)}")
+    drafts = [m.to_draft(f"messages[{i}]") for i, m in enumerate(messages)]
+    seen: set[int] = set()
+    for i, draft in enumerate(drafts):
+        if draft.message_id in seen:
+            raise InputError(f"messages[{i}].messageId", f"repeats message id {draft.message_id}")
+        seen.add(draft.message_id)
+    return drafts
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Create a session. ALREADY_EXISTS if the id is taken.")
     async def create_session(self, info: Info, session: SessionInput) -> Session:
         draft = session.to_draft("session")
-        async with info.context.db.statement() as conn:
-            return Session.from_record(await commands.create_session(conn, draft))
+        record = await info.context.db.run(lambda conn: commands.create_session(conn, draft))
+        return Session.from_record(record)
 
     @strawberry.mutation(description="Delete a session with its agents, messages and multi-agents.")
     async def delete_session(self, info: Info, session_id: str) -> bool:
         check_id("sessionId", session_id)
-        async with info.context.db.statement() as conn:
-            await commands.delete_session(conn, session_id)
+        await info.context.db.run(lambda conn: commands.delete_session(conn, session_id))
         return True
 
     @strawberry.mutation(description="Create an agent in a session. NOT_FOUND if the session is missing.")
     async def create_agent(self, info: Info, session_id: str, agent: AgentInput) -> Agent:
         check_id("sessionId", session_id)
         draft = agent.to_draft("agent")
-        async with info.context.db.statement() as conn:
-            return Agent.from_record(await commands.create_agent(conn, session_id, draft))
+        record = await info.context.db.run(lambda conn: commands.create_agent(conn, session_id, draft))
+        return Agent.from_record(record)
 
     @strawberry.mutation(description="Replace an agent's states; its createdAt is kept.")
     async def update_agent(self, info: Info, session_id: str, agent: AgentInput) -> Agent:
         check_id("sessionId", session_id)
         draft = agent.to_draft("agent")
-        async with info.context.db.statement() as conn:
-            return Agent.from_record(await commands.update_agent(conn, session_id, draft))
+        record = await info.context.db.run(lambda conn: commands.update_agent(conn, session_id, draft))
+        return Agent.from_record(record)
 
     @strawberry.mutation(description="Delete an agent and its messages.")
     async def delete_agent(self, info: Info, session_id: str, agent_id: str) -> bool:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
-        async with info.context.db.statement() as conn:
-            await commands.delete_agent(conn, session_id, agent_id)
+        await info.context.db.run(lambda conn: commands.delete_agent(conn, session_id, agent_id))
         return True
 
     @strawberry.mutation(
@@ -67,8 +79,9 @@ class Mutation:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
         draft = message.to_draft("message")
-        async with info.context.db.statement() as conn:
-            (record,) = await commands.insert_messages(conn, session_id, agent_id, [draft])
+        (record,) = await info.context.db.run(
+            lambda conn: commands.insert_messages(conn, session_id, agent_id, [draft])
+        )
         return Message.from_record(record)
 
     @strawberry.mutation(
@@ -80,20 +93,16 @@ class Mutation:
     ) -> list[Message]:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
-        if len(messages) > MAX_APPEND:
-            raise InputError("messages", f"at most {MAX_APPEND} messages per call, got {len(messages)}")
-        drafts = [m.to_draft(f"messages[{i}]") for i, m in enumerate(messages)]
-        seen: set[int] = set()
-        for i, draft in enumerate(drafts):
-            if draft.message_id in seen:
-                raise InputError(f"messages[{i}].messageId", f"repeats message id {draft.message_id}")
-            seen.add(draft.message_id)
-        async with info.context.db.transaction() as conn:
-            if not drafts:
-                if not await commands.agent_exists(conn, session_id, agent_id):
-                    raise NotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
-                return []
-            records = await commands.insert_messages(conn, session_id, agent_id, drafts)
+        drafts = _check_batch(messages)
+
+        async def append(conn: AsyncConnection) -> list[MessageRecord]:
+            if drafts:
+                return await commands.insert_messages(conn, session_id, agent_id, drafts)
+            if not await commands.agent_exists(conn, session_id, agent_id):
+                raise NotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
+            return []
+
+        records = await info.context.db.run_in_transaction(append)
         return [Message.from_record(record) for record in records]
 
     @strawberry.mutation(
@@ -105,16 +114,19 @@ class Mutation:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
         draft = message.to_draft("message")
-        async with info.context.db.statement() as conn:
-            return Message.from_record(await commands.update_message(conn, session_id, agent_id, draft))
+        record = await info.context.db.run(
+            lambda conn: commands.update_message(conn, session_id, agent_id, draft)
+        )
+        return Message.from_record(record)
 
     @strawberry.mutation(description="Delete one message.")
     async def delete_message(self, info: Info, session_id: str, agent_id: str, message_id: int) -> bool:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
         check_message_id("messageId", message_id)
-        async with info.context.db.statement() as conn:
-            await commands.delete_message(conn, session_id, agent_id, message_id)
+        await info.context.db.run(
+            lambda conn: commands.delete_message(conn, session_id, agent_id, message_id)
+        )
         return True
 
     @strawberry.mutation(description="Store a Graph's or Swarm's state. NOT_FOUND if the session is missing.")
@@ -123,8 +135,8 @@ class Mutation:
     ) -> MultiAgent:
         check_id("sessionId", session_id)
         draft = multi_agent.to_draft("multiAgent")
-        async with info.context.db.statement() as conn:
-            return MultiAgent.from_record(await commands.create_multi_agent(conn, session_id, draft))
+        record = await info.context.db.run(lambda conn: commands.create_multi_agent(conn, session_id, draft))
+        return MultiAgent.from_record(record)
 
     @strawberry.mutation(description="Replace a multi-agent state; its createdAt is kept.")
     async def update_multi_agent(
@@ -132,13 +144,12 @@ class Mutation:
     ) -> MultiAgent:
         check_id("sessionId", session_id)
         draft = multi_agent.to_draft("multiAgent")
-        async with info.context.db.statement() as conn:
-            return MultiAgent.from_record(await commands.update_multi_agent(conn, session_id, draft))
+        record = await info.context.db.run(lambda conn: commands.update_multi_agent(conn, session_id, draft))
+        return MultiAgent.from_record(record)
 
     @strawberry.mutation(description="Delete a multi-agent state.")
     async def delete_multi_agent(self, info: Info, session_id: str, multi_agent_id: str) -> bool:
         check_id("sessionId", session_id)
         check_id("multiAgentId", multi_agent_id)
-        async with info.context.db.statement() as conn:
-            await commands.delete_multi_agent(conn, session_id, multi_agent_id)
+        await info.context.db.run(lambda conn: commands.delete_multi_agent(conn, session_id, multi_agent_id))
         return True
