@@ -1,0 +1,310 @@
+"""The ``session-graphql`` command, run as users run it: in its own process."""
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from db.migrate import alembic_config
+from tests.conftest import free_port
+from tests.scratch_database import scratch_database
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "graphql_api.cli"]
+CREATE = 'mutation { createSession(session: {sessionId: "kept"}) { sessionId sessionType } }'
+READ = '{ session(sessionId: "kept") { sessionId sessionType } }'
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment minus the server's own variables, plus ``extra``."""
+    env = {
+        k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("SESSION_GRAPHQL_")
+    }
+    return {**env, **extra}
+
+
+def postmasters_of(data_dir: Path) -> list[psutil.Process]:
+    """Running PostgreSQL servers whose data directory is ``data_dir``."""
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if process.info["name"] == "postgres" and str(data_dir.resolve()) in cmdline:
+            found.append(process)
+    return found
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    """A new embedded-database directory; a server a failed test left running in it is stopped."""
+    path = tmp_path / "pgdata"
+    yield path
+    for postmaster in postmasters_of(path):
+        postmaster.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
+        try:
+            postmaster.wait(10)
+        except psutil.TimeoutExpired:
+            postmaster.kill()
+
+
+class Served:
+    """``session-graphql serve`` in a child process, its output in a file."""
+
+    def __init__(self, data_dir: Path, log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        with log.open("w") as output:
+            self.process = subprocess.Popen(
+                [*CLI, "serve", "--data-dir", str(data_dir), "--port", str(self.port)],
+                env=clean_env(),
+                cwd=REPO,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if self.client.get("/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"serve did not become ready:\n{self.output()}")
+
+    def graphql(self, query: str) -> object:
+        response = self.client.post("/graphql", json={"query": query})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def stop(self, how: signal.Signals) -> int:
+        self.process.send_signal(how)
+        return self.process.wait(timeout=30)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def close(self) -> None:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def serve(data_dir: Path) -> Iterator[list[Served]]:
+    """Starts servers with ``Served(...)`` appended here; kills whatever is left at the end."""
+    started: list[Served] = []
+    yield started
+    for served in started:
+        served.close()
+
+
+def start(started: list[Served], data_dir: Path, name: str) -> Served:
+    served = Served(data_dir, data_dir.parent / f"{name}.log")
+    started.append(served)
+    served.wait_ready()
+    return served
+
+
+def test_serve_without_database_url_runs_graphiql_on_embedded_postgres_and_stops_on_ctrl_c(
+    serve: list[Served], data_dir: Path
+) -> None:
+    served = start(serve, data_dir, "first")
+    health = served.client.get("/health")
+    ide = served.client.get("/graphql", headers={"Accept": "text/html"})
+    home = served.client.get("/", follow_redirects=False)
+    created = served.graphql(CREATE)
+    running_postmasters = postmasters_of(data_dir)
+
+    code = served.stop(signal.SIGINT)
+
+    output = served.output()
+    assert f"GraphiQL at http://127.0.0.1:{served.port}/graphql" in output
+    assert str(data_dir) in output
+    assert health.status_code == 200
+    assert ide.status_code == 200
+    assert "graphiql" in ide.text.lower()
+    assert (home.status_code, home.headers["location"]) == (307, "/graphql")
+    assert created == {"data": {"createSession": {"sessionId": "kept", "sessionType": "AGENT"}}}
+    assert len(running_postmasters) == 1
+    assert code in (0, -signal.SIGINT, 128 + signal.SIGINT), output
+    assert "Traceback" not in output
+    assert postmasters_of(data_dir) == []
+    assert not (data_dir / "postmaster.pid").exists()
+
+
+def test_second_start_with_the_same_data_dir_finds_the_first_runs_sessions(
+    serve: list[Served], data_dir: Path
+) -> None:
+    first = start(serve, data_dir, "first")
+    assert first.graphql(CREATE) == {"data": {"createSession": {"sessionId": "kept", "sessionType": "AGENT"}}}
+    # Container runtimes stop with SIGTERM rather than Ctrl-C.
+    first_code = first.stop(signal.SIGTERM)
+    assert postmasters_of(data_dir) == []
+
+    second = start(serve, data_dir, "second")
+    found = second.graphql(READ)
+    second_code = second.stop(signal.SIGINT)
+
+    assert found == {"data": {"session": {"sessionId": "kept", "sessionType": "AGENT"}}}
+    assert first_code in (0, -signal.SIGTERM, 128 + signal.SIGTERM), first.output()
+    assert second_code in (0, -signal.SIGINT, 128 + signal.SIGINT), second.output()
+    assert "Traceback" not in first.output() + second.output()
+    assert postmasters_of(data_dir) == []
+
+
+def test_two_servers_share_one_data_dir_and_the_database_outlives_the_first_to_stop(
+    serve: list[Served], data_dir: Path
+) -> None:
+    first = start(serve, data_dir, "first")
+    second = start(serve, data_dir, "second")
+    assert len(postmasters_of(data_dir)) == 1
+
+    first.stop(signal.SIGINT)
+    still_ready = second.client.get("/ready").status_code
+    created = second.graphql(CREATE)
+    second.stop(signal.SIGINT)
+
+    assert still_ready == 200
+    assert created == {"data": {"createSession": {"sessionId": "kept", "sessionType": "AGENT"}}}
+    assert postmasters_of(data_dir) == []
+
+
+def alembic_version(url: str) -> list[str]:
+    async def read() -> list[str]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return list((await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("postgresql+asyncpg://unused/x")).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_migrate_with_database_url_brings_the_database_to_head_and_repeats_harmlessly(
+    database_url: str,
+) -> None:
+    with scratch_database(database_url) as url:
+        pasted = url.replace("postgresql+asyncpg://", "postgres://", 1)
+        runs = [
+            subprocess.run(
+                [*CLI, "migrate"],
+                env=clean_env(DATABASE_URL=pasted),
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        version = alembic_version(url)
+
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        assert "session-graphql: database migrated" in run.stdout
+    assert version == [head_revision()]
+
+
+def test_migrate_without_database_url_migrates_the_embedded_database_and_stops_it(data_dir: Path) -> None:
+    run = subprocess.run(
+        [*CLI, "migrate", "--data-dir", str(data_dir)],
+        env=clean_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert f"embedded database in {data_dir} migrated" in run.stdout
+    assert postmasters_of(data_dir) == []
+    assert (data_dir / "PG_VERSION").exists()
+
+
+def test_export_schema_to_stdout_prints_the_committed_sdl() -> None:
+    run = subprocess.run(
+        [*CLI, "export-schema", "-"], env=clean_env(), cwd=REPO, capture_output=True, text=True
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == (REPO / "schema.graphql").read_text(encoding="utf-8")
+
+
+def test_export_schema_writes_the_sdl_to_the_named_file(tmp_path: Path) -> None:
+    target = tmp_path / "exported.graphql"
+
+    run = subprocess.run(
+        [*CLI, "export-schema", str(target)], env=clean_env(), cwd=tmp_path, capture_output=True, text=True
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert target.read_text(encoding="utf-8") == (REPO / "schema.graphql").read_text(encoding="utf-8")
+
+
+def test_installed_console_script_runs_the_cli() -> None:
+    script = shutil.which("session-graphql")
+    if script is None:
+        pytest.skip("session-graphql is not installed (pip install -e .)")
+
+    run = subprocess.run([script, "export-schema", "-"], env=clean_env(), capture_output=True, text=True)
+
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith('"""An agent of a session')
+
+
+def test_unusable_database_url_exits_with_a_one_line_reason() -> None:
+    run = subprocess.run(
+        [*CLI, "migrate"], env=clean_env(DATABASE_URL="mysql://app@db/store"), capture_output=True, text=True
+    )
+
+    assert run.returncode != 0
+    assert run.stderr.strip() == (
+        "session-graphql: DATABASE_URL must start with postgresql://, postgres:// or postgresql+asyncpg://"
+    )
+
+
+def test_unknown_log_level_exits_with_a_one_line_reason() -> None:
+    run = subprocess.run(
+        [*CLI, "export-schema", "-"],
+        env=clean_env(SESSION_GRAPHQL_LOG_LEVEL="loud"),
+        capture_output=True,
+        text=True,
+    )
+
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr
+    assert "SESSION_GRAPHQL_LOG_LEVEL" in run.stderr
+
+
+def test_uvicorns_trace_log_level_is_accepted() -> None:
+    run = subprocess.run(
+        [*CLI, "export-schema", "-"],
+        env=clean_env(SESSION_GRAPHQL_LOG_LEVEL="trace"),
+        capture_output=True,
+        text=True,
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == (REPO / "schema.graphql").read_text(encoding="utf-8")

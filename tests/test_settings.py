@@ -1,0 +1,126 @@
+"""Settings come from the environment; what the server cannot use is refused with a clear message."""
+
+import inspect
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from db.embedded import default_data_dir
+from graphql_api.settings import Settings, SettingsError
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://app:pw@db:5432/store", "postgresql+asyncpg://app:pw@db:5432/store"),
+        ("postgresql://app:pw@db/store", "postgresql+asyncpg://app:pw@db/store"),
+        ("postgresql+asyncpg://app@db/store", "postgresql+asyncpg://app@db/store"),
+        (
+            "postgresql://app@/store?host=/run/postgresql",
+            "postgresql+asyncpg://app@/store?host=/run/postgresql",
+        ),
+    ],
+)
+def test_database_url_in_libpq_spelling_is_served_through_asyncpg(given: str, expected: str) -> None:
+    assert Settings.from_env({"DATABASE_URL": given}).database_url == expected
+
+
+def test_libpq_sslmode_in_a_pasted_url_becomes_an_option_asyncpg_accepts() -> None:
+    url = Settings.from_env(
+        {"DATABASE_URL": "postgres://app:pw@db.example.com/store?sslmode=require"}
+    ).database_url
+    assert url is not None
+
+    _, connect_kwargs = create_async_engine(url).dialect.create_connect_args(make_url(url))
+
+    assert set(connect_kwargs) <= set(inspect.signature(asyncpg.connect).parameters), connect_kwargs
+    assert connect_kwargs.get("ssl") == "require"
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://app@db/store", "postgresql+psycopg://app@db/store", "db:5432/store"]
+)
+def test_database_url_of_another_database_or_driver_is_refused_by_name(url: str) -> None:
+    with pytest.raises(SettingsError, match="DATABASE_URL must start with postgresql://"):
+        Settings.from_env({"DATABASE_URL": url})
+
+
+def test_empty_environment_means_embedded_database_with_defaults() -> None:
+    settings = Settings.from_env({"DATABASE_URL": ""})
+
+    assert settings.database_url is None
+    assert settings.data_dir == default_data_dir()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.graphiql is True
+    assert settings.migrate_on_start is False
+
+
+def test_every_setting_is_read_from_its_variable() -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgres://app@db/store",
+            "SESSION_GRAPHQL_DATA_DIR": "/srv/pgdata",
+            "SESSION_GRAPHQL_HOST": "0.0.0.0",
+            "SESSION_GRAPHQL_PORT": "9000",
+            "SESSION_GRAPHQL_POOL_SIZE": "4",
+            "SESSION_GRAPHQL_MAX_OVERFLOW": "0",
+            "SESSION_GRAPHQL_GRAPHIQL": "off",
+            "SESSION_GRAPHQL_MIGRATE_ON_START": "YES",
+            "SESSION_GRAPHQL_LOG_LEVEL": "warning",
+        }
+    )
+
+    assert settings == Settings(
+        database_url="postgresql+asyncpg://app@db/store",
+        data_dir=Path("/srv/pgdata"),
+        host="0.0.0.0",
+        port=9000,
+        pool_size=4,
+        max_overflow=0,
+        graphiql=False,
+        migrate_on_start=True,
+        log_level="warning",
+    )
+
+
+def test_command_line_options_win_over_the_environment_and_absent_ones_do_not() -> None:
+    environ = {"SESSION_GRAPHQL_PORT": "9000", "SESSION_GRAPHQL_HOST": "0.0.0.0"}
+
+    settings = Settings.from_env(environ, port=7000, host=None, data_dir=Path("/tmp/here"))
+
+    assert (settings.port, settings.host, settings.data_dir) == (7000, "0.0.0.0", Path("/tmp/here"))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SESSION_GRAPHQL_PORT", "eighty"),
+        ("SESSION_GRAPHQL_POOL_SIZE", "1.5"),
+        ("SESSION_GRAPHQL_MAX_OVERFLOW", "many"),
+        ("SESSION_GRAPHQL_GRAPHIQL", "maybe"),
+        ("SESSION_GRAPHQL_MIGRATE_ON_START", "2"),
+    ],
+)
+def test_malformed_value_is_refused_naming_the_variable_and_the_value(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({name: value})
+
+    assert name in str(refused.value)
+    assert repr(value) in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SESSION_GRAPHQL_PORT", "99999"), ("SESSION_GRAPHQL_PORT", "-1"), ("SESSION_GRAPHQL_POOL_SIZE", "-3")],
+)
+def test_number_out_of_range_is_refused_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_unknown_log_level_is_refused_naming_the_variable() -> None:
+    with pytest.raises(SettingsError, match="SESSION_GRAPHQL_LOG_LEVEL"):
+        Settings.from_env({"SESSION_GRAPHQL_LOG_LEVEL": "loud"})
