@@ -1,0 +1,36 @@
+"""Strands session repositories backed by the GraphQL session store.
+
+Give ``GraphQLSessionRepository`` to Strands' ``RepositorySessionManager``::
+
+    repo = GraphQLSessionRepository("http://localhost:8000/graphql")
+    sessions = RepositorySessionManager(session_id="s-1", session_repository=repo)
+    agent = Agent(agent_id="support", session_manager=sessions)
+"""
+
+from client.async_repository import AsyncGraphQLSessionRepository
+from client.errors import (
+    GraphQLSessionError,
+    SessionAlreadyExistsError,
+    SessionBadInputError,
+    SessionConflictError,
+    SessionForbiddenError,
+    SessionNotFoundError,
+    SessionTransportError,
+    SessionUnauthenticatedError,
+    SessionUnavailableError,
+)
+from client.repository import GraphQLSessionRepository
+
+__all__ = [
+    "AsyncGraphQLSessionRepository",
+    "GraphQLSessionError",
+    "GraphQLSessionRepository",
+    "SessionAlreadyExistsError",
+    "SessionBadInputError",
+    "SessionConflictError",
+    "SessionForbiddenError",
+    "SessionNotFoundError",
+    "SessionTransportError",
+    "SessionUnauthenticatedError",
+    "SessionUnavailableError",
+]

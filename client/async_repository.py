@@ -1,0 +1,183 @@
+"""``AsyncGraphQLSessionRepository``: the repository's methods as coroutines, for code on an event loop."""
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import aiohttp
+from gql import Client
+from gql.client import AsyncClientSession
+from gql.transport.aiohttp import AIOHTTPTransport
+from gql.transport.exceptions import TransportError
+from strands.types.session import Session, SessionAgent, SessionMessage
+
+from client import calls, errors
+from client.backoff import Backoff
+from client.repository import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, IDLE_CONNECTION_SECONDS
+
+if TYPE_CHECKING:
+    from strands.multiagent.base import MultiAgentBase
+
+T = TypeVar("T")
+
+
+class AsyncGraphQLSessionRepository:
+    """``GraphQLSessionRepository``'s methods as coroutines, with the same arguments, results and errors.
+
+    Strands' session managers call their repository synchronously, so this one is for code that
+    reads or writes sessions itself without blocking its event loop. It uses gql's aiohttp
+    transport (about half the client CPU per call of gql's async httpx transport) with kept-alive
+    connections, opened on the first call. Use one instance from one event loop, and close it with
+    ``await repository.aclose()`` or ``async with``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+    ) -> None:
+        self.url = url
+        self._backoff = Backoff(retries=retries, base=backoff)
+        self._session_args: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=timeout)}
+        transport = AIOHTTPTransport(url, headers=dict(headers or {}), client_session_args=self._session_args)
+        # aiohttp enforces the timeout; gql's own would only race it.
+        self._client = Client(transport=transport, execute_timeout=None)
+        self._session: AsyncClientSession | None = None
+        self._closed = False
+        self._connecting = asyncio.Lock()
+
+    async def _connected(self, operation: str) -> AsyncClientSession:
+        if self._session is None:
+            async with self._connecting:
+                if self._closed:
+                    raise errors.closed_error(self.url, operation)
+                if self._session is None:
+                    # aiohttp's connector belongs to the running loop, so it is made here, not in __init__.
+                    self._session_args["connector"] = aiohttp.TCPConnector(
+                        keepalive_timeout=IDLE_CONNECTION_SECONDS
+                    )
+                    session = await self._client.connect_async()  # type: ignore[no-untyped-call]  # gql
+                    assert isinstance(session, AsyncClientSession)
+                    self._session = session
+        return self._session
+
+    async def aclose(self) -> None:
+        """Closes the HTTP connections; later calls raise ``SessionTransportError``."""
+        async with self._connecting:
+            self._closed = True
+            if self._session is not None:
+                self._session = None
+                await self._client.close_async()  # type: ignore[no-untyped-call]  # gql leaves it bare
+
+    async def __aenter__(self) -> "AsyncGraphQLSessionRepository":
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncGraphQLSessionRepository({self.url!r})"
+
+    async def _run(self, call: calls.Call[T]) -> T:
+        session = await self._connected(call.name)
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                data = await session.execute(call.request())
+            except (TransportError, TimeoutError) as error:
+                failure = errors.from_failure(error, self.url, call.name, attempts)
+            else:
+                return call.read(data)
+            delay = self._backoff.delay(attempts) if call.may_retry(failure) else None
+            if delay is None:
+                raise failure
+            await asyncio.sleep(delay)
+
+    async def create_session(self, session: Session, **kwargs: Any) -> Session:
+        """Creates the session; raises ``SessionAlreadyExistsError`` if its id is taken."""
+        return await self._run(calls.create_session(session))
+
+    async def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
+        """The session, or None."""
+        return await self._run(calls.read_session(session_id))
+
+    async def list_sessions(
+        self, limit: int | None = None, *, page_size: int = calls.MAX_PAGE_SIZE, **kwargs: Any
+    ) -> list[Session]:
+        """Sessions newest first: all of them, or the ``limit`` newest, ``page_size`` per request."""
+        listing = calls.SessionListing(limit, page_size)
+        while (call := listing.next_call()) is not None:
+            await self._run(call)
+        return listing.sessions
+
+    async def delete_session(self, session_id: str, **kwargs: Any) -> None:
+        """Deletes the session with all it holds; raises ``SessionNotFoundError`` if it is missing."""
+        await self._run(calls.delete_session(session_id))
+
+    async def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
+        """Creates the agent; raises ``SessionNotFoundError`` without the session."""
+        await self._run(calls.create_agent(session_id, session_agent))
+
+    async def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
+        """The agent, or None (also when the session is missing)."""
+        return await self._run(calls.read_agent(session_id, agent_id))
+
+    async def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
+        """Replaces the agent's states, keeping its created_at (also set on ``session_agent``)."""
+        await self._run(calls.update_agent(session_id, session_agent))
+
+    async def delete_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> None:
+        """Deletes the agent and its messages; raises ``SessionNotFoundError`` if it is missing."""
+        await self._run(calls.delete_agent(session_id, agent_id))
+
+    async def create_message(
+        self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
+    ) -> None:
+        """Stores the message; resending it unchanged is harmless, changed is ``SessionConflictError``."""
+        await self._run(calls.create_message(session_id, agent_id, session_message))
+
+    async def append_messages(
+        self, session_id: str, agent_id: str, messages: Sequence[SessionMessage], **kwargs: Any
+    ) -> None:
+        """Stores several messages in one request and one transaction: all of them or none."""
+        await self._run(calls.append_messages(session_id, agent_id, messages))
+
+    async def read_message(
+        self, session_id: str, agent_id: str, message_id: int, **kwargs: Any
+    ) -> SessionMessage | None:
+        """The message, or None."""
+        return await self._run(calls.read_message(session_id, agent_id, message_id))
+
+    async def update_message(
+        self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
+    ) -> None:
+        """Replaces the message's content (a redaction), keeping its created_at."""
+        await self._run(calls.update_message(session_id, agent_id, session_message))
+
+    async def list_messages(
+        self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
+    ) -> list[SessionMessage]:
+        """The agent's messages by message id from position ``offset``, at most ``limit``; or ``[]``."""
+        return await self._run(calls.list_messages(session_id, agent_id, limit, offset))
+
+    async def create_multi_agent(self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any) -> None:
+        """Stores the Graph's or Swarm's ``serialize_state()`` under its id."""
+        await self._run(calls.create_multi_agent(session_id, multi_agent))
+
+    async def read_multi_agent(
+        self, session_id: str, multi_agent_id: str, **kwargs: Any
+    ) -> dict[str, Any] | None:
+        """The stored state exactly as written, or None."""
+        return await self._run(calls.read_multi_agent(session_id, multi_agent_id))
+
+    async def update_multi_agent(self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any) -> None:
+        """Replaces the stored state with ``serialize_state()``; keeps its created_at."""
+        await self._run(calls.update_multi_agent(session_id, multi_agent))

@@ -1,0 +1,30 @@
+"""How long to wait before sending a request again."""
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff: ``base``, then twice as long each time, at most ``cap`` seconds.
+
+    Each wait is drawn from its upper half, so agents that lost the server together do not all
+    come back in the same instant.
+    """
+
+    retries: int
+    base: float
+    cap: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError(f"retries must not be negative, got {self.retries}")
+        if self.base < 0:
+            raise ValueError(f"backoff must not be negative, got {self.base}")
+
+    def delay(self, attempts: int) -> float | None:
+        """Seconds to wait after ``attempts`` failed attempts, or None when no retry is left."""
+        if attempts > self.retries:
+            return None
+        longest = min(self.cap, self.base * 2 ** (attempts - 1))
+        return random.uniform(longest / 2, longest)

@@ -1,0 +1,262 @@
+"""What each repository method sends and how it reads the answer.
+
+The sync and async repositories share these: a method builds its ``Call`` here (checking its
+arguments before anything is sent), the repository executes it and hands the result's data to
+``Call.read``. Which calls are ``retry_safe`` decides what the repositories may send twice.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from gql import GraphQLRequest
+from strands.types.session import Session, SessionAgent, SessionMessage
+
+from client import mapping
+from client.errors import GraphQLSessionError, SessionTransportError
+from client.operations import (
+    APPEND_MESSAGES,
+    CREATE_AGENT,
+    CREATE_MESSAGE,
+    CREATE_MULTI_AGENT,
+    CREATE_SESSION,
+    DELETE_AGENT,
+    DELETE_SESSION,
+    LIST_MESSAGES,
+    LIST_SESSIONS,
+    READ_AGENT,
+    READ_MESSAGE,
+    READ_MULTI_AGENT,
+    READ_SESSION,
+    UPDATE_AGENT,
+    UPDATE_MESSAGE,
+    UPDATE_MULTI_AGENT,
+    Operation,
+)
+
+if TYPE_CHECKING:
+    from strands.multiagent.base import MultiAgentBase
+
+T = TypeVar("T")
+Data = dict[str, Any]
+
+MAX_PAGE_SIZE = 1000
+"""The server's largest page: listing up to this many sessions takes one round trip."""
+
+PATH_SEPARATORS = ("/", "\\")
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One GraphQL operation with its variables, and how to turn its data into the method's result."""
+
+    operation: Operation
+    variables: Data
+    read: Callable[[Data], T]
+    retry_safe: bool = False
+    """Sending it twice has the effect of sending it once (reads; message creates, by the server's rule)."""
+
+    @property
+    def name(self) -> str:
+        return self.operation.name
+
+    def may_retry(self, failure: GraphQLSessionError) -> bool:
+        """Whether to send the call again after ``failure``: a refused connection sent nothing, so
+        every call may; otherwise only retry-safe ones, after a failure retrying may cure."""
+        never_sent = isinstance(failure, SessionTransportError) and failure.never_sent
+        return failure.retryable and (self.retry_safe or never_sent)
+
+    def request(self) -> GraphQLRequest:
+        return self.operation.request(self.variables)
+
+
+def check_id(value: str, kind: str) -> str:
+    """Strands' own stores refuse ids with path separators before touching storage, and so does this one.
+
+    Both separators are refused on every platform, as the server does, so an id that works here
+    works with every store.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{kind}_id={value!r} | id must be a string")
+    if any(separator in value for separator in PATH_SEPARATORS):
+        raise ValueError(f"{kind}_id={value} | id cannot contain path separators")
+    return value
+
+
+def check_message_id(message_id: int) -> int:
+    if not isinstance(message_id, int) or isinstance(message_id, bool):
+        raise ValueError(f"message_id=<{message_id}> | message id must be an integer")
+    return message_id
+
+
+def _ignore(_: Data) -> None:
+    return None
+
+
+def create_session(session: Session) -> Call[Session]:
+    check_id(session.session_id, "session")
+    return Call(
+        CREATE_SESSION,
+        {"session": mapping.session_input(session)},
+        lambda data: mapping.session_from_result(data["createSession"]),
+    )
+
+
+def read_session(session_id: str) -> Call[Session | None]:
+    def read(data: Data) -> Session | None:
+        found = data["session"]
+        return None if found is None else mapping.session_from_result(found)
+
+    return Call(READ_SESSION, {"sessionId": check_id(session_id, "session")}, read, retry_safe=True)
+
+
+def delete_session(session_id: str) -> Call[None]:
+    return Call(DELETE_SESSION, {"sessionId": check_id(session_id, "session")}, _ignore)
+
+
+def _agent_variables(session_id: str, session_agent: SessionAgent) -> Data:
+    check_id(session_agent.agent_id, "agent")
+    return {"sessionId": check_id(session_id, "session"), "agent": mapping.agent_input(session_agent)}
+
+
+def create_agent(session_id: str, session_agent: SessionAgent) -> Call[None]:
+    return Call(CREATE_AGENT, _agent_variables(session_id, session_agent), _ignore)
+
+
+def read_agent(session_id: str, agent_id: str) -> Call[SessionAgent | None]:
+    def read(data: Data) -> SessionAgent | None:
+        found = data["agent"]
+        return None if found is None else mapping.agent_from_result(found)
+
+    return Call(READ_AGENT, _agent_key(session_id, agent_id), read, retry_safe=True)
+
+
+def update_agent(session_id: str, session_agent: SessionAgent) -> Call[None]:
+    def keep_created_at(data: Data) -> None:
+        # As Strands' file and S3 stores do: the caller's object ends up with the stored creation time.
+        session_agent.created_at = data["updateAgent"]["createdAt"]
+
+    return Call(UPDATE_AGENT, _agent_variables(session_id, session_agent), keep_created_at)
+
+
+def delete_agent(session_id: str, agent_id: str) -> Call[None]:
+    return Call(DELETE_AGENT, _agent_key(session_id, agent_id), _ignore)
+
+
+def _agent_key(session_id: str, agent_id: str) -> Data:
+    return {"sessionId": check_id(session_id, "session"), "agentId": check_id(agent_id, "agent")}
+
+
+def _message_variables(session_id: str, agent_id: str, session_message: SessionMessage) -> Data:
+    check_message_id(session_message.message_id)
+    return {**_agent_key(session_id, agent_id), "message": mapping.message_input(session_message)}
+
+
+def create_message(session_id: str, agent_id: str, session_message: SessionMessage) -> Call[None]:
+    variables = _message_variables(session_id, agent_id, session_message)
+    # The server stores a resent message with equal content once and answers as for the first.
+    return Call(CREATE_MESSAGE, variables, _ignore, retry_safe=True)
+
+
+def append_messages(session_id: str, agent_id: str, messages: Sequence[SessionMessage]) -> Call[None]:
+    for message in messages:
+        check_message_id(message.message_id)
+    variables = {
+        **_agent_key(session_id, agent_id),
+        "messages": [mapping.message_input(message) for message in messages],
+    }
+    return Call(APPEND_MESSAGES, variables, _ignore, retry_safe=True)
+
+
+def read_message(session_id: str, agent_id: str, message_id: int) -> Call[SessionMessage | None]:
+    def read(data: Data) -> SessionMessage | None:
+        found = data["message"]
+        return None if found is None else mapping.message_from_result(found)
+
+    variables = {**_agent_key(session_id, agent_id), "messageId": check_message_id(message_id)}
+    return Call(READ_MESSAGE, variables, read, retry_safe=True)
+
+
+def update_message(session_id: str, agent_id: str, session_message: SessionMessage) -> Call[None]:
+    def keep_created_at(data: Data) -> None:
+        session_message.created_at = data["updateMessage"]["createdAt"]
+
+    return Call(UPDATE_MESSAGE, _message_variables(session_id, agent_id, session_message), keep_created_at)
+
+
+def list_messages(
+    session_id: str, agent_id: str, limit: int | None, offset: int
+) -> Call[list[SessionMessage]]:
+    def read(data: Data) -> list[SessionMessage]:
+        # A missing agent (or session) has no messages, as in Strands' S3 store; Strands' own
+        # RepositorySessionManager only lists the messages of an agent it has just read.
+        agent = data["agent"]
+        return [] if agent is None else [mapping.message_from_result(m) for m in agent["messages"]]
+
+    variables = {**_agent_key(session_id, agent_id), "offset": offset, "limit": limit}
+    return Call(LIST_MESSAGES, variables, read, retry_safe=True)
+
+
+def _multi_agent_variables(session_id: str, multi_agent: "MultiAgentBase") -> Data:
+    check_id(multi_agent.id, "multi_agent")
+    return {
+        "sessionId": check_id(session_id, "session"),
+        "multiAgent": mapping.multi_agent_input(multi_agent),
+    }
+
+
+def create_multi_agent(session_id: str, multi_agent: "MultiAgentBase") -> Call[None]:
+    return Call(CREATE_MULTI_AGENT, _multi_agent_variables(session_id, multi_agent), _ignore)
+
+
+def read_multi_agent(session_id: str, multi_agent_id: str) -> Call[dict[str, Any] | None]:
+    def read(data: Data) -> dict[str, Any] | None:
+        # The state exactly as stored, bytes still in their envelopes: what Strands' file and S3
+        # stores return, and what Graph and Swarm's deserialize_state() decode themselves.
+        found = data["multiAgent"]
+        return None if found is None else dict(found["state"])
+
+    variables = {
+        "sessionId": check_id(session_id, "session"),
+        "multiAgentId": check_id(multi_agent_id, "multi_agent"),
+    }
+    return Call(READ_MULTI_AGENT, variables, read, retry_safe=True)
+
+
+def update_multi_agent(session_id: str, multi_agent: "MultiAgentBase") -> Call[None]:
+    return Call(UPDATE_MULTI_AGENT, _multi_agent_variables(session_id, multi_agent), _ignore)
+
+
+@dataclass
+class SessionListing:
+    """Pages through the ``sessions`` connection, newest first, until ``limit`` sessions or the end.
+
+    The repositories execute each ``next_call()`` until it returns None, then take ``sessions``.
+    """
+
+    limit: int | None = None
+    page_size: int = MAX_PAGE_SIZE
+    sessions: list[Session] = field(default_factory=list)
+    _after: str | None = None
+    _done: bool = False
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"limit must not be negative, got {self.limit}")
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {self.page_size}")
+        self._done = self.limit == 0
+
+    def next_call(self) -> Call[None] | None:
+        if self._done:
+            return None
+        wanted = self.page_size if self.limit is None else self.limit - len(self.sessions)
+        variables = {"first": min(wanted, self.page_size), "after": self._after}
+        return Call(LIST_SESSIONS, variables, self._read_page, retry_safe=True)
+
+    def _read_page(self, data: Data) -> None:
+        page = data["sessions"]
+        self.sessions.extend(mapping.session_from_result(node) for node in page["nodes"])
+        self._after = page["pageInfo"]["endCursor"]
+        full = self.limit is not None and len(self.sessions) >= self.limit
+        self._done = full or not page["pageInfo"]["hasNextPage"]

@@ -1,0 +1,183 @@
+"""``GraphQLSessionRepository``: Strands' ``SessionRepository`` over the GraphQL session store."""
+
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from gql import Client
+from gql.transport.exceptions import TransportError
+from gql.transport.httpx import HTTPXTransport
+from gql.transport.httpx import httpx as gql_http  # type: ignore[attr-defined]  # httpx2 when installed, else httpx
+from strands.session.session_repository import SessionRepository
+from strands.types.session import Session, SessionAgent, SessionMessage
+
+from client import calls, errors
+from client.backoff import Backoff
+
+if TYPE_CHECKING:
+    from strands.multiagent.base import MultiAgentBase
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF = 0.1
+IDLE_CONNECTION_SECONDS = 4.0
+"""How long an unused connection is kept: less than uvicorn's 5 s keep-alive, so a request is never
+sent on a connection the server is closing at that moment (which would fail a write not safe to resend)."""
+
+
+class GraphQLSessionRepository(SessionRepository):
+    """Stores Strands sessions, agents, messages and multi-agent states in the GraphQL session store.
+
+    Give it to ``RepositorySessionManager``; each method sends one GraphQL request over a kept-alive
+    HTTP connection (gql's httpx transport, the fastest sync one measured). Calls block, as Strands
+    expects, so it also works from inside ``invoke_async`` and ``stream_async``. One repository may be
+    shared by threads.
+
+    Reading something missing returns None (``list_messages``: ``[]``); any other failure raises a
+    ``client.errors.GraphQLSessionError``, a ``SessionException``. Reads, ``create_message`` and
+    ``append_messages`` are sent again after a transport failure, waiting ``backoff`` seconds and
+    twice as long each time, up to ``retries`` times; other writes only when the connection was
+    refused, as a lost answer may hide a stored write.
+
+    Args:
+        url: The server's GraphQL endpoint, e.g. ``http://localhost:8000/graphql``.
+        headers: HTTP headers for every request, e.g. ``{"Authorization": "Bearer ..."}``.
+        timeout: Seconds to wait for each request's connection and answer.
+        retries: How many times a retry-safe call is sent again after a transport failure.
+        backoff: Seconds to wait before the first retry.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+    ) -> None:
+        self.url = url
+        self._backoff = Backoff(retries=retries, base=backoff)
+        limits = gql_http.Limits(keepalive_expiry=IDLE_CONNECTION_SECONDS)
+        transport = HTTPXTransport(url, headers=dict(headers or {}), timeout=timeout, limits=limits)
+        # No schema: the documents are checked against schema.graphql by the tests, not per call.
+        self._client = Client(transport=transport)
+        self._session = self._client.connect_sync()  # type: ignore[no-untyped-call]  # gql leaves it bare
+
+    def close(self) -> None:
+        """Closes the HTTP connection; later calls raise ``SessionTransportError``."""
+        self._client.close_sync()  # type: ignore[no-untyped-call]  # gql leaves it bare
+
+    def __enter__(self) -> "GraphQLSessionRepository":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"GraphQLSessionRepository({self.url!r})"
+
+    def _run(self, call: calls.Call[T]) -> T:
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                data = self._session.execute(call.request())
+            except (TransportError, TimeoutError) as error:
+                failure = errors.from_failure(error, self.url, call.name, attempts)
+            else:
+                return call.read(data)
+            delay = self._backoff.delay(attempts) if call.may_retry(failure) else None
+            if delay is None:
+                raise failure
+            time.sleep(delay)
+
+    def create_session(self, session: Session, **kwargs: Any) -> Session:
+        """Creates the session; raises ``SessionAlreadyExistsError`` if its id is taken."""
+        return self._run(calls.create_session(session))
+
+    def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
+        """The session, or None."""
+        return self._run(calls.read_session(session_id))
+
+    def list_sessions(
+        self, limit: int | None = None, *, page_size: int = calls.MAX_PAGE_SIZE, **kwargs: Any
+    ) -> list[Session]:
+        """Sessions newest first: all of them, or the ``limit`` newest.
+
+        Takes one request per ``page_size`` sessions (at most 1000, the server's largest page).
+        """
+        listing = calls.SessionListing(limit, page_size)
+        while (call := listing.next_call()) is not None:
+            self._run(call)
+        return listing.sessions
+
+    def delete_session(self, session_id: str, **kwargs: Any) -> None:
+        """Deletes the session with all it holds; raises ``SessionNotFoundError`` if it is missing."""
+        self._run(calls.delete_session(session_id))
+
+    def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
+        """Creates the agent; raises ``SessionNotFoundError`` without the session."""
+        self._run(calls.create_agent(session_id, session_agent))
+
+    def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
+        """The agent, or None (also when the session is missing)."""
+        return self._run(calls.read_agent(session_id, agent_id))
+
+    def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
+        """Replaces the agent's states, keeping its created_at (also set on ``session_agent``)."""
+        self._run(calls.update_agent(session_id, session_agent))
+
+    def delete_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> None:
+        """Deletes the agent and its messages; raises ``SessionNotFoundError`` if it is missing."""
+        self._run(calls.delete_agent(session_id, agent_id))
+
+    def create_message(
+        self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
+    ) -> None:
+        """Stores the message; resending it unchanged is harmless, changed is ``SessionConflictError``."""
+        self._run(calls.create_message(session_id, agent_id, session_message))
+
+    def append_messages(
+        self, session_id: str, agent_id: str, messages: Sequence[SessionMessage], **kwargs: Any
+    ) -> None:
+        """Stores several messages in one request and one transaction: all of them or none."""
+        self._run(calls.append_messages(session_id, agent_id, messages))
+
+    def read_message(
+        self, session_id: str, agent_id: str, message_id: int, **kwargs: Any
+    ) -> SessionMessage | None:
+        """The message, or None."""
+        return self._run(calls.read_message(session_id, agent_id, message_id))
+
+    def update_message(
+        self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
+    ) -> None:
+        """Replaces the message's content (a redaction), keeping its created_at."""
+        self._run(calls.update_message(session_id, agent_id, session_message))
+
+    def list_messages(
+        self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
+    ) -> list[SessionMessage]:
+        """The agent's messages by message id, from position ``offset``, at most ``limit`` of them.
+
+        A missing agent or session has none: ``[]``.
+        """
+        return self._run(calls.list_messages(session_id, agent_id, limit, offset))
+
+    def create_multi_agent(self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any) -> None:
+        """Stores the Graph's or Swarm's ``serialize_state()`` under its id."""
+        self._run(calls.create_multi_agent(session_id, multi_agent))
+
+    def read_multi_agent(self, session_id: str, multi_agent_id: str, **kwargs: Any) -> dict[str, Any] | None:
+        """The stored state exactly as written, or None."""
+        return self._run(calls.read_multi_agent(session_id, multi_agent_id))
+
+    def update_multi_agent(self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any) -> None:
+        """Replaces the stored state with ``serialize_state()``; keeps its created_at."""
+        self._run(calls.update_multi_agent(session_id, multi_agent))
