@@ -29,6 +29,8 @@ from db.records import (
 )
 
 FOREIGN_KEY_VIOLATION = "23503"
+UNPAIRED_SURROGATE = "text must be valid Unicode (it has an unpaired surrogate)"
+MAX_DETAIL = 200
 MESSAGE_PK = [messages.c.session_id, messages.c.agent_id, messages.c.message_id]
 # Built once with bind parameters, so SQLAlchemy compiles it once; executed with a list of rows it
 # becomes one multi-row INSERT (insertmanyvalues) that still returns every inserted row.
@@ -49,11 +51,14 @@ def _raise_for(error: Exception, missing_parent: str) -> NoReturn:
             # Class 22 is "data exception" (bad JSON escape, NUL in text, out of range); class 23
             # "integrity constraint violation" other than the parent key: both are the input's fault.
             detail = str(getattr(error.orig, "args", [""])[0] or error.orig).splitlines()[0]
-            raise InvalidDataError(detail.split(": ", 1)[-1]) from error
+            if "surrogates not allowed" in detail:
+                # The driver quotes the start of the offending value; say what is wrong instead.
+                raise InvalidDataError(UNPAIRED_SURROGATE) from error
+            raise InvalidDataError(detail.split(": ", 1)[-1][:MAX_DETAIL]) from error
         raise error
     if isinstance(error, StatementError):
         if isinstance(error.orig, UnicodeError):
-            raise InvalidDataError("text must be valid Unicode (it has an unpaired surrogate)") from error
+            raise InvalidDataError(UNPAIRED_SURROGATE) from error
         if isinstance(error.orig, ValueError):
             raise InvalidDataError(f"value cannot be stored as JSON: {error.orig}") from error
     raise error

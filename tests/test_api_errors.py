@@ -340,6 +340,22 @@ def test_unstorable_json_in_message_is_bad_user_input_and_stores_nothing(
     assert stored_message_ids(graphql, session_id, agent_id) == []
 
 
+def test_unstorable_text_error_says_what_is_wrong_without_echoing_the_value(
+    graphql: GraphQLCall, http: httpx.Client, new_id: NewId
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+    text = "\ud800" + "private words " * 100
+    message = {"messageId": 0, "message": {"role": "user", "content": [{"text": text}]}}
+
+    body = post_lenient_json(
+        http, CREATE_MESSAGE, {"sessionId": session_id, "agentId": agent_id, "message": message}
+    )
+
+    error = assert_error(body, "BAD_USER_INPUT")
+    assert "unpaired surrogate" in error["message"]
+    assert "private words" not in error["message"]
+
+
 @pytest.mark.parametrize("value", UNSTORABLE.values(), ids=UNSTORABLE.keys())
 def test_unstorable_json_in_state_is_bad_user_input_and_changes_nothing(
     graphql: GraphQLCall, http: httpx.Client, new_id: NewId, value: Any
