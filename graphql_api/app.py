@@ -33,9 +33,12 @@ class SessionGraphQL(GraphQL[Context, None]):
         # json.loads raises more than JSONDecodeError (deep nesting, over-long integers, bad
         # UTF-8); strawberry would let those through as HTTP 500.
         try:
-            return json.loads(data)
+            decoded = json.loads(data)
         except (ValueError, RecursionError) as error:
             raise HTTPException(400, "Unable to parse request body as JSON") from error
+        if not isinstance(decoded, (dict, list)):
+            raise HTTPException(400, "The request body must be a JSON object")
+        return decoded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,7 +110,8 @@ def create_app(settings: Settings) -> Starlette:
             Route("/", home),
             Route("/health", health),
             Route("/ready", ready),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Every method reaches strawberry, so a wrong one gets its 405 as a GraphQL error body.
+            Route("/graphql", graphql),
         ],
         lifespan=lifespan,
     )

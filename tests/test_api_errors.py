@@ -353,7 +353,7 @@ def test_unstorable_text_error_says_what_is_wrong_without_echoing_the_value(
 
     error = assert_error(body, "BAD_USER_INPUT")
     assert "unpaired surrogate" in error["message"]
-    assert "private" not in error["message"] and "\"text\"" not in error["message"]
+    assert "private" not in error["message"] and '"text"' not in error["message"]
 
 
 @pytest.mark.parametrize("value", UNSTORABLE.values(), ids=UNSTORABLE.keys())
@@ -673,3 +673,18 @@ def test_each_error_of_a_response_carries_its_code(graphql: GraphQLCall) -> None
         ("b",): ("BAD_USER_INPUT", "agentId"),
         ("c",): ("BAD_USER_INPUT", "multiAgentId"),
     }
+
+
+@pytest.mark.parametrize("body", ["null", "1", "true", '"query"'])
+def test_json_body_that_is_not_an_object_is_bad_request(http: httpx.Client, body: str) -> None:
+    response = http.post("/graphql", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_unsupported_method_is_answered_with_a_graphql_error(http: httpx.Client) -> None:
+    response = http.put("/graphql", json={"query": "{ __typename }"})
+
+    assert response.status_code == 405
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
