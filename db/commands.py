@@ -85,7 +85,7 @@ def _agent_values(session_id: str, draft: AgentDraft) -> dict[str, Any]:
         "agent_id": draft.agent_id,
         "state": draft.state,
         "conversation_manager_state": draft.conversation_manager_state,
-        "internal_state": draft.internal_state,
+        "internal_state": {} if draft.internal_state is None else draft.internal_state,
         "created_at": created_at,
         "updated_at": draft.updated_at or created_at,
     }
@@ -211,8 +211,8 @@ async def update_agent(conn: AsyncConnection, session_id: str, draft: AgentDraft
         {
             "state": draft.state,
             "conversation_manager_state": draft.conversation_manager_state,
-            "internal_state": draft.internal_state,
             "updated_at": draft.updated_at or _now(),
+            **({} if draft.internal_state is None else {"internal_state": draft.internal_state}),
         },
         missing=f"{_agent_name(session_id, draft.agent_id)} not found",
     )
@@ -247,7 +247,11 @@ async def insert_messages(
     Raises ``ConflictError`` when a message id is stored with other content. Run it in a
     transaction when there are several drafts, so that a conflict leaves nothing behind.
     """
-    values = [_message_values(session_id, agent_id, draft) for draft in drafts]
+    # In message_id order, so two batches of one agent lock their rows in the same order and
+    # cannot deadlock each other.
+    values = sorted(
+        (_message_values(session_id, agent_id, draft) for draft in drafts), key=lambda row: row["message_id"]
+    )
     try:
         written = {row.message_id: message_record(row) for row in await conn.execute(INSERT_MESSAGE, values)}
     except (DBAPIError, StatementError) as error:

@@ -2,11 +2,12 @@
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from db.json_values import dump_json, load_json
 
@@ -20,7 +21,7 @@ COMMAND_TIMEOUT_SECONDS = 60.0
 
 
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
@@ -33,6 +34,25 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> A
             "server_settings": {"application_name": "session-graphql"},
         },
     )
+    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+    """After a database restart the pool still holds connections whose sockets the server closed.
+
+    asyncpg has already noticed (no round trip needed to ask), and the pool swaps such a connection
+    for a fresh one, so no request is sent down a dead socket. This is the free half of a pre-ping.
+    """
+    if dbapi_connection._connection.is_closed():
+        raise DisconnectionError("pooled connection was closed by the server")
+
+
+def _worth_retrying(error: DBAPIError) -> bool:
+    """The connection died, or PostgreSQL aborted the work to resolve a deadlock or serialization
+    conflict (SQLSTATE class 40): running it again can succeed."""
+    state = str(getattr(error.orig, "sqlstate", "") or "")
+    return error.connection_invalidated or state.startswith("40")
 
 
 class Database:
@@ -49,27 +69,32 @@ class Database:
         async with self._autocommit.connect() as conn:
             yield conn
 
-    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """``work`` on a connection in autocommit: for reads and single-statement writes."""
-        return await self._with_retry(self._statement, work)
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]], *, idempotent: bool = False) -> T:
+        """``work`` on a connection in autocommit: for reads and single-statement writes.
 
-    async def run_in_transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        ``idempotent`` work (reads, and writes whose repetition changes nothing) is run once more
+        if the connection dies under it or PostgreSQL aborts it to break a deadlock; other work
+        could have committed before the failure, so its failure is reported instead.
+        """
+        return await self._with_retry(self._statement, work, idempotent)
+
+    async def run_in_transaction(
+        self, work: Callable[[AsyncConnection], Awaitable[T]], *, idempotent: bool = False
+    ) -> T:
         """``work`` inside a transaction that commits on success and rolls back on error."""
-        return await self._with_retry(self.engine.begin, work)
+        return await self._with_retry(self.engine.begin, work, idempotent)
 
     async def _with_retry(
         self,
         connect: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
         work: Callable[[AsyncConnection], Awaitable[T]],
+        idempotent: bool,
     ) -> T:
-        # After a database restart the pool still holds connections to the old server; the first
-        # use of one fails and invalidates the pool. The work never reached the new server, so it
-        # is run again, once, on a fresh connection.
         try:
             async with connect() as conn:
                 return await work(conn)
         except DBAPIError as error:
-            if not error.connection_invalidated:
+            if not (idempotent and _worth_retrying(error)):
                 raise
         async with connect() as conn:
             return await work(conn)
@@ -78,7 +103,7 @@ class Database:
         async def select_one(conn: AsyncConnection) -> None:
             await conn.execute(text("SELECT 1"))
 
-        await self.run(select_one)
+        await self.run(select_one, idempotent=True)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -55,10 +55,12 @@ class SessionDraft:
 
 @dataclass(frozen=True, slots=True)
 class AgentDraft:
+    """``internal_state`` None: ``{}`` for a new agent, the stored one for an update."""
+
     agent_id: str
     state: Any
     conversation_manager_state: Any
-    internal_state: Any
+    internal_state: Any | None
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

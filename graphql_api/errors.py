@@ -9,7 +9,8 @@ Documented set (stable; clients may switch on them):
 - ``CONFLICT``: the same message id is stored with different content; nothing was overwritten.
 - ``UNAUTHENTICATED`` / ``FORBIDDEN``: reserved for bearer-token roles.
 - ``GRAPHQL_PARSE_FAILED`` / ``GRAPHQL_VALIDATION_FAILED``: the document is not valid for the schema.
-- ``SERVICE_UNAVAILABLE``: the database cannot be reached; safe to retry later.
+- ``SERVICE_UNAVAILABLE``: the database cannot be reached, or aborted the work to break a
+  deadlock; safe to retry later.
 - ``INTERNAL_SERVER_ERROR``: anything else; the details are logged on the server, not sent.
 """
 
@@ -58,7 +59,7 @@ _STORE_CODES: dict[type[Exception], ErrorCode] = {
 }
 
 INTERNAL_MESSAGE = "Internal server error."
-UNAVAILABLE_MESSAGE = "The database is unavailable; try again later."
+UNAVAILABLE_MESSAGE = "The database could not serve this request now; try again."
 
 
 def _is_database_unavailable(error: BaseException) -> bool:
@@ -67,6 +68,13 @@ def _is_database_unavailable(error: BaseException) -> bool:
     if isinstance(error, (OperationalError, InterfaceError, PoolTimeoutError, OSError)):
         return True
     return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def _sqlstate_class(error: BaseException) -> str | None:
+    if not isinstance(error, DBAPIError):
+        return None
+    state = getattr(error.orig, "sqlstate", None)
+    return state[:2] if isinstance(state, str) else None
 
 
 def classify(error: GraphQLError, *, invalid_document: bool = False) -> ErrorCode:
@@ -83,9 +91,10 @@ def classify(error: GraphQLError, *, invalid_document: bool = False) -> ErrorCod
     for error_type, code in _STORE_CODES.items():
         if isinstance(original, error_type):
             return code
-    if _is_database_unavailable(original):
+    if _is_database_unavailable(original) or _sqlstate_class(original) == "40":
+        # Class 40 is a deadlock or serialization failure: the same request can succeed again.
         return ErrorCode.SERVICE_UNAVAILABLE
-    if isinstance(original, DBAPIError) and str(getattr(original.orig, "sqlstate", "")).startswith("22"):
+    if _sqlstate_class(original) == "22":
         # A data exception (a value PostgreSQL cannot take) is the input's fault wherever it happens.
         return ErrorCode.BAD_USER_INPUT
     if isinstance(original, GraphQLError):

@@ -29,7 +29,7 @@ def _loader(
     db: Database, fetch: Callable[[AsyncConnection, list[K]], Awaitable[Sequence[V]]]
 ) -> DataLoader[K, V]:
     async def load(keys: list[K]) -> Sequence[V]:
-        return await db.run(lambda conn: fetch(conn, keys))
+        return await db.run(lambda conn: fetch(conn, keys), idempotent=True)
 
     return DataLoader(load_fn=load)
 

@@ -241,3 +241,54 @@ def test_deleted_agent_can_be_created_again_without_old_messages(graphql: GraphQ
     create_agent(graphql, session_id, agent_id)
 
     assert stored_message_ids(graphql, session_id, agent_id) == []
+
+
+def test_update_agent_without_internal_state_keeps_the_stored_one(
+    graphql: GraphQLCall, new_id: NewId
+) -> None:
+    session_id, agent_id = new_id("session"), new_id("agent")
+    create_session(graphql, session_id)
+    create_agent(graphql, session_id, agent_id, internalState={"interrupt_state": {"activated": True}})
+
+    updated = data_of(
+        graphql(UPDATE_AGENT, {"sessionId": session_id, "agent": agent_input(agent_id, state={"v": 2})})
+    )["updateAgent"]
+
+    assert updated["state"] == {"v": 2}
+    assert updated["internalState"] == {"interrupt_state": {"activated": True}}
+
+
+def test_nested_fields_of_a_later_mutation_show_the_data_after_it(
+    graphql: GraphQLCall, new_id: NewId
+) -> None:
+    """Two mutations in one document: the second one's nested reads must not come from the first one's."""
+    session_id, agent_id = new_id("session"), new_id("agent")
+    create_session(graphql, session_id)
+    create_agent(graphql, session_id, agent_id)
+    document = """
+    mutation($s: String!, $a: String!, $first: AgentInput!, $second: AgentInput!,
+             $m0: MessageInput!, $m1: MessageInput!) {
+      x: updateAgent(sessionId: $s, agent: $first) { session { agents { state } } }
+      m0: createMessage(sessionId: $s, agentId: $a, message: $m0) { agent { messageCount } }
+      y: updateAgent(sessionId: $s, agent: $second) { state session { agents { state } } }
+      m1: createMessage(sessionId: $s, agentId: $a, message: $m1) {
+        agent { messageCount messages { messageId } }
+      }
+    }
+    """
+    message = {"role": "user", "content": [{"text": "hi"}]}
+    variables = {
+        "s": session_id,
+        "a": agent_id,
+        "first": agent_input(agent_id, state={"v": 1}),
+        "second": agent_input(agent_id, state={"v": 2}),
+        "m0": {"messageId": 0, "message": message},
+        "m1": {"messageId": 1, "message": message},
+    }
+
+    data = data_of(graphql(document, variables))
+
+    assert data["x"]["session"]["agents"] == [{"state": {"v": 1}}]
+    assert data["m0"]["agent"]["messageCount"] == 1
+    assert data["y"]["session"]["agents"] == [{"state": {"v": 2}}]
+    assert data["m1"]["agent"] == {"messageCount": 2, "messages": [{"messageId": 0}, {"messageId": 1}]}

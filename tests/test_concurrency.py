@@ -231,3 +231,37 @@ async def test_concurrent_identical_creates_of_one_message_all_succeed_and_store
     assert [r.json() for r in responses] == [{"data": {"createMessage": {"messageId": 0}}}] * 20
     count = graphql(f'{{ agent(sessionId: "{session_id}", agentId: "agent-0") {{ messageCount }} }}')
     assert count["data"]["agent"]["messageCount"] == 1
+
+
+async def test_concurrent_batches_of_one_agent_in_opposite_orders_all_succeed(
+    server: RunningServer, graphql: GraphQLCall
+) -> None:
+    """Batches lock their rows in message_id order, whatever order they were sent in: no deadlock.
+
+    Unsorted, two such batches deadlock in most rounds; six rounds make a miss unlikely.
+    """
+    append = """
+    mutation($s: String!, $m: [MessageInput!]!) {
+      appendMessages(sessionId: $s, agentId: "agent-0", messages: $m) { messageId }
+    }
+    """
+    batch = [
+        {"messageId": i, "message": {"role": "user", "content": [{"text": f"m{i}"}]}} for i in range(300)
+    ]
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+        for _ in range(6):
+            session_id = f"order-{uuid.uuid4().hex[:8]}"
+            seed_session(graphql, session_id, agents=1, messages=0)
+            responses = await asyncio.gather(
+                *(
+                    client.post("/graphql", json={"query": append, "variables": {"s": session_id, "m": m}})
+                    for m in (batch, batch[::-1])
+                )
+            )
+
+            bodies = [r.json() for r in responses]
+            assert all("errors" not in body for body in bodies), [
+                b["errors"] for b in bodies if "errors" in b
+            ]
+            count = graphql(f'{{ agent(sessionId: "{session_id}", agentId: "agent-0") {{ messageCount }} }}')
+            assert count["data"]["agent"]["messageCount"] == 300

@@ -202,3 +202,24 @@ def test_session_listing_runs_as_many_statements_after_the_data_grows_tenfold(
     assert len(large_statements) == len(small_statements), (small_statements, large_statements)
     # The page itself, then one batch per edge.
     assert len(large_statements) <= 7, large_statements
+
+
+def test_create_message_is_one_insert_and_nothing_else(server: RunningServer, graphql: GraphQLCall) -> None:
+    """The append path of every agent turn: one statement, no read before the write."""
+    session_id = f"hot-{uuid.uuid4().hex[:8]}"
+    agent = (session_id, "agent-0")
+    seed(graphql, sessions=[session_id], agents=[agent], messages=[agent], message_count=1)
+    create = """
+    mutation($s: String!, $m: MessageInput!) {
+      createMessage(sessionId: $s, agentId: "agent-0", message: $m) { messageId createdAt }
+    }
+    """
+    graphql(create, {"s": session_id, "m": {"messageId": 1, "message": MESSAGE}})  # warm the statement cache
+
+    with server.count_statements() as statements:
+        body = graphql(create, {"s": session_id, "m": {"messageId": 2, "message": MESSAGE}})
+
+    assert "errors" not in body, body
+    assert len(statements) == 1, statements
+    assert statements[0].lstrip().upper().startswith("INSERT INTO SESSION_MESSAGES")
+    assert "ON CONFLICT" in statements[0].upper()

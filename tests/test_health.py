@@ -12,10 +12,11 @@ import httpx
 import pytest
 from sqlalchemy.engine import URL, make_url
 
+from graphql_api.errors import UNAVAILABLE_MESSAGE
 from graphql_api.settings import Settings
 from tests.conftest import RunningServer, free_port
 
-UNAVAILABLE = {"message": "The database is unavailable; try again later.", "code": "SERVICE_UNAVAILABLE"}
+UNAVAILABLE = {"message": UNAVAILABLE_MESSAGE, "code": "SERVICE_UNAVAILABLE"}
 
 
 @contextmanager

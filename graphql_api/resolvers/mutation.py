@@ -39,34 +39,42 @@ class Mutation:
     @strawberry.mutation(description="Create a session. ALREADY_EXISTS if the id is taken.")
     async def create_session(self, info: Info, session: SessionInput) -> Session:
         draft = session.to_draft("session")
-        record = await info.context.db.run(lambda conn: commands.create_session(conn, draft))
+        record = await info.context.database_for_write().run(
+            lambda conn: commands.create_session(conn, draft)
+        )
         return Session.from_record(record)
 
     @strawberry.mutation(description="Delete a session with its agents, messages and multi-agents.")
     async def delete_session(self, info: Info, session_id: str) -> bool:
         check_id("sessionId", session_id)
-        await info.context.db.run(lambda conn: commands.delete_session(conn, session_id))
+        await info.context.database_for_write().run(lambda conn: commands.delete_session(conn, session_id))
         return True
 
     @strawberry.mutation(description="Create an agent in a session. NOT_FOUND if the session is missing.")
     async def create_agent(self, info: Info, session_id: str, agent: AgentInput) -> Agent:
         check_id("sessionId", session_id)
         draft = agent.to_draft("agent")
-        record = await info.context.db.run(lambda conn: commands.create_agent(conn, session_id, draft))
+        record = await info.context.database_for_write().run(
+            lambda conn: commands.create_agent(conn, session_id, draft)
+        )
         return Agent.from_record(record)
 
     @strawberry.mutation(description="Replace an agent's states; its createdAt is kept.")
     async def update_agent(self, info: Info, session_id: str, agent: AgentInput) -> Agent:
         check_id("sessionId", session_id)
         draft = agent.to_draft("agent")
-        record = await info.context.db.run(lambda conn: commands.update_agent(conn, session_id, draft))
+        record = await info.context.database_for_write().run(
+            lambda conn: commands.update_agent(conn, session_id, draft)
+        )
         return Agent.from_record(record)
 
     @strawberry.mutation(description="Delete an agent and its messages.")
     async def delete_agent(self, info: Info, session_id: str, agent_id: str) -> bool:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
-        await info.context.db.run(lambda conn: commands.delete_agent(conn, session_id, agent_id))
+        await info.context.database_for_write().run(
+            lambda conn: commands.delete_agent(conn, session_id, agent_id)
+        )
         return True
 
     @strawberry.mutation(
@@ -79,8 +87,9 @@ class Mutation:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
         draft = message.to_draft("message")
-        (record,) = await info.context.db.run(
-            lambda conn: commands.insert_messages(conn, session_id, agent_id, [draft])
+        # Storing equal content again succeeds, so a retry can never report a false error.
+        (record,) = await info.context.database_for_write().run(
+            lambda conn: commands.insert_messages(conn, session_id, agent_id, [draft]), idempotent=True
         )
         return Message.from_record(record)
 
@@ -102,7 +111,7 @@ class Mutation:
                 raise NotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
             return []
 
-        records = await info.context.db.run_in_transaction(append)
+        records = await info.context.database_for_write().run_in_transaction(append, idempotent=True)
         return [Message.from_record(record) for record in records]
 
     @strawberry.mutation(
@@ -114,7 +123,7 @@ class Mutation:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
         draft = message.to_draft("message")
-        record = await info.context.db.run(
+        record = await info.context.database_for_write().run(
             lambda conn: commands.update_message(conn, session_id, agent_id, draft)
         )
         return Message.from_record(record)
@@ -124,7 +133,7 @@ class Mutation:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
         check_message_id("messageId", message_id)
-        await info.context.db.run(
+        await info.context.database_for_write().run(
             lambda conn: commands.delete_message(conn, session_id, agent_id, message_id)
         )
         return True
@@ -135,7 +144,9 @@ class Mutation:
     ) -> MultiAgent:
         check_id("sessionId", session_id)
         draft = multi_agent.to_draft("multiAgent")
-        record = await info.context.db.run(lambda conn: commands.create_multi_agent(conn, session_id, draft))
+        record = await info.context.database_for_write().run(
+            lambda conn: commands.create_multi_agent(conn, session_id, draft)
+        )
         return MultiAgent.from_record(record)
 
     @strawberry.mutation(description="Replace a multi-agent state; its createdAt is kept.")
@@ -144,12 +155,16 @@ class Mutation:
     ) -> MultiAgent:
         check_id("sessionId", session_id)
         draft = multi_agent.to_draft("multiAgent")
-        record = await info.context.db.run(lambda conn: commands.update_multi_agent(conn, session_id, draft))
+        record = await info.context.database_for_write().run(
+            lambda conn: commands.update_multi_agent(conn, session_id, draft)
+        )
         return MultiAgent.from_record(record)
 
     @strawberry.mutation(description="Delete a multi-agent state.")
     async def delete_multi_agent(self, info: Info, session_id: str, multi_agent_id: str) -> bool:
         check_id("sessionId", session_id)
         check_id("multiAgentId", multi_agent_id)
-        await info.context.db.run(lambda conn: commands.delete_multi_agent(conn, session_id, multi_agent_id))
+        await info.context.database_for_write().run(
+            lambda conn: commands.delete_multi_agent(conn, session_id, multi_agent_id)
+        )
         return True

@@ -23,7 +23,9 @@ class Query:
     async def sessions(self, info: Info, first: int = 20, after: str | None = None) -> SessionConnection:
         check_page_size("first", first)
         position = None if after is None else decode_session_cursor("after", after)
-        records = await info.context.db.run(lambda conn: queries.list_sessions_page(conn, first, position))
+        records = await info.context.db.run(
+            lambda conn: queries.list_sessions_page(conn, first, position), idempotent=True
+        )
         info.context.loaders.prime_sessions(records)
         return SessionConnection.from_records(records, first)
 

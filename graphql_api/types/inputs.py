@@ -40,7 +40,9 @@ class AgentInput:
     agent_id: str
     state: JSON
     conversation_manager_state: JSON
-    internal_state: JSON | None = strawberry.field(default=None, description="Defaults to {}.")
+    internal_state: JSON | None = strawberry.field(
+        default=None, description="Strands-managed state. Omitted: {} on create, left as stored on update."
+    )
     created_at: datetime | None = strawberry.field(default=None, description=CREATED_AT_HELP)
     updated_at: datetime | None = strawberry.field(default=None, description=UPDATED_AT_HELP)
 
@@ -51,7 +53,7 @@ class AgentInput:
             conversation_manager_state=check_object(
                 f"{field}.conversationManagerState", self.conversation_manager_state
             ),
-            internal_state=check_optional_object(f"{field}.internalState", self.internal_state) or {},
+            internal_state=check_optional_object(f"{field}.internalState", self.internal_state),
             created_at=self.created_at,
             updated_at=self.updated_at,
         )

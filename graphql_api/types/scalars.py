@@ -28,8 +28,8 @@ def serialize_datetime(value: datetime) -> str:
 
 DateTimeScalar = strawberry.scalar(
     name="DateTime",
-    description="An instant as ISO 8601 with a UTC offset, to the microsecond "
-    "(2026-01-02T03:04:05.123456+00:00).",
+    description="An instant as ISO 8601 with a UTC offset, to the microsecond. Returned in UTC as "
+    "Python's isoformat() writes it (2026-01-02T03:04:05.123456+00:00; no fraction when it is zero).",
     serialize=serialize_datetime,
     parse_value=parse_datetime,
 )
