@@ -8,8 +8,12 @@ COPY graphql_api ./graphql_api
 COPY db ./db
 COPY client ./client
 RUN pip install --no-cache-dir . \
-    && useradd --system --uid 10001 app
+    && useradd --system --uid 10001 --create-home app \
+    && mkdir /data && chown app /data
 
+# Without DATABASE_URL the image runs its own embedded PostgreSQL, kept in this volume.
+ENV SESSION_GRAPHQL_DATA_DIR=/data/pgdata
+VOLUME /data
 USER app
 EXPOSE 8000
 # Replicas are stateless; migrations take an advisory lock, so every replica may run them on start.
