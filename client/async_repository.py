@@ -3,7 +3,7 @@
 import asyncio
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import aiohttp
 from gql import Client
@@ -88,6 +88,7 @@ class AsyncGraphQLSessionRepository:
     async def _run(self, call: calls.Call[T]) -> T:
         session = await self._connected(call.name)
         attempts = 0
+        may_be_stored = False  # whether an earlier attempt may have reached the server
         while True:
             attempts += 1
             try:
@@ -96,6 +97,12 @@ class AsyncGraphQLSessionRepository:
                 failure = errors.from_failure(error, self.url, call.name, attempts)
             else:
                 return call.read(data)
+            confirm = call.confirmation_after(failure, may_be_stored)
+            if confirm is not None and await self._run(confirm):
+                return cast(T, None)  # the earlier attempt stored exactly this; see Call.confirm
+            may_be_stored = may_be_stored or not (
+                isinstance(failure, errors.SessionTransportError) and failure.never_sent
+            )
             delay = self._backoff.delay(attempts) if call.may_retry(failure) else None
             if delay is None:
                 raise failure

@@ -13,7 +13,7 @@ from gql import GraphQLRequest
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from client import mapping
-from client.errors import GraphQLSessionError, SessionTransportError
+from client.errors import GraphQLSessionError, SessionAlreadyExistsError, SessionTransportError
 from client.operations import (
     APPEND_MESSAGES,
     CREATE_AGENT,
@@ -55,6 +55,10 @@ class Call(Generic[T]):
     read: Callable[[Data], T]
     retry_safe: bool = False
     """Sending it twice has the effect of sending it once (reads; message creates, by the server's rule)."""
+    confirm: "Call[bool] | None" = None
+    """For a create whose answer may have been lost: reads what is stored and says whether it is what
+    this call sent. A resent create that meets ALREADY_EXISTS then succeeds if the stored thing is its
+    own, so a lost answer never leaves a half-written agent behind (only set on calls returning None)."""
 
     @property
     def name(self) -> str:
@@ -64,7 +68,16 @@ class Call(Generic[T]):
         """Whether to send the call again after ``failure``: a refused connection sent nothing, so
         every call may; otherwise only retry-safe ones, after a failure retrying may cure."""
         never_sent = isinstance(failure, SessionTransportError) and failure.never_sent
-        return failure.retryable and (self.retry_safe or never_sent)
+        return failure.retryable and (self.retry_safe or self.confirm is not None or never_sent)
+
+    def confirmation_after(
+        self, failure: GraphQLSessionError, earlier_attempt_may_be_stored: bool
+    ) -> "Call[bool] | None":
+        """The read that decides whether ``failure`` (ALREADY_EXISTS on a resend) means this call's own
+        earlier attempt was stored."""
+        if earlier_attempt_may_be_stored and isinstance(failure, SessionAlreadyExistsError):
+            return self.confirm
+        return None
 
     def request(self) -> GraphQLRequest:
         return self.operation.request(self.variables)
@@ -120,7 +133,17 @@ def _agent_variables(session_id: str, session_agent: SessionAgent) -> Data:
 
 
 def create_agent(session_id: str, session_agent: SessionAgent) -> Call[None]:
-    return Call(CREATE_AGENT, _agent_variables(session_id, session_agent), _ignore)
+    variables = _agent_variables(session_id, session_agent)
+    sent = variables["agent"]
+
+    def is_this_agent(data: Data) -> bool:
+        stored = data["agent"]
+        return stored is not None and all(
+            stored[name] == sent[name] for name in ("state", "conversationManagerState", "internalState")
+        )
+
+    confirm = Call(READ_AGENT, _agent_key(session_id, session_agent.agent_id), is_this_agent, retry_safe=True)
+    return Call(CREATE_AGENT, variables, _ignore, confirm=confirm)
 
 
 def read_agent(session_id: str, agent_id: str) -> Call[SessionAgent | None]:
@@ -206,7 +229,15 @@ def _multi_agent_variables(session_id: str, multi_agent: "MultiAgentBase") -> Da
 
 
 def create_multi_agent(session_id: str, multi_agent: "MultiAgentBase") -> Call[None]:
-    return Call(CREATE_MULTI_AGENT, _multi_agent_variables(session_id, multi_agent), _ignore)
+    variables = _multi_agent_variables(session_id, multi_agent)
+
+    def is_this_state(data: Data) -> bool:
+        stored = data["multiAgent"]
+        return stored is not None and stored["state"] == variables["multiAgent"]["state"]
+
+    key = {"sessionId": variables["sessionId"], "multiAgentId": variables["multiAgent"]["multiAgentId"]}
+    confirm = Call(READ_MULTI_AGENT, key, is_this_state, retry_safe=True)
+    return Call(CREATE_MULTI_AGENT, variables, _ignore, confirm=confirm)
 
 
 def read_multi_agent(session_id: str, multi_agent_id: str) -> Call[dict[str, Any] | None]:

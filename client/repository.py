@@ -3,7 +3,7 @@
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from gql import Client
 from gql.transport.exceptions import TransportError
@@ -39,8 +39,10 @@ class GraphQLSessionRepository(SessionRepository):
     Reading something missing returns None (``list_messages``: ``[]``); any other failure raises a
     ``client.errors.GraphQLSessionError``, a ``SessionException``. Reads, ``create_message`` and
     ``append_messages`` are sent again after a transport failure, waiting ``backoff`` seconds and
-    twice as long each time, up to ``retries`` times; other writes only when the connection was
-    refused, as a lost answer may hide a stored write.
+    twice as long each time, up to ``retries`` times. So are ``create_agent`` and
+    ``create_multi_agent``: when a resend meets ALREADY_EXISTS, the stored one is read and the call
+    succeeds if it is exactly what was sent (its own earlier attempt). Other writes are resent only
+    when the connection was refused, as a lost answer may hide a stored write.
 
     Args:
         url: The server's GraphQL endpoint, e.g. ``http://localhost:8000/graphql``.
@@ -84,6 +86,7 @@ class GraphQLSessionRepository(SessionRepository):
 
     def _run(self, call: calls.Call[T]) -> T:
         attempts = 0
+        may_be_stored = False  # whether an earlier attempt may have reached the server
         while True:
             attempts += 1
             try:
@@ -92,6 +95,12 @@ class GraphQLSessionRepository(SessionRepository):
                 failure = errors.from_failure(error, self.url, call.name, attempts)
             else:
                 return call.read(data)
+            confirm = call.confirmation_after(failure, may_be_stored)
+            if confirm is not None and self._run(confirm):
+                return cast(T, None)  # the earlier attempt stored exactly this; see Call.confirm
+            may_be_stored = may_be_stored or not (
+                isinstance(failure, errors.SessionTransportError) and failure.never_sent
+            )
             delay = self._backoff.delay(attempts) if call.may_retry(failure) else None
             if delay is None:
                 raise failure

@@ -20,6 +20,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage, Session
 from client import (
     AsyncGraphQLSessionRepository,
     GraphQLSessionRepository,
+    SessionAlreadyExistsError,
     SessionForbiddenError,
     SessionTransportError,
     SessionUnauthenticatedError,
@@ -284,20 +285,51 @@ async def test_async_lost_answer_to_a_read_is_retried(gateway: Gateway, session_
     assert gateway.operations() == ["ReadSession"] * 3
 
 
-def test_lost_answer_to_create_agent_is_not_resent(
+def test_lost_answer_to_create_agent_is_resent_and_its_own_agent_confirmed(
+    gateway: Gateway, server: RunningServer, session_id: str
+) -> None:
+    """Strands creates an agent, then its first messages: a lost answer must not leave only half of it."""
+    gateway.answers_to_lose = 1
+    with GraphQLSessionRepository(gateway.url, **FAST_RETRIES) as repository:
+        repository.create_agent(session_id, agent_named("created-once"))
+
+    # The resend meets ALREADY_EXISTS; reading the agent shows it is the one this call stored.
+    assert gateway.operations() == ["CreateAgent", "CreateAgent", "ReadAgent"]
+    with GraphQLSessionRepository(server.url) as repository:
+        assert repository.read_agent(session_id, "created-once") is not None
+
+
+def test_lost_answer_to_create_agent_over_someone_elses_agent_still_raises_already_exists(
+    gateway: Gateway, server: RunningServer, session_id: str
+) -> None:
+    theirs = SessionAgent(agent_id="taken", state={"owner": "them"}, conversation_manager_state={})
+    with GraphQLSessionRepository(server.url) as repository:
+        repository.create_agent(session_id, theirs)
+    gateway.answers_to_lose = 1
+    mine = SessionAgent(agent_id="taken", state={"owner": "me"}, conversation_manager_state={})
+
+    with (
+        GraphQLSessionRepository(gateway.url, **FAST_RETRIES) as repository,
+        pytest.raises(SessionAlreadyExistsError),
+    ):
+        repository.create_agent(session_id, mine)
+
+    with GraphQLSessionRepository(server.url) as repository:
+        stored = repository.read_agent(session_id, "taken")
+    assert stored is not None and stored.state == {"owner": "them"}
+
+
+async def test_async_lost_answer_to_create_multi_agent_is_resent_and_confirmed(
     gateway: Gateway, server: RunningServer, session_id: str
 ) -> None:
     gateway.answers_to_lose = 1
-    with (
-        GraphQLSessionRepository(gateway.url, **FAST_RETRIES) as repository,
-        pytest.raises(SessionTransportError),
-    ):
-        repository.create_agent(session_id, agent_named("created-once"))
+    orchestrator = Orchestrator("graph", {"status": "running", "nodes": ["a", "b"]})
+    async with AsyncGraphQLSessionRepository(gateway.url, **FAST_RETRIES) as repository:
+        await repository.create_multi_agent(session_id, orchestrator)
 
-    # Resending would have answered ALREADY_EXISTS for an agent this very call created.
-    assert gateway.operations() == ["CreateAgent"]
+    assert gateway.operations() == ["CreateMultiAgent", "CreateMultiAgent", "ReadMultiAgent"]
     with GraphQLSessionRepository(server.url) as repository:
-        assert repository.read_agent(session_id, "created-once") is not None
+        assert repository.read_multi_agent(session_id, "graph") == {"status": "running", "nodes": ["a", "b"]}
 
 
 def test_a_refused_connection_is_retried_even_for_writes(server: RunningServer, session_id: str) -> None:
