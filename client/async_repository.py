@@ -87,26 +87,19 @@ class AsyncGraphQLSessionRepository:
 
     async def _run(self, call: calls.Call[T]) -> T:
         session = await self._connected(call.name)
-        attempts = 0
-        may_be_stored = False  # whether an earlier attempt may have reached the server
+        attempts = calls.Attempts(call, self._backoff, self.url)
         while True:
-            attempts += 1
             try:
                 data = await session.execute(call.request())
             except (TransportError, TimeoutError) as error:
-                failure = errors.from_failure(error, self.url, call.name, attempts)
+                step = attempts.failed(error)
             else:
                 return call.read(data)
-            confirm = call.confirmation_after(failure, may_be_stored)
-            if confirm is not None and await self._run(confirm):
-                return cast(T, None)  # the earlier attempt stored exactly this; see Call.confirm
-            may_be_stored = may_be_stored or not (
-                isinstance(failure, errors.SessionTransportError) and failure.never_sent
-            )
-            delay = self._backoff.delay(attempts) if call.may_retry(failure) else None
-            if delay is None:
-                raise failure
-            await asyncio.sleep(delay)
+            if isinstance(step, calls.Call):
+                if await self._run(step):
+                    return cast(T, None)  # the earlier attempt stored exactly this; see Call.confirm
+                raise attempts.not_confirmed()
+            await asyncio.sleep(step)
 
     async def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Creates the session; raises ``SessionAlreadyExistsError`` if its id is taken."""

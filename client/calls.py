@@ -13,7 +13,13 @@ from gql import GraphQLRequest
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from client import mapping
-from client.errors import GraphQLSessionError, SessionAlreadyExistsError, SessionTransportError
+from client.backoff import Backoff
+from client.errors import (
+    GraphQLSessionError,
+    SessionAlreadyExistsError,
+    SessionTransportError,
+    from_failure,
+)
 from client.operations import (
     APPEND_MESSAGES,
     CREATE_AGENT,
@@ -70,17 +76,46 @@ class Call(Generic[T]):
         never_sent = isinstance(failure, SessionTransportError) and failure.never_sent
         return failure.retryable and (self.retry_safe or self.confirm is not None or never_sent)
 
-    def confirmation_after(
-        self, failure: GraphQLSessionError, earlier_attempt_may_be_stored: bool
-    ) -> "Call[bool] | None":
-        """The read that decides whether ``failure`` (ALREADY_EXISTS on a resend) means this call's own
-        earlier attempt was stored."""
-        if earlier_attempt_may_be_stored and isinstance(failure, SessionAlreadyExistsError):
-            return self.confirm
-        return None
-
     def request(self) -> GraphQLRequest:
         return self.operation.request(self.variables)
+
+
+class Attempts(Generic[T]):
+    """What a repository does after each failed attempt of one call, shared by the sync and async ones.
+
+    ``failed`` answers with a read to run (its True means this call's own earlier attempt was
+    stored, see ``Call.confirm``) or with seconds to wait before sending again; when the failure is
+    final it raises it.
+    """
+
+    def __init__(self, call: Call[T], backoff: Backoff, url: str) -> None:
+        self.call = call
+        self.backoff = backoff
+        self.url = url
+        self.count = 0
+        self.may_be_stored = False  # whether an earlier attempt may have reached the server
+        self.failure: GraphQLSessionError | None = None
+
+    def failed(self, error: Exception) -> "Call[bool] | float":
+        self.count += 1
+        failure = self.failure = from_failure(error, self.url, self.call.name, self.count)
+        if (
+            self.may_be_stored
+            and self.call.confirm is not None
+            and isinstance(failure, SessionAlreadyExistsError)
+        ):
+            return self.call.confirm
+        never_sent = isinstance(failure, SessionTransportError) and failure.never_sent
+        self.may_be_stored = self.may_be_stored or not never_sent
+        delay = self.backoff.delay(self.count) if self.call.may_retry(failure) else None
+        if delay is None:
+            raise failure
+        return delay
+
+    def not_confirmed(self) -> GraphQLSessionError:
+        """The failure to raise when the stored thing turned out not to be this call's."""
+        assert self.failure is not None
+        return self.failure
 
 
 def check_id(value: str, kind: str) -> str:

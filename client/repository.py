@@ -12,7 +12,7 @@ from gql.transport.httpx import httpx as gql_http  # type: ignore[attr-defined] 
 from strands.session.session_repository import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage
 
-from client import calls, errors
+from client import calls
 from client.backoff import Backoff
 
 if TYPE_CHECKING:
@@ -85,26 +85,19 @@ class GraphQLSessionRepository(SessionRepository):
         return f"GraphQLSessionRepository({self.url!r})"
 
     def _run(self, call: calls.Call[T]) -> T:
-        attempts = 0
-        may_be_stored = False  # whether an earlier attempt may have reached the server
+        attempts = calls.Attempts(call, self._backoff, self.url)
         while True:
-            attempts += 1
             try:
                 data = self._session.execute(call.request())
             except (TransportError, TimeoutError) as error:
-                failure = errors.from_failure(error, self.url, call.name, attempts)
+                step = attempts.failed(error)
             else:
                 return call.read(data)
-            confirm = call.confirmation_after(failure, may_be_stored)
-            if confirm is not None and self._run(confirm):
-                return cast(T, None)  # the earlier attempt stored exactly this; see Call.confirm
-            may_be_stored = may_be_stored or not (
-                isinstance(failure, errors.SessionTransportError) and failure.never_sent
-            )
-            delay = self._backoff.delay(attempts) if call.may_retry(failure) else None
-            if delay is None:
-                raise failure
-            time.sleep(delay)
+            if isinstance(step, calls.Call):
+                if self._run(step):
+                    return cast(T, None)  # the earlier attempt stored exactly this; see Call.confirm
+                raise attempts.not_confirmed()
+            time.sleep(step)
 
     def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Creates the session; raises ``SessionAlreadyExistsError`` if its id is taken."""
