@@ -8,16 +8,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from sqlalchemy import ColumnElement, Row, Table, delete, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, Row, Table, Text, bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import JSON, insert
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.errors import AlreadyExistsError, ConflictError, InvalidDataError, NotFoundError
 from db.json_values import canonical_json
-from db.models import agents, messages, multi_agents, sessions
+from db.models import agents, audit_events, messages, multi_agents, sessions
 from db.queries import agent_record, message_record, multi_agent_record, session_record
 from db.records import (
+    Actor,
     AgentDraft,
     AgentRecord,
     MessageDraft,
@@ -27,11 +28,12 @@ from db.records import (
     SessionDraft,
     SessionRecord,
 )
+from db.tenancy import Scope
 
 FOREIGN_KEY_VIOLATION = "23503"
 UNPAIRED_SURROGATE = "text must be valid Unicode (it has an unpaired surrogate)"
 MAX_DETAIL = 200
-MESSAGE_PK = [messages.c.session_id, messages.c.agent_id, messages.c.message_id]
+MESSAGE_PK = [messages.c.session_id, messages.c.tenant, messages.c.agent_id, messages.c.message_id]
 # Built once with bind parameters, so SQLAlchemy compiles it once; executed with a list of rows it
 # becomes one multi-row INSERT (insertmanyvalues) that still returns every inserted row.
 INSERT_MESSAGE = insert(messages).on_conflict_do_nothing(index_elements=MESSAGE_PK).returning(*messages.c)
@@ -68,20 +70,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _session_values(draft: SessionDraft) -> dict[str, Any]:
+def _session_values(tenant: str, draft: SessionDraft) -> dict[str, Any]:
     created_at = draft.created_at or _now()
     return {
         "session_id": draft.session_id,
+        "tenant": tenant,
         "session_type": draft.session_type,
         "created_at": created_at,
         "updated_at": draft.updated_at or created_at,
     }
 
 
-def _agent_values(session_id: str, draft: AgentDraft) -> dict[str, Any]:
+def _agent_values(tenant: str, session_id: str, draft: AgentDraft) -> dict[str, Any]:
     created_at = draft.created_at or _now()
     return {
         "session_id": session_id,
+        "tenant": tenant,
         "agent_id": draft.agent_id,
         "state": draft.state,
         "conversation_manager_state": draft.conversation_manager_state,
@@ -91,10 +95,11 @@ def _agent_values(session_id: str, draft: AgentDraft) -> dict[str, Any]:
     }
 
 
-def _message_values(session_id: str, agent_id: str, draft: MessageDraft) -> dict[str, Any]:
+def _message_values(tenant: str, session_id: str, agent_id: str, draft: MessageDraft) -> dict[str, Any]:
     created_at = draft.created_at or _now()
     return {
         "session_id": session_id,
+        "tenant": tenant,
         "agent_id": agent_id,
         "message_id": draft.message_id,
         "role": draft.role,
@@ -105,10 +110,11 @@ def _message_values(session_id: str, agent_id: str, draft: MessageDraft) -> dict
     }
 
 
-def _multi_agent_values(session_id: str, draft: MultiAgentDraft) -> dict[str, Any]:
+def _multi_agent_values(tenant: str, session_id: str, draft: MultiAgentDraft) -> dict[str, Any]:
     created_at = draft.created_at or _now()
     return {
         "session_id": session_id,
+        "tenant": tenant,
         "multi_agent_id": draft.multi_agent_id,
         "state": draft.state,
         "created_at": created_at,
@@ -155,11 +161,33 @@ async def _update_existing(
     return row
 
 
-async def _delete_existing(
-    conn: AsyncConnection, table: Table, keys: dict[str, Any], *, missing: str
+async def _delete_audited(
+    conn: AsyncConnection,
+    table: Table,
+    keys: dict[str, Any],
+    *,
+    actor: Actor,
+    action: str,
+    target: dict[str, Any],
+    missing: str,
 ) -> None:
-    stmt = delete(table).where(*_where(table, keys)).returning(*table.primary_key.columns)
-    if (await conn.execute(stmt)).first() is None:
+    """Delete one row by key and record who did it, in one statement: the audit entry exists
+    exactly when the row is gone. ``NotFoundError`` if there was no such row."""
+    deleted = delete(table).where(*_where(table, keys)).returning(table.c.tenant, table.c.session_id)
+    gone = deleted.cte("gone")
+    record = insert(audit_events).from_select(
+        ["tenant", "actor", "actor_role", "action", "session_id", "target", "request_id"],
+        select(
+            gone.c.tenant,
+            bindparam("actor", actor.name, type_=Text),
+            bindparam("actor_role", actor.role, type_=Text),
+            bindparam("action", action, type_=Text),
+            gone.c.session_id,
+            bindparam("target", target, type_=JSON),
+            bindparam("request_id", actor.request_id, type_=Text),
+        ),
+    )
+    if (await conn.execute(record.returning(audit_events.c.event_id))).first() is None:
         raise NotFoundError(missing)
 
 
@@ -175,39 +203,53 @@ def _message_name(session_id: str, agent_id: str, message_id: int) -> str:
     return f"message {message_id} of agent {agent_id!r} in session {session_id!r}"
 
 
-async def create_session(conn: AsyncConnection, draft: SessionDraft) -> SessionRecord:
+def _session_key(scope: Scope, session_id: str) -> dict[str, Any]:
+    return {"session_id": session_id, "tenant": scope.tenant}
+
+
+async def create_session(conn: AsyncConnection, scope: Scope, draft: SessionDraft) -> SessionRecord:
     row = await _insert_new(
         conn,
         sessions,
-        _session_values(draft),
+        _session_values(scope.tenant, draft),
         exists=f"session {draft.session_id!r} already exists",
         missing_parent="",
     )
     return session_record(row)
 
 
-async def delete_session(conn: AsyncConnection, session_id: str) -> None:
-    await _delete_existing(
-        conn, sessions, {"session_id": session_id}, missing=f"session {session_id!r} not found"
+async def delete_session(conn: AsyncConnection, scope: Scope, session_id: str, actor: Actor) -> None:
+    await _delete_audited(
+        conn,
+        sessions,
+        _session_key(scope, session_id),
+        actor=actor,
+        action="deleteSession",
+        target={"sessionId": session_id},
+        missing=f"session {session_id!r} not found",
     )
 
 
-async def create_agent(conn: AsyncConnection, session_id: str, draft: AgentDraft) -> AgentRecord:
+async def create_agent(
+    conn: AsyncConnection, scope: Scope, session_id: str, draft: AgentDraft
+) -> AgentRecord:
     row = await _insert_new(
         conn,
         agents,
-        _agent_values(session_id, draft),
+        _agent_values(scope.tenant, session_id, draft),
         exists=f"{_agent_name(session_id, draft.agent_id)} already exists",
         missing_parent=f"session {session_id!r} not found",
     )
     return agent_record(row)
 
 
-async def update_agent(conn: AsyncConnection, session_id: str, draft: AgentDraft) -> AgentRecord:
+async def update_agent(
+    conn: AsyncConnection, scope: Scope, session_id: str, draft: AgentDraft
+) -> AgentRecord:
     row = await _update_existing(
         conn,
         agents,
-        {"session_id": session_id, "agent_id": draft.agent_id},
+        {**_session_key(scope, session_id), "agent_id": draft.agent_id},
         {
             "state": draft.state,
             "conversation_manager_state": draft.conversation_manager_state,
@@ -219,20 +261,26 @@ async def update_agent(conn: AsyncConnection, session_id: str, draft: AgentDraft
     return agent_record(row)
 
 
-async def delete_agent(conn: AsyncConnection, session_id: str, agent_id: str) -> None:
-    await _delete_existing(
+async def delete_agent(
+    conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, actor: Actor
+) -> None:
+    await _delete_audited(
         conn,
         agents,
-        {"session_id": session_id, "agent_id": agent_id},
+        {**_session_key(scope, session_id), "agent_id": agent_id},
+        actor=actor,
+        action="deleteAgent",
+        target={"sessionId": session_id, "agentId": agent_id},
         missing=f"{_agent_name(session_id, agent_id)} not found",
     )
 
 
 async def _stored_messages(
-    conn: AsyncConnection, session_id: str, agent_id: str, message_ids: Sequence[int]
+    conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, message_ids: Sequence[int]
 ) -> dict[int, MessageRecord]:
     stmt = select(messages).where(
         messages.c.session_id == session_id,
+        messages.c.tenant == scope.tenant,
         messages.c.agent_id == agent_id,
         messages.c.message_id.in_(message_ids),
     )
@@ -240,7 +288,7 @@ async def _stored_messages(
 
 
 async def insert_messages(
-    conn: AsyncConnection, session_id: str, agent_id: str, drafts: Sequence[MessageDraft]
+    conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, drafts: Sequence[MessageDraft]
 ) -> list[MessageRecord]:
     """Insert messages of one agent; a message already stored with equal content counts as written.
 
@@ -250,7 +298,8 @@ async def insert_messages(
     # In message_id order, so two batches of one agent lock their rows in the same order and
     # cannot deadlock each other.
     values = sorted(
-        (_message_values(session_id, agent_id, draft) for draft in drafts), key=lambda row: row["message_id"]
+        (_message_values(scope.tenant, session_id, agent_id, draft) for draft in drafts),
+        key=lambda row: row["message_id"],
     )
     try:
         written = {row.message_id: message_record(row) for row in await conn.execute(INSERT_MESSAGE, values)}
@@ -258,7 +307,7 @@ async def insert_messages(
         _raise_for(error, f"{_agent_name(session_id, agent_id)} not found")
     missing = [draft for draft in drafts if draft.message_id not in written]
     if missing:
-        stored = await _stored_messages(conn, session_id, agent_id, [d.message_id for d in missing])
+        stored = await _stored_messages(conn, scope, session_id, agent_id, [d.message_id for d in missing])
         for draft in missing:
             existing = stored.get(draft.message_id)
             if existing is None:
@@ -271,18 +320,20 @@ async def insert_messages(
     return [written[draft.message_id] for draft in drafts]
 
 
-async def agent_exists(conn: AsyncConnection, session_id: str, agent_id: str) -> bool:
-    stmt = select(agents.c.agent_id).where(agents.c.session_id == session_id, agents.c.agent_id == agent_id)
+async def agent_exists(conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str) -> bool:
+    stmt = select(agents.c.agent_id).where(
+        agents.c.session_id == session_id, agents.c.tenant == scope.tenant, agents.c.agent_id == agent_id
+    )
     return (await conn.execute(stmt)).first() is not None
 
 
 async def update_message(
-    conn: AsyncConnection, session_id: str, agent_id: str, draft: MessageDraft
+    conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, draft: MessageDraft
 ) -> MessageRecord:
     row = await _update_existing(
         conn,
         messages,
-        {"session_id": session_id, "agent_id": agent_id, "message_id": draft.message_id},
+        {**_session_key(scope, session_id), "agent_id": agent_id, "message_id": draft.message_id},
         {
             "role": draft.role,
             "message": draft.message,
@@ -294,22 +345,27 @@ async def update_message(
     return message_record(row)
 
 
-async def delete_message(conn: AsyncConnection, session_id: str, agent_id: str, message_id: int) -> None:
-    await _delete_existing(
+async def delete_message(
+    conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, message_id: int, actor: Actor
+) -> None:
+    await _delete_audited(
         conn,
         messages,
-        {"session_id": session_id, "agent_id": agent_id, "message_id": message_id},
+        {**_session_key(scope, session_id), "agent_id": agent_id, "message_id": message_id},
+        actor=actor,
+        action="deleteMessage",
+        target={"sessionId": session_id, "agentId": agent_id, "messageId": message_id},
         missing=f"{_message_name(session_id, agent_id, message_id)} not found",
     )
 
 
 async def create_multi_agent(
-    conn: AsyncConnection, session_id: str, draft: MultiAgentDraft
+    conn: AsyncConnection, scope: Scope, session_id: str, draft: MultiAgentDraft
 ) -> MultiAgentRecord:
     row = await _insert_new(
         conn,
         multi_agents,
-        _multi_agent_values(session_id, draft),
+        _multi_agent_values(scope.tenant, session_id, draft),
         exists=f"{_multi_agent_name(session_id, draft.multi_agent_id)} already exists",
         missing_parent=f"session {session_id!r} not found",
     )
@@ -317,22 +373,27 @@ async def create_multi_agent(
 
 
 async def update_multi_agent(
-    conn: AsyncConnection, session_id: str, draft: MultiAgentDraft
+    conn: AsyncConnection, scope: Scope, session_id: str, draft: MultiAgentDraft
 ) -> MultiAgentRecord:
     row = await _update_existing(
         conn,
         multi_agents,
-        {"session_id": session_id, "multi_agent_id": draft.multi_agent_id},
+        {**_session_key(scope, session_id), "multi_agent_id": draft.multi_agent_id},
         {"state": draft.state, "updated_at": draft.updated_at or _now()},
         missing=f"{_multi_agent_name(session_id, draft.multi_agent_id)} not found",
     )
     return multi_agent_record(row)
 
 
-async def delete_multi_agent(conn: AsyncConnection, session_id: str, multi_agent_id: str) -> None:
-    await _delete_existing(
+async def delete_multi_agent(
+    conn: AsyncConnection, scope: Scope, session_id: str, multi_agent_id: str, actor: Actor
+) -> None:
+    await _delete_audited(
         conn,
         multi_agents,
-        {"session_id": session_id, "multi_agent_id": multi_agent_id},
+        {**_session_key(scope, session_id), "multi_agent_id": multi_agent_id},
+        actor=actor,
+        action="deleteMultiAgent",
+        target={"sessionId": session_id, "multiAgentId": multi_agent_id},
         missing=f"{_multi_agent_name(session_id, multi_agent_id)} not found",
     )

@@ -9,6 +9,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from db.availability import OutageLog, is_unavailable, sqlstate_of
 from db.json_values import dump_json, load_json
 
 T = TypeVar("T")
@@ -20,7 +21,13 @@ POOL_TIMEOUT_SECONDS = 10.0
 COMMAND_TIMEOUT_SECONDS = 60.0
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 20, statement_timeout_ms: int = 0
+) -> AsyncEngine:
+    """The pool; ``statement_timeout_ms`` (0: none) bounds every statement the API sends."""
+    server_settings = {"application_name": "session-graphql"}
+    if statement_timeout_ms:
+        server_settings["statement_timeout"] = str(statement_timeout_ms)
     engine = create_async_engine(
         url,
         pool_size=pool_size,
@@ -31,7 +38,7 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> A
         connect_args={
             "timeout": CONNECT_TIMEOUT_SECONDS,
             "command_timeout": COMMAND_TIMEOUT_SECONDS,
-            "server_settings": {"application_name": "session-graphql"},
+            "server_settings": server_settings,
         },
     )
     event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
@@ -48,11 +55,11 @@ def _refuse_closed_connection(dbapi_connection: Any, record: ConnectionPoolEntry
         raise DisconnectionError("pooled connection was closed by the server")
 
 
-def _worth_retrying(error: DBAPIError) -> bool:
+def _worth_retrying(error: BaseException) -> bool:
     """The connection died, or PostgreSQL aborted the work to resolve a deadlock or serialization
     conflict (SQLSTATE class 40): running it again can succeed."""
-    state = str(getattr(error.orig, "sqlstate", "") or "")
-    return error.connection_invalidated or state.startswith("40")
+    state = sqlstate_of(error) or ""
+    return (isinstance(error, DBAPIError) and error.connection_invalidated) or state.startswith(("40", "08"))
 
 
 class Database:
@@ -60,6 +67,7 @@ class Database:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.outages = OutageLog()
         # Single statements run in autocommit: no BEGIN/COMMIT round trips, and each statement is
         # still atomic on its own.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -91,13 +99,26 @@ class Database:
         idempotent: bool,
     ) -> T:
         try:
-            async with connect() as conn:
-                return await work(conn)
-        except DBAPIError as error:
+            return await self._once(connect, work)
+        except Exception as error:
             if not (idempotent and _worth_retrying(error)):
                 raise
-        async with connect() as conn:
-            return await work(conn)
+        return await self._once(connect, work)
+
+    async def _once(
+        self,
+        connect: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+        work: Callable[[AsyncConnection], Awaitable[T]],
+    ) -> T:
+        try:
+            async with connect() as conn:
+                result = await work(conn)
+        except Exception as error:
+            if is_unavailable(error):
+                self.outages.failed(error)
+            raise
+        self.outages.succeeded()
+        return result
 
     async def ping(self) -> None:
         async def select_one(conn: AsyncConnection) -> None:

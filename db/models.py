@@ -1,24 +1,36 @@
 """Tables of the session store.
 
-Every primary key starts with ``session_id`` and no key is a serial, so each table can be
-distributed by ``session_id`` (Citus-style) with all of one session's rows on one shard.
+Session tables (``sessions`` and the three under it) hold the conversations. Every one of their
+primary keys starts with ``session_id``, then ``tenant``, and no key is a serial, so each table
+can be distributed by ``session_id`` (Citus-style) with all of one session's rows on one shard.
+The same session id in two tenants is two sessions: ``tenant`` is part of every key.
+
+Control tables (``api_keys``, ``audit_events``, ``rate_limit_buckets``) hold no conversation:
+they are small, read by every replica, and keyed by their own random ids; on a distributed
+PostgreSQL they are reference tables (copied to every node), not distributed ones.
+
 JSON documents use PostgreSQL ``json`` rather than ``jsonb``: ``jsonb`` rejects strings that
 contain ``\\u0000``, while ``json`` keeps the exact text it was given.
 """
 
+import uuid
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
+    Double,
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    Uuid,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSON
@@ -33,6 +45,9 @@ NAMING_CONVENTION = {
 }
 
 ID_LENGTH = 255
+TENANT_LENGTH = 64
+DEFAULT_TENANT = "default"
+"""Where rows live when nobody named a tenant: open mode, tenantless keys, and rows from before tenants."""
 
 
 class Base(DeclarativeBase):
@@ -47,11 +62,20 @@ def _updated_at() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
 
 
+def _tenant_key() -> Mapped[str]:
+    return mapped_column(String(TENANT_LENGTH), primary_key=True)
+
+
 class SessionModel(Base):
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_created_at_session_id", "created_at", "session_id"),)
+    __table_args__ = (
+        # Newest first within a tenant (the usual listing), and across tenants for tenantless admins.
+        Index("ix_sessions_tenant_created_at_session_id", "tenant", "created_at", "session_id"),
+        Index("ix_sessions_created_at_session_id_tenant", "created_at", "session_id", "tenant"),
+    )
 
     session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tenant: Mapped[str] = _tenant_key()
     session_type: Mapped[str] = mapped_column(String(32), nullable=False)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
@@ -59,9 +83,14 @@ class SessionModel(Base):
 
 class AgentModel(Base):
     __tablename__ = "session_agents"
-    __table_args__ = (ForeignKeyConstraint(["session_id"], ["sessions.session_id"], ondelete="CASCADE"),)
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["session_id", "tenant"], ["sessions.session_id", "sessions.tenant"], ondelete="CASCADE"
+        ),
+    )
 
     session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tenant: Mapped[str] = _tenant_key()
     agent_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     state: Mapped[Any] = mapped_column(JSON, nullable=False)
     conversation_manager_state: Mapped[Any] = mapped_column(JSON, nullable=False)
@@ -74,16 +103,17 @@ class MessageModel(Base):
     __tablename__ = "session_messages"
     __table_args__ = (
         ForeignKeyConstraint(
-            ["session_id", "agent_id"],
-            ["session_agents.session_id", "session_agents.agent_id"],
+            ["session_id", "tenant", "agent_id"],
+            ["session_agents.session_id", "session_agents.tenant", "session_agents.agent_id"],
             ondelete="CASCADE",
         ),
         CheckConstraint("message_id >= 0", name="message_id_not_negative"),
         # Role filters stay within one agent's conversation (the primary key orders it).
-        Index("ix_session_messages_role", "session_id", "agent_id", "role", "message_id"),
+        Index("ix_session_messages_role", "session_id", "tenant", "agent_id", "role", "message_id"),
     )
 
     session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tenant: Mapped[str] = _tenant_key()
     agent_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     message_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     role: Mapped[str] = mapped_column(Text, nullable=False)
@@ -95,16 +125,90 @@ class MessageModel(Base):
 
 class MultiAgentModel(Base):
     __tablename__ = "session_multi_agents"
-    __table_args__ = (ForeignKeyConstraint(["session_id"], ["sessions.session_id"], ondelete="CASCADE"),)
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["session_id", "tenant"], ["sessions.session_id", "sessions.tenant"], ondelete="CASCADE"
+        ),
+    )
 
     session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tenant: Mapped[str] = _tenant_key()
     multi_agent_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     state: Mapped[Any] = mapped_column(JSON, nullable=False)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
 
+class ApiKeyModel(Base):
+    """An API key: only the SHA-256 of its secret is kept, so the table never holds a usable key."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        # A label names one key in force within its tenant (tenants do not see each other's labels).
+        Index(
+            "ix_api_keys_tenant_label",
+            func.coalesce(text("tenant"), ""),
+            "label",
+            unique=True,
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_sha256: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    label: Mapped[str] = mapped_column(String(100), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    tenant: Mapped[str | None] = mapped_column(String(TENANT_LENGTH), nullable=True)
+    """None: the key is not bound to a tenant (it may name one per request, and lists span all)."""
+    created_at: Mapped[datetime] = _created_at()
+    created_by: Mapped[str] = mapped_column(Text, nullable=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditEventModel(Base):
+    """Who deleted what, and who made or revoked which key: written with the change it records."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_occurred_at_event_id", "occurred_at", "event_id"),
+        Index("ix_audit_events_tenant_occurred_at_event_id", "tenant", "occurred_at", "event_id"),
+    )
+
+    event_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    occurred_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=text("now()")
+    )
+    tenant: Mapped[str | None] = mapped_column(String(TENANT_LENGTH), nullable=True)
+    actor: Mapped[str] = mapped_column(Text, nullable=False)
+    actor_role: Mapped[str] = mapped_column(String(16), nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    session_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
+    target: Mapped[Any] = mapped_column(JSON, nullable=False)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class RateLimitBucketModel(Base):
+    """Token buckets shared by all replicas; losing them in a crash only refills them (UNLOGGED)."""
+
+    __tablename__ = "rate_limit_buckets"
+    __table_args__ = ({"prefixes": ("UNLOGGED",)},)
+
+    bucket: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Double, nullable=False)
+    granted: Mapped[float] = mapped_column(Double, nullable=False)
+    refilled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 sessions = cast(Table, SessionModel.__table__)
 agents = cast(Table, AgentModel.__table__)
 messages = cast(Table, MessageModel.__table__)
 multi_agents = cast(Table, MultiAgentModel.__table__)
+api_keys = cast(Table, ApiKeyModel.__table__)
+audit_events = cast(Table, AuditEventModel.__table__)
+rate_limit_buckets = cast(Table, RateLimitBucketModel.__table__)
+
+SESSION_TABLES = (sessions, agents, messages, multi_agents)
+CONTROL_TABLES = (api_keys, audit_events, rate_limit_buckets)

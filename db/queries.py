@@ -1,7 +1,8 @@
 """Reads, each shaped to serve a whole DataLoader batch in one statement.
 
 Batches are passed as arrays and unnested, so a statement's text does not depend on how many keys
-it serves: PostgreSQL and asyncpg prepare it once per connection.
+it serves: PostgreSQL and asyncpg prepare it once per connection. Every key starts with the
+tenant it is looked up in (see ``db.tenancy``), and every listing takes a ``Scope``.
 """
 
 from collections.abc import Sequence
@@ -15,10 +16,22 @@ from sqlalchemy.sql import FromClause
 
 from db.models import agents, messages, multi_agents, sessions
 from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
+from db.tenancy import Scope
 
-AgentKey = tuple[str, str]
-MessageKey = tuple[str, str, int]
-MultiAgentKey = tuple[str, str]
+SessionKey = tuple[str, str]
+"""(tenant, session_id)"""
+AgentKey = tuple[str, str, str]
+"""(tenant, session_id, agent_id)"""
+MessageKey = tuple[str, str, str, int]
+"""(tenant, session_id, agent_id, message_id)"""
+MultiAgentKey = tuple[str, str, str]
+"""(tenant, session_id, multi_agent_id)"""
+MessageWindowKey = tuple[str, str, str, int, int | None]
+"""(tenant, session_id, agent_id, offset, limit)"""
+MessagePageKey = tuple[str, str, str, int | None, int]
+"""(tenant, session_id, agent_id, after message_id, limit)"""
+SessionPosition = tuple[datetime, str, str]
+"""Where a page of sessions ends: (created_at, session_id, tenant)."""
 
 
 def _text_array(name: str, values: Sequence[str]) -> Any:
@@ -38,13 +51,22 @@ def _keys(*columns: tuple[str, Any, Any]) -> FromClause:
     )
 
 
+def _session_keys(keys: Sequence[tuple[Any, ...]]) -> list[tuple[str, Any, Any]]:
+    """The two key columns every session-table batch joins on: tenant and session_id."""
+    return [
+        ("tenant", _text_array("tenants", [key[0] for key in keys]), Text),
+        ("session_id", _text_array("sids", [key[1] for key in keys]), Text),
+    ]
+
+
 def session_record(row: Any) -> SessionRecord:
-    return SessionRecord(row.session_id, row.session_type, row.created_at, row.updated_at)
+    return SessionRecord(row.session_id, row.tenant, row.session_type, row.created_at, row.updated_at)
 
 
 def agent_record(row: Any) -> AgentRecord:
     return AgentRecord(
         row.session_id,
+        row.tenant,
         row.agent_id,
         row.state,
         row.conversation_manager_state,
@@ -57,6 +79,7 @@ def agent_record(row: Any) -> AgentRecord:
 def message_record(row: Any) -> MessageRecord:
     return MessageRecord(
         row.session_id,
+        row.tenant,
         row.agent_id,
         row.message_id,
         row.role,
@@ -68,93 +91,117 @@ def message_record(row: Any) -> MessageRecord:
 
 
 def multi_agent_record(row: Any) -> MultiAgentRecord:
-    return MultiAgentRecord(row.session_id, row.multi_agent_id, row.state, row.created_at, row.updated_at)
+    return MultiAgentRecord(
+        row.session_id, row.tenant, row.multi_agent_id, row.state, row.created_at, row.updated_at
+    )
 
 
-async def get_sessions(conn: AsyncConnection, session_ids: Sequence[str]) -> dict[str, SessionRecord]:
-    stmt = select(sessions).where(sessions.c.session_id == func.any(_text_array("ids", session_ids)))
-    return {row.session_id: session_record(row) for row in await conn.execute(stmt)}
+async def get_sessions(conn: AsyncConnection, keys: Sequence[SessionKey]) -> dict[SessionKey, SessionRecord]:
+    k = _keys(*_session_keys(keys))
+    stmt = select(sessions).join(
+        k, and_(sessions.c.tenant == k.c.tenant, sessions.c.session_id == k.c.session_id)
+    )
+    return {(row.tenant, row.session_id): session_record(row) for row in await conn.execute(stmt)}
 
 
-def sessions_page_statement(first: int, after: tuple[datetime, str] | None) -> Select[Any]:
-    """Newest first; ``first + 1`` rows so the caller can tell whether another page follows."""
-    stmt = select(sessions)
+def sessions_page_statement(scope: Scope, first: int, after: SessionPosition | None) -> Select[Any]:
+    """Newest first; ``first + 1`` rows so the caller can tell whether another page follows.
+
+    Ties (and, across tenants, equal ids) are broken by session id and then tenant, so a cursor
+    names one position exactly.
+    """
+    stmt = select(sessions).where(scope.visible(sessions))
     if after is not None:
-        created_at, session_id = after
+        created_at, session_id, tenant = after
         stmt = stmt.where(
-            tuple_(sessions.c.created_at, sessions.c.session_id)
+            tuple_(sessions.c.created_at, sessions.c.session_id, sessions.c.tenant)
             < tuple_(
                 bindparam("after_created_at", created_at, type_=DateTime(timezone=True)),
                 bindparam("after_session_id", session_id, type_=Text),
+                bindparam("after_tenant", tenant, type_=Text),
             )
         )
-    return stmt.order_by(sessions.c.created_at.desc(), sessions.c.session_id.desc()).limit(first + 1)
+    return stmt.order_by(
+        sessions.c.created_at.desc(), sessions.c.session_id.desc(), sessions.c.tenant.desc()
+    ).limit(first + 1)
 
 
 async def list_sessions_page(
-    conn: AsyncConnection, first: int, after: tuple[datetime, str] | None
+    conn: AsyncConnection, scope: Scope, first: int, after: SessionPosition | None
 ) -> list[SessionRecord]:
-    return [session_record(row) for row in await conn.execute(sessions_page_statement(first, after))]
+    return [session_record(row) for row in await conn.execute(sessions_page_statement(scope, first, after))]
 
 
 async def get_agents(conn: AsyncConnection, keys: Sequence[AgentKey]) -> dict[AgentKey, AgentRecord]:
-    k = _keys(
-        ("session_id", _text_array("sids", [s for s, _ in keys]), Text),
-        ("agent_id", _text_array("aids", [a for _, a in keys]), Text),
-    )
+    k = _keys(*_session_keys(keys), ("agent_id", _text_array("aids", [key[2] for key in keys]), Text))
     stmt = select(agents).join(
-        k, and_(agents.c.session_id == k.c.session_id, agents.c.agent_id == k.c.agent_id)
+        k,
+        and_(
+            agents.c.tenant == k.c.tenant,
+            agents.c.session_id == k.c.session_id,
+            agents.c.agent_id == k.c.agent_id,
+        ),
     )
-    return {(row.session_id, row.agent_id): agent_record(row) for row in await conn.execute(stmt)}
+    return {(row.tenant, row.session_id, row.agent_id): agent_record(row) for row in await conn.execute(stmt)}
 
 
 async def list_agents_of_sessions(
-    conn: AsyncConnection, session_ids: Sequence[str]
-) -> dict[str, list[AgentRecord]]:
+    conn: AsyncConnection, keys: Sequence[SessionKey]
+) -> dict[SessionKey, list[AgentRecord]]:
+    k = _keys(*_session_keys(keys))
     stmt = (
         select(agents)
-        .where(agents.c.session_id == func.any(_text_array("ids", session_ids)))
-        .order_by(agents.c.session_id, agents.c.created_at, agents.c.agent_id)
+        .join(k, and_(agents.c.tenant == k.c.tenant, agents.c.session_id == k.c.session_id))
+        .order_by(agents.c.tenant, agents.c.session_id, agents.c.created_at, agents.c.agent_id)
     )
-    found: dict[str, list[AgentRecord]] = {session_id: [] for session_id in session_ids}
+    found: dict[SessionKey, list[AgentRecord]] = {key: [] for key in keys}
     for row in await conn.execute(stmt):
-        found[row.session_id].append(agent_record(row))
+        found[(row.tenant, row.session_id)].append(agent_record(row))
     return found
 
 
 async def get_messages(conn: AsyncConnection, keys: Sequence[MessageKey]) -> dict[MessageKey, MessageRecord]:
     k = _keys(
-        ("session_id", _text_array("sids", [s for s, _, _ in keys]), Text),
-        ("agent_id", _text_array("aids", [a for _, a, _ in keys]), Text),
-        ("message_id", _int_array("mids", [m for _, _, m in keys]), Integer),
+        *_session_keys(keys),
+        ("agent_id", _text_array("aids", [key[2] for key in keys]), Text),
+        ("message_id", _int_array("mids", [key[3] for key in keys]), Integer),
     )
     stmt = select(messages).join(
         k,
         and_(
+            messages.c.tenant == k.c.tenant,
             messages.c.session_id == k.c.session_id,
             messages.c.agent_id == k.c.agent_id,
             messages.c.message_id == k.c.message_id,
         ),
     )
     return {
-        (row.session_id, row.agent_id, row.message_id): message_record(row)
+        (row.tenant, row.session_id, row.agent_id, row.message_id): message_record(row)
         for row in await conn.execute(stmt)
     }
 
 
+def _messages_of_key(k: FromClause) -> list[Any]:
+    return [
+        messages.c.tenant == k.c.tenant,
+        messages.c.session_id == k.c.session_id,
+        messages.c.agent_id == k.c.agent_id,
+    ]
+
+
 async def list_message_windows(
-    conn: AsyncConnection, windows: Sequence[tuple[str, str, int, int | None]]
+    conn: AsyncConnection, windows: Sequence[MessageWindowKey]
 ) -> list[list[MessageRecord]]:
-    """Messages of many agents, each by ``(session_id, agent_id, offset, limit)`` in message_id order."""
+    """Messages of many agents, each by ``(tenant, session_id, agent_id, offset, limit)`` in id order."""
     k = _keys(
-        ("session_id", _text_array("sids", [w[0] for w in windows]), Text),
-        ("agent_id", _text_array("aids", [w[1] for w in windows]), Text),
-        ("off", _int_array("offs", [w[2] for w in windows]), Integer),
-        ("lim", _int_array("lims", [w[3] for w in windows]), Integer),
+        *_session_keys(windows),
+        ("agent_id", _text_array("aids", [w[2] for w in windows]), Text),
+        ("off", _int_array("offs", [w[3] for w in windows]), Integer),
+        ("lim", _int_array("lims", [w[4] for w in windows]), Integer),
     )
     page = (
         select(messages)
-        .where(messages.c.session_id == k.c.session_id, messages.c.agent_id == k.c.agent_id)
+        .where(*_messages_of_key(k))
         .order_by(messages.c.message_id)
         .offset(k.c.off)
         .limit(k.c.lim)
@@ -168,22 +215,18 @@ async def list_message_windows(
 
 
 async def list_messages_after(
-    conn: AsyncConnection, pages: Sequence[tuple[str, str, int | None, int]]
+    conn: AsyncConnection, pages: Sequence[MessagePageKey]
 ) -> list[list[MessageRecord]]:
-    """Keyset pages by ``(session_id, agent_id, after_message_id, limit)``; -1 or None starts at the top."""
+    """Keyset pages by ``(tenant, session_id, agent_id, after_message_id, limit)``; None starts at the top."""
     k = _keys(
-        ("session_id", _text_array("sids", [p[0] for p in pages]), Text),
-        ("agent_id", _text_array("aids", [p[1] for p in pages]), Text),
-        ("after_id", _int_array("afters", [-1 if p[2] is None else p[2] for p in pages]), Integer),
-        ("lim", _int_array("lims", [p[3] for p in pages]), Integer),
+        *_session_keys(pages),
+        ("agent_id", _text_array("aids", [p[2] for p in pages]), Text),
+        ("after_id", _int_array("afters", [-1 if p[3] is None else p[3] for p in pages]), Integer),
+        ("lim", _int_array("lims", [p[4] for p in pages]), Integer),
     )
     page = (
         select(messages)
-        .where(
-            messages.c.session_id == k.c.session_id,
-            messages.c.agent_id == k.c.agent_id,
-            messages.c.message_id > k.c.after_id,
-        )
+        .where(*_messages_of_key(k), messages.c.message_id > k.c.after_id)
         .order_by(messages.c.message_id)
         .limit(k.c.lim)
         .lateral("m")
@@ -196,16 +239,8 @@ async def list_messages_after(
 
 
 async def count_messages(conn: AsyncConnection, keys: Sequence[AgentKey]) -> list[int]:
-    k = _keys(
-        ("session_id", _text_array("sids", [s for s, _ in keys]), Text),
-        ("agent_id", _text_array("aids", [a for _, a in keys]), Text),
-    )
-    counted = (
-        select(func.count())
-        .select_from(messages)
-        .where(messages.c.session_id == k.c.session_id, messages.c.agent_id == k.c.agent_id)
-        .scalar_subquery()
-    )
+    k = _keys(*_session_keys(keys), ("agent_id", _text_array("aids", [key[2] for key in keys]), Text))
+    counted = select(func.count()).select_from(messages).where(*_messages_of_key(k)).scalar_subquery()
     stmt = select(k.c.idx, counted.label("n")).select_from(k).order_by(k.c.idx)
     return [row.n for row in await conn.execute(stmt)]
 
@@ -213,29 +248,36 @@ async def count_messages(conn: AsyncConnection, keys: Sequence[AgentKey]) -> lis
 async def get_multi_agents(
     conn: AsyncConnection, keys: Sequence[MultiAgentKey]
 ) -> dict[MultiAgentKey, MultiAgentRecord]:
-    k = _keys(
-        ("session_id", _text_array("sids", [s for s, _ in keys]), Text),
-        ("multi_agent_id", _text_array("mids", [m for _, m in keys]), Text),
-    )
+    k = _keys(*_session_keys(keys), ("multi_agent_id", _text_array("mids", [key[2] for key in keys]), Text))
     stmt = select(multi_agents).join(
         k,
         and_(
+            multi_agents.c.tenant == k.c.tenant,
             multi_agents.c.session_id == k.c.session_id,
             multi_agents.c.multi_agent_id == k.c.multi_agent_id,
         ),
     )
-    return {(row.session_id, row.multi_agent_id): multi_agent_record(row) for row in await conn.execute(stmt)}
+    return {
+        (row.tenant, row.session_id, row.multi_agent_id): multi_agent_record(row)
+        for row in await conn.execute(stmt)
+    }
 
 
 async def list_multi_agents_of_sessions(
-    conn: AsyncConnection, session_ids: Sequence[str]
-) -> dict[str, list[MultiAgentRecord]]:
+    conn: AsyncConnection, keys: Sequence[SessionKey]
+) -> dict[SessionKey, list[MultiAgentRecord]]:
+    k = _keys(*_session_keys(keys))
     stmt = (
         select(multi_agents)
-        .where(multi_agents.c.session_id == func.any(_text_array("ids", session_ids)))
-        .order_by(multi_agents.c.session_id, multi_agents.c.created_at, multi_agents.c.multi_agent_id)
+        .join(k, and_(multi_agents.c.tenant == k.c.tenant, multi_agents.c.session_id == k.c.session_id))
+        .order_by(
+            multi_agents.c.tenant,
+            multi_agents.c.session_id,
+            multi_agents.c.created_at,
+            multi_agents.c.multi_agent_id,
+        )
     )
-    found: dict[str, list[MultiAgentRecord]] = {session_id: [] for session_id in session_ids}
+    found: dict[SessionKey, list[MultiAgentRecord]] = {key: [] for key in keys}
     for row in await conn.execute(stmt):
-        found[row.session_id].append(multi_agent_record(row))
+        found[(row.tenant, row.session_id)].append(multi_agent_record(row))
     return found

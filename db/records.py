@@ -8,6 +8,7 @@ from typing import Any
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
     session_id: str
+    tenant: str
     session_type: str
     created_at: datetime
     updated_at: datetime
@@ -16,6 +17,7 @@ class SessionRecord:
 @dataclass(frozen=True, slots=True)
 class AgentRecord:
     session_id: str
+    tenant: str
     agent_id: str
     state: Any
     conversation_manager_state: Any
@@ -27,6 +29,7 @@ class AgentRecord:
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
     session_id: str
+    tenant: str
     agent_id: str
     message_id: int
     role: str
@@ -39,6 +42,7 @@ class MessageRecord:
 @dataclass(frozen=True, slots=True)
 class MultiAgentRecord:
     session_id: str
+    tenant: str
     multi_agent_id: str
     state: Any
     created_at: datetime
@@ -81,3 +85,38 @@ class MultiAgentDraft:
     state: Any
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asks for a change, as the audit log records it."""
+
+    name: str
+    role: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    key_id: str
+    secret_sha256: bytes
+    label: str
+    role: str
+    tenant: str | None
+    created_at: datetime
+    created_by: str
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEventRecord:
+    event_id: str
+    occurred_at: datetime
+    tenant: str | None
+    actor: str
+    actor_role: str
+    action: str
+    session_id: str | None
+    target: Any
+    request_id: str | None

@@ -1,62 +1,34 @@
 """The ASGI application: GraphQL at /graphql, liveness at /health, readiness at /ready."""
 
 import asyncio
-import json
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from cross_web import HTTPException
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 
 from db.embedded import EmbeddedPostgres, start_embedded_postgres
 from db.engine import Database, create_engine
 from db.migrate import upgrade_async
-from graphql_api.context import Context
-from graphql_api.errors import ErrorCode
-from graphql_api.schema import schema
+from graphql_api.api_keys import KeyRing
+from graphql_api.authentication import TENANT_HEADER, Authenticator
+from graphql_api.jwt_tokens import JwtVerifier
+from graphql_api.rate_limit import RateLimiter
+from graphql_api.request_ids import HEADER as REQUEST_ID_HEADER
+from graphql_api.schema import create_schema
 from graphql_api.settings import Settings
+from graphql_api.view import Services, SessionGraphQL
 
 logger = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 2.0
-
-
-class SessionGraphQL(GraphQL[Context, None]):
-    def decode_json(self, data: str | bytes) -> object:
-        # json.loads raises more than JSONDecodeError (deep nesting, over-long integers, bad
-        # UTF-8); strawberry would let those through as HTTP 500.
-        try:
-            decoded = json.loads(data)
-        except (ValueError, RecursionError) as error:
-            raise HTTPException(400, "Unable to parse request body as JSON") from error
-        if not isinstance(decoded, (dict, list)):
-            raise HTTPException(400, "The request body must be a JSON object")
-        return decoded
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
-            return
-        try:
-            response = await self.run(Request(scope, receive=receive))
-        except HTTPException as error:
-            # strawberry answers these in plain text; clients expect a GraphQL error body with a code.
-            body = {
-                "errors": [{"message": error.reason, "extensions": {"code": ErrorCode.BAD_REQUEST.value}}]
-            }
-            response = JSONResponse(body, status_code=error.status_code)
-        await response(scope, receive, send)
-
-    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
-        database: Database = request.app.state.database
-        return Context(db=database, request=request if isinstance(request, Request) else None)
+HOUSEKEEPING_SECONDS = 300.0
 
 
 async def health(_: Request) -> Response:
@@ -64,11 +36,11 @@ async def health(_: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    database: Database | None = getattr(request.app.state, "database", None)
-    if database is None:
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
         return JSONResponse({"status": "starting"}, status_code=503)
     try:
-        await asyncio.wait_for(database.ping(), READY_TIMEOUT_SECONDS)
+        await asyncio.wait_for(services.database.ping(), READY_TIMEOUT_SECONDS)
     except Exception as error:
         logger.warning("readiness check failed: %r", error)
         return JSONResponse({"status": "database unavailable"}, status_code=503)
@@ -79,8 +51,20 @@ async def home(_: Request) -> Response:
     return RedirectResponse("/graphql")
 
 
+async def _housekeeping(limiter: RateLimiter) -> None:
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)
+        with contextlib.suppress(Exception):  # the next round tries again; outages are logged elsewhere
+            await limiter.forget_idle()
+
+
 def create_app(settings: Settings) -> Starlette:
-    """The application; its lifespan owns the engine and, with no DATABASE_URL, the embedded database."""
+    """The application; its lifespan owns the engine and, with no DATABASE_URL, the embedded database.
+
+    Raises ``SettingsError`` for settings that only show they are unusable when put to use (a
+    JWT public key that is not one).
+    """
+    jwt = JwtVerifier(settings.jwt) if settings.jwt.enabled else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -93,18 +77,58 @@ def create_app(settings: Settings) -> Starlette:
             if embedded is not None or settings.migrate_on_start:
                 await upgrade_async(url)
             database = Database(
-                create_engine(url, pool_size=settings.pool_size, max_overflow=settings.max_overflow)
+                create_engine(
+                    url,
+                    pool_size=settings.pool_size,
+                    max_overflow=settings.max_overflow,
+                    statement_timeout_ms=settings.limits.statement_timeout_ms,
+                )
             )
-            app.state.database = database
+            keys = KeyRing(database, settings.key_refresh_seconds)
+            try:
+                await keys.refresh()
+            except Exception as error:
+                # Live but not ready: requests are refused until the keys can be read.
+                logger.warning("cannot read API keys yet; retrying in the background: %r", error)
+            limiter = RateLimiter(database, settings.limits.rate_per_second, settings.limits.rate_burst)
+            authenticator = Authenticator(keys, jwt)
+            if authenticator.open:
+                logger.warning(
+                    "no API key exists and no JWT issuer is configured: the server is OPEN, every "
+                    "request acts as admin (make a key with `session-graphql token create`)"
+                )
+            app.state.services = Services(
+                database=database, authenticator=authenticator, rate_limiter=limiter
+            )
+            tasks = [asyncio.create_task(keys.keep_fresh()), asyncio.create_task(_housekeeping(limiter))]
             try:
                 yield
             finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
                 await database.dispose()
         finally:
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
 
-    graphql = SessionGraphQL(schema, graphql_ide="graphiql" if settings.graphiql else None)
+    graphql = SessionGraphQL(
+        create_schema(settings.limits, introspection=settings.introspection),
+        graphql_ide="graphiql" if settings.graphiql else None,
+        limits=settings.limits,
+    )
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", TENANT_HEADER, REQUEST_ID_HEADER],
+                expose_headers=[REQUEST_ID_HEADER, "retry-after"],
+                max_age=600,
+            )
+        )
     return Starlette(
         routes=[
             Route("/", home),
@@ -113,5 +137,6 @@ def create_app(settings: Settings) -> Starlette:
             # Every method reaches strawberry, so a wrong one gets its 405 as a GraphQL error body.
             Route("/graphql", graphql),
         ],
+        middleware=middleware,
         lifespan=lifespan,
     )

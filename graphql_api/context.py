@@ -7,19 +7,38 @@ from starlette.requests import Request
 from strawberry.types import Info as StrawberryInfo
 
 from db.engine import Database
-from graphql_api.loaders import Loaders, create_loaders
+from db.records import Actor
+from db.tenancy import Scope
+from graphql_api.identity import OPEN_CALLER, Caller
+from graphql_api.loaders import Loaders, RowBudget, create_loaders
+from graphql_api.settings import Limits
+
+OPEN_SCOPE = Scope(all_tenants=True)
 
 
 @dataclass
 class Context:
-    """Per request: the database, the request's own loaders, and (later) the caller's identity."""
+    """Per request: the database, who calls and in which tenant, the limits, and the request's loaders."""
 
     db: Database
+    caller: Caller = OPEN_CALLER
+    scope: Scope = OPEN_SCOPE
+    limits: Limits = field(default_factory=Limits)
     request: Request | None = None
+    request_id: str | None = None
+    body_bytes: int = 0
+    """Size of the request body: a message cannot be larger, so small requests skip measuring."""
     loaders: Loaders = field(init=False)
+    rows: RowBudget = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = create_loaders(self.db)
+        self.rows = RowBudget(self.limits.max_cost)
+        self.loaders = create_loaders(self.db, self.rows)
+
+    @property
+    def actor(self) -> Actor:
+        """The caller as the audit log records it."""
+        return Actor(name=self.caller.name, role=self.caller.role.value, request_id=self.request_id)
 
     def database_for_write(self) -> Database:
         """The database, after forgetting what this request has read so far.
@@ -28,7 +47,7 @@ class Context:
         the data after the mutation, not what an earlier field of the same request cached. Mutations
         run one after another, so swapping the loaders here cannot disturb a field in flight.
         """
-        self.loaders = create_loaders(self.db)
+        self.loaders = create_loaders(self.db, self.rows)
         return self.db
 
 

@@ -13,23 +13,45 @@ from strawberry.dataloader import DataLoader
 
 from db import queries
 from db.engine import Database
-from db.queries import AgentKey, MessageKey, MultiAgentKey
+from db.queries import (
+    AgentKey,
+    MessageKey,
+    MessagePageKey,
+    MessageWindowKey,
+    MultiAgentKey,
+    SessionKey,
+)
 from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
+from graphql_api.errors import ErrorCode, LimitError
 
 K = TypeVar("K")
 V = TypeVar("V")
 
-MessageWindowKey = tuple[str, str, int, int | None]
-"""(session_id, agent_id, offset, limit)"""
-MessagePageKey = tuple[str, str, int | None, int]
-"""(session_id, agent_id, after message_id, limit)"""
+
+class RowBudget:
+    """Rows one request may load in all: the backstop for what the cost estimate only assumed
+    (a session's agents, say) before the document ran."""
+
+    def __init__(self, rows: int) -> None:
+        self.left = rows
+        self.total = rows
+
+    def spend(self, values: Sequence[object]) -> None:
+        self.left -= sum(len(value) if isinstance(value, list) else value is not None for value in values)
+        if self.left < 0:
+            raise LimitError(
+                ErrorCode.QUERY_TOO_COSTLY,
+                f"the answer would hold more than {self.total} rows: ask for smaller pages or fewer fields",
+            )
 
 
 def _loader(
-    db: Database, fetch: Callable[[AsyncConnection, list[K]], Awaitable[Sequence[V]]]
+    db: Database, budget: RowBudget, fetch: Callable[[AsyncConnection, list[K]], Awaitable[Sequence[V]]]
 ) -> DataLoader[K, V]:
     async def load(keys: list[K]) -> Sequence[V]:
-        return await db.run(lambda conn: fetch(conn, keys), idempotent=True)
+        values = await db.run(lambda conn: fetch(conn, keys), idempotent=True)
+        budget.spend(values)
+        return values
 
     return DataLoader(load_fn=load)
 
@@ -56,42 +78,42 @@ def _grouped(
 
 @dataclass(frozen=True)
 class Loaders:
-    session: DataLoader[str, SessionRecord | None]
+    session: DataLoader[SessionKey, SessionRecord | None]
     agent: DataLoader[AgentKey, AgentRecord | None]
-    agents_of_session: DataLoader[str, list[AgentRecord]]
+    agents_of_session: DataLoader[SessionKey, list[AgentRecord]]
     message: DataLoader[MessageKey, MessageRecord | None]
     message_window: DataLoader[MessageWindowKey, list[MessageRecord]]
     message_page: DataLoader[MessagePageKey, list[MessageRecord]]
     message_count: DataLoader[AgentKey, int]
     multi_agent: DataLoader[MultiAgentKey, MultiAgentRecord | None]
-    multi_agents_of_session: DataLoader[str, list[MultiAgentRecord]]
+    multi_agents_of_session: DataLoader[SessionKey, list[MultiAgentRecord]]
 
     def prime_sessions(self, records: Sequence[SessionRecord]) -> None:
         for record in records:
-            self.session.prime(record.session_id, record)
+            self.session.prime((record.tenant, record.session_id), record)
 
     def prime_agents(self, records: Sequence[AgentRecord]) -> None:
         for record in records:
-            self.agent.prime((record.session_id, record.agent_id), record)
+            self.agent.prime((record.tenant, record.session_id, record.agent_id), record)
 
     def prime_messages(self, records: Sequence[MessageRecord]) -> None:
         for record in records:
-            self.message.prime((record.session_id, record.agent_id, record.message_id), record)
+            self.message.prime((record.tenant, record.session_id, record.agent_id, record.message_id), record)
 
     def prime_multi_agents(self, records: Sequence[MultiAgentRecord]) -> None:
         for record in records:
-            self.multi_agent.prime((record.session_id, record.multi_agent_id), record)
+            self.multi_agent.prime((record.tenant, record.session_id, record.multi_agent_id), record)
 
 
-def create_loaders(db: Database) -> Loaders:
+def create_loaders(db: Database, budget: RowBudget) -> Loaders:
     return Loaders(
-        session=_loader(db, _by_key(queries.get_sessions)),
-        agent=_loader(db, _by_key(queries.get_agents)),
-        agents_of_session=_loader(db, _grouped(queries.list_agents_of_sessions)),
-        message=_loader(db, _by_key(queries.get_messages)),
-        message_window=_loader(db, queries.list_message_windows),
-        message_page=_loader(db, queries.list_messages_after),
-        message_count=_loader(db, queries.count_messages),
-        multi_agent=_loader(db, _by_key(queries.get_multi_agents)),
-        multi_agents_of_session=_loader(db, _grouped(queries.list_multi_agents_of_sessions)),
+        session=_loader(db, budget, _by_key(queries.get_sessions)),
+        agent=_loader(db, budget, _by_key(queries.get_agents)),
+        agents_of_session=_loader(db, budget, _grouped(queries.list_agents_of_sessions)),
+        message=_loader(db, budget, _by_key(queries.get_messages)),
+        message_window=_loader(db, budget, queries.list_message_windows),
+        message_page=_loader(db, budget, queries.list_messages_after),
+        message_count=_loader(db, budget, queries.count_messages),
+        multi_agent=_loader(db, budget, _by_key(queries.get_multi_agents)),
+        multi_agents_of_session=_loader(db, budget, _grouped(queries.list_multi_agents_of_sessions)),
     )

@@ -1,39 +1,22 @@
 """The strawberry schema and its extensions."""
 
-from collections.abc import Iterator
-from contextlib import suppress
 from datetime import datetime
-from functools import lru_cache
 
 import strawberry
-from graphql import DocumentNode, GraphQLError, parse
-from strawberry.extensions import SchemaExtension, ValidationCache
+from graphql import ASTValidationRule, GraphQLError
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter
+from strawberry.extensions.max_aliases import create_validator as alias_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.types import ExecutionContext
 
-from graphql_api.errors import ErrorCodes, log_unexpected
+from graphql_api.access import AccessControl
+from graphql_api.errors import ValidationErrorCodes, log_unexpected
+from graphql_api.limits import DocumentCache, RequestLimits, document_cache_extension
 from graphql_api.resolvers.mutation import Mutation
 from graphql_api.resolvers.query import Query
+from graphql_api.settings import Limits
 from graphql_api.types.scalars import DateTimeScalar
-
-
-@lru_cache(maxsize=256)
-def _parse_cached(query: str) -> DocumentNode:
-    return parse(query)
-
-
-class ParsedDocumentCache(SchemaExtension):
-    """Parses each distinct document once: clients send the same few over and over.
-
-    Unlike strawberry's ParserCache, a syntax error is left for strawberry's own parse to report,
-    so it goes through the operation hooks and gets its error code like any other error.
-    """
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.query is not None and not context.parse_options:
-            with suppress(GraphQLError):
-                context.graphql_document = _parse_cached(context.query)
-        yield
 
 
 class SessionStoreSchema(strawberry.Schema):
@@ -44,16 +27,34 @@ class SessionStoreSchema(strawberry.Schema):
         log_unexpected(errors)
 
 
-schema = SessionStoreSchema(
-    query=Query,
-    mutation=Mutation,
-    extensions=[
-        ErrorCodes,
-        ParsedDocumentCache,
-        lambda: ValidationCache(maxsize=256),
-    ],
-    scalar_overrides={datetime: DateTimeScalar},
-)
+def create_schema(limits: Limits | None = None, *, introspection: bool = True) -> SessionStoreSchema:
+    """The schema with ``limits`` on every document; one per app, as its caches live in it."""
+    limits = limits or Limits()
+    # strawberry's depth and alias limiters' rules (and the one its DisableIntrospection adds),
+    # built once: rule classes made per request would defeat the validation cache, which keys on them.
+    rules: list[type[ASTValidationRule]] = [
+        depth_rule(limits.max_depth, None),
+        alias_rule(limits.max_aliases),
+    ]
+    if not introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    return SessionStoreSchema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            ValidationErrorCodes,
+            lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+            lambda: AddValidationRules(rules),
+            document_cache_extension(DocumentCache(), limits),
+            AccessControl,
+            RequestLimits,
+        ],
+        scalar_overrides={datetime: DateTimeScalar},
+    )
+
+
+schema = create_schema()
+"""The schema with default limits, for exporting the SDL and for tests that need no server."""
 
 
 def schema_sdl() -> str:

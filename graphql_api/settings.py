@@ -55,6 +55,28 @@ def _log_level(environ: Mapping[str, str], name: str) -> str:
     return raw
 
 
+def _number(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low:g} and {high:g}, not {raw}")
+    return value
+
+
+def _text(environ: Mapping[str, str], name: str) -> str | None:
+    return environ.get(name, "").strip() or None
+
+
+def _words(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks around and between the commas are ignored."""
+    return tuple(word.strip() for word in environ.get(name, "").split(",") if word.strip())
+
+
 def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raw = environ.get(name, "").strip().lower()
     if raw == "":
@@ -64,6 +86,149 @@ def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name} must be true or false, not {raw!r}")
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    """Bearer JWTs from an identity provider; off unless ``issuer`` is set.
+
+    The signature is checked against ``jwks_url`` (fetched and cached) or ``public_key`` (PEM),
+    ``iss`` must equal ``issuer`` and ``aud`` contain ``audience``. The role is read from
+    ``role_claim`` (a string or a list of strings; the highest known role wins) and the tenant
+    from ``tenant_claim`` (absent: the default tenant; ``*``: every tenant). A claim name is
+    looked up whole first, so namespaced claims such as ``https://example.com/role`` work, then
+    as a dotted path into nested objects (Keycloak's ``realm_access.roles``).
+    """
+
+    issuer: str | None = None
+    audience: str | None = None
+    jwks_url: str | None = None
+    public_key: str | None = None
+    role_claim: str = "role"
+    tenant_claim: str = "tenant"
+    algorithms: tuple[str, ...] = (
+        "RS256",
+        "RS384",
+        "RS512",
+        "PS256",
+        "PS384",
+        "PS512",
+        "ES256",
+        "ES384",
+        "ES512",
+        "EdDSA",
+    )
+    leeway_seconds: float = 30.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.issuer is not None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "JwtSettings":
+        public_key = _text(env, "SESSION_GRAPHQL_JWT_PUBLIC_KEY")
+        key_file = _text(env, "SESSION_GRAPHQL_JWT_PUBLIC_KEY_FILE")
+        if key_file is not None:
+            if public_key is not None:
+                raise SettingsError(
+                    "set SESSION_GRAPHQL_JWT_PUBLIC_KEY or SESSION_GRAPHQL_JWT_PUBLIC_KEY_FILE, not both"
+                )
+            try:
+                public_key = Path(key_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                raise SettingsError(f"SESSION_GRAPHQL_JWT_PUBLIC_KEY_FILE cannot be read: {error}") from None
+        settings = cls(
+            issuer=_text(env, "SESSION_GRAPHQL_JWT_ISSUER"),
+            audience=_text(env, "SESSION_GRAPHQL_JWT_AUDIENCE"),
+            jwks_url=_text(env, "SESSION_GRAPHQL_JWT_JWKS_URL"),
+            public_key=public_key,
+            role_claim=_text(env, "SESSION_GRAPHQL_JWT_ROLE_CLAIM") or "role",
+            tenant_claim=_text(env, "SESSION_GRAPHQL_JWT_TENANT_CLAIM") or "tenant",
+            algorithms=_words(env, "SESSION_GRAPHQL_JWT_ALGORITHMS") or cls.algorithms,
+            leeway_seconds=_number(env, "SESSION_GRAPHQL_JWT_LEEWAY_SECONDS", 30.0, 0, 600),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuses a half-configured verifier: JWT settings without an issuer, or no key to check with."""
+        if self.issuer is None:
+            if self.audience or self.jwks_url or self.public_key:
+                raise SettingsError("JWT settings need SESSION_GRAPHQL_JWT_ISSUER as well")
+            return
+        if not self.audience:
+            raise SettingsError("SESSION_GRAPHQL_JWT_AUDIENCE must be set with SESSION_GRAPHQL_JWT_ISSUER")
+        if (self.jwks_url is None) == (self.public_key is None):
+            raise SettingsError(
+                "set exactly one of SESSION_GRAPHQL_JWT_JWKS_URL and SESSION_GRAPHQL_JWT_PUBLIC_KEY(_FILE)"
+            )
+        if self.jwks_url is not None and not self.jwks_url.startswith(("https://", "http://")):
+            raise SettingsError(f"SESSION_GRAPHQL_JWT_JWKS_URL must be an http(s) URL, not {self.jwks_url!r}")
+        unknown = [name for name in self.algorithms if name not in ASYMMETRIC_ALGORITHMS]
+        if unknown:
+            # A shared-secret algorithm (HS256) would let anyone holding the public key sign tokens.
+            raise SettingsError(
+                "SESSION_GRAPHQL_JWT_ALGORITHMS may only name public-key algorithms, "
+                f"not {', '.join(unknown)}"
+            )
+
+
+ASYMMETRIC_ALGORITHMS = frozenset(JwtSettings.algorithms)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one caller or one request may ask of the server; each has its own error code."""
+
+    rate_per_second: float = 50.0
+    """Requests a key (or JWT subject) may make per second, across all replicas; 0 turns it off."""
+    rate_burst: int = 100
+    """Requests a key may make at once after being idle."""
+    max_body_bytes: int = 16 * 1024 * 1024
+    body_timeout_seconds: float = 30.0
+    """How long a request's body may take to arrive; slower clients get HTTP 408."""
+    max_document_bytes: int = 100_000
+    max_tokens: int = 10_000
+    max_depth: int = 15
+    max_aliases: int = 50
+    max_cost: int = 100_000
+    """Rows a document may ask for, estimated from its page sizes before it runs."""
+    max_page_size: int = 1000
+    max_list_size: int = 10_000
+    """Most messages one ``messages`` list returns (its ``limit``, or all of them when unlimited)."""
+    max_batch: int = 1000
+    """Messages per ``appendMessages``."""
+    max_message_bytes: int = 8 * 1024 * 1024
+    max_json_depth: int = 64
+    """Nesting of a stored JSON document; well under the ~490 levels Strands can read back."""
+    statement_timeout_ms: int = 10_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Limits":
+        d = cls()
+        return cls(
+            rate_per_second=_number(env, "SESSION_GRAPHQL_RATE_LIMIT", d.rate_per_second, 0, 1_000_000),
+            rate_burst=_int(env, "SESSION_GRAPHQL_RATE_BURST", d.rate_burst, 1, 10_000_000),
+            max_body_bytes=_int(env, "SESSION_GRAPHQL_MAX_BODY_BYTES", d.max_body_bytes, 1024, 2**31),
+            body_timeout_seconds=_number(
+                env, "SESSION_GRAPHQL_BODY_TIMEOUT_SECONDS", d.body_timeout_seconds, 0.1, 3600
+            ),
+            max_document_bytes=_int(
+                env, "SESSION_GRAPHQL_MAX_DOCUMENT_BYTES", d.max_document_bytes, 100, 2**31
+            ),
+            max_tokens=_int(env, "SESSION_GRAPHQL_MAX_TOKENS", d.max_tokens, 10, 10_000_000),
+            max_depth=_int(env, "SESSION_GRAPHQL_MAX_DEPTH", d.max_depth, 1, 1000),
+            max_aliases=_int(env, "SESSION_GRAPHQL_MAX_ALIASES", d.max_aliases, 0, 1_000_000),
+            max_cost=_int(env, "SESSION_GRAPHQL_MAX_COST", d.max_cost, 1, 10**12),
+            max_page_size=_int(env, "SESSION_GRAPHQL_MAX_PAGE_SIZE", d.max_page_size, 1, 1_000_000),
+            max_list_size=_int(env, "SESSION_GRAPHQL_MAX_LIST_SIZE", d.max_list_size, 1, 10_000_000),
+            max_batch=_int(env, "SESSION_GRAPHQL_MAX_BATCH", d.max_batch, 1, 1_000_000),
+            max_message_bytes=_int(env, "SESSION_GRAPHQL_MAX_MESSAGE_BYTES", d.max_message_bytes, 100, 2**31),
+            max_json_depth=_int(env, "SESSION_GRAPHQL_MAX_JSON_DEPTH", d.max_json_depth, 2, 400),
+            statement_timeout_ms=_int(
+                env, "SESSION_GRAPHQL_STATEMENT_TIMEOUT_MS", d.statement_timeout_ms, 0, 24 * 3600 * 1000
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -77,10 +242,19 @@ class Settings:
     pool_size: int = 10
     max_overflow: int = 20
     graphiql: bool = True
+    introspection: bool = True
     # Embedded databases are migrated on start; a shared database is migrated by a deploy step
     # (`session-graphql migrate`) unless this is set.
     migrate_on_start: bool = False
     log_level: str = "info"
+    insecure: bool = False
+    """Allow running without credentials on an address other than loopback."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins whose pages may call the API from a browser (dashboards served elsewhere); * for any."""
+    key_refresh_seconds: float = 2.0
+    """How often each replica re-reads the API keys: a revoked key stops working within this time."""
+    jwt: JwtSettings = field(default_factory=JwtSettings)
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -96,7 +270,13 @@ class Settings:
             pool_size=_int(env, "SESSION_GRAPHQL_POOL_SIZE", 10, 1, 1000),
             max_overflow=_int(env, "SESSION_GRAPHQL_MAX_OVERFLOW", 20, 0, 1000),
             graphiql=_bool(env, "SESSION_GRAPHQL_GRAPHIQL", True),
+            introspection=_bool(env, "SESSION_GRAPHQL_INTROSPECTION", True),
             migrate_on_start=_bool(env, "SESSION_GRAPHQL_MIGRATE_ON_START", False),
             log_level=_log_level(env, "SESSION_GRAPHQL_LOG_LEVEL"),
+            insecure=_bool(env, "SESSION_GRAPHQL_INSECURE", False),
+            cors_origins=_words(env, "SESSION_GRAPHQL_CORS_ORIGINS"),
+            key_refresh_seconds=_number(env, "SESSION_GRAPHQL_KEY_REFRESH_SECONDS", 2.0, 0.1, 300),
+            jwt=JwtSettings.from_env(env),
+            limits=Limits.from_env(env),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

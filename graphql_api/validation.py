@@ -3,10 +3,10 @@
 import unicodedata
 from typing import Any
 
+from db.json_values import dump_json
 from db.models import ID_LENGTH
-from graphql_api.errors import InputError
+from graphql_api.errors import ErrorCode, InputError, LimitError
 
-MAX_PAGE_SIZE = 1000
 MAX_MESSAGE_ID = 2**31 - 1  # PostgreSQL integer, like GraphQL's Int
 FORBIDDEN_ID_CHARACTERS = ("/", "\\")
 
@@ -68,10 +68,48 @@ def check_not_negative(field: str, value: int | None) -> int | None:
     return value
 
 
-def check_page_size(field: str, value: int) -> int:
-    if value < 0 or value > MAX_PAGE_SIZE:
-        raise InputError(field, f"must be between 0 and {MAX_PAGE_SIZE}, got {value}")
+def check_page_size(field: str, value: int, maximum: int) -> int:
+    if value < 0 or value > maximum:
+        raise InputError(field, f"must be between 0 and {maximum} (the server's maximum), got {value}")
     return value
+
+
+def json_depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects more than ``limit`` deep (without recursing)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+def check_json_depth(field: str, value: Any, limit: int) -> Any:
+    if json_depth_over(value, limit):
+        raise LimitError(
+            ErrorCode.JSON_TOO_DEEP, f"{field}: nests lists and objects more than {limit} deep", field
+        )
+    return value
+
+
+def check_message_size(field: str, message: Any, redact_message: Any, limit: int) -> None:
+    """The stored size of one message, its redaction included."""
+    size = len(dump_json(message).encode()) + (
+        0 if redact_message is None else len(dump_json(redact_message).encode())
+    )
+    if size > limit:
+        raise LimitError(
+            ErrorCode.MESSAGE_TOO_LARGE,
+            f"{field}: is {size} bytes as JSON; the limit is {limit} bytes",
+            field,
+        )
 
 
 def _json_kind(value: Any) -> str:

@@ -631,7 +631,7 @@ def test_unexpected_error_is_masked_for_the_client_and_logged(
     body = graphql(document, make_variables(new_id))
 
     error = assert_error(body, "INTERNAL_SERVER_ERROR")
-    assert set(error["extensions"]) == {"code"}
+    assert set(error["extensions"]) == {"code", "requestId"}
     text = str(body)
     for leak in ("secret", "hunter2", "RuntimeError", "Traceback", ".py"):
         assert leak not in text
@@ -641,6 +641,8 @@ def test_unexpected_error_is_masked_for_the_client_and_logged(
     assert isinstance(logged[0].exc_info[1], RuntimeError)
     assert "Traceback" in caplog.text
     assert "hunter2" in caplog.text
+    # The operator finds the failure by the id the client was given.
+    assert f"request {error['extensions']['requestId']} " in logged[0].getMessage()
 
 
 def test_expected_errors_are_not_logged_as_failures(

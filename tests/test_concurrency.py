@@ -106,7 +106,7 @@ def test_many_aliased_sibling_fields_each_answer_with_their_own_rows(graphql: Gr
         }
         fields.append(
             f'se{i}: session(sessionId: "{session_id}") {{ sessionId agents {{ agentId messageCount '
-            "messages(offset: 1) { messageId message } } multiAgents { multiAgentId } }"
+            "messages(offset: 1, limit: 10) { messageId message } } multiAgents { multiAgentId } }"
         )
         fields.append(
             f'mu{i}: multiAgent(sessionId: "{session_id}", multiAgentId: "graph") {{ sessionId state }}'
@@ -144,7 +144,7 @@ async def test_concurrent_requests_beyond_the_pool_size_all_get_their_own_data(
         seed_session(graphql, session_id, agents=3, messages=4)
     deep = (
         "query Deep($id: String!) { session(sessionId: $id) { sessionId agents { agentId messageCount "
-        "messages { messageId message agent { sessionId } } "
+        "messages(limit: 10) { messageId message agent { sessionId } } "
         "messagesConnection(first: 2) { nodes { messageId } } } "
         "multiAgents { state } } }"
     )

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -18,9 +19,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from db.migrate import alembic_config, upgrade
 from db.models import Base
+from graphql_api.settings import Settings
+from tests.conftest import RunningServer
 from tests.scratch_database import scratch_database
 
-TABLES = {"sessions", "session_agents", "session_messages", "session_multi_agents"}
+SESSION_TABLES = {"sessions", "session_agents", "session_messages", "session_multi_agents"}
+CONTROL_TABLES = {"api_keys", "audit_events", "rate_limit_buckets"}
+TABLES = SESSION_TABLES | CONTROL_TABLES
 
 
 @pytest.fixture
@@ -118,9 +123,10 @@ def test_upgrade_accepts_a_url_whose_password_has_percent_signs(database_url: st
         assert inspect(scratch, rows("SELECT version_num FROM alembic_version")) == [(head_revision(),)]
 
 
-def test_every_model_key_starts_with_session_id_and_no_column_counts_itself() -> None:
-    """Rows of one session can live on one shard (distributed by session_id), and ids come from
-    the client, never from a sequence that a sharded table could not share."""
+def test_every_session_table_key_starts_with_session_id_then_tenant_and_no_column_counts_itself() -> None:
+    """Rows of one session can live on one shard (distributed by session_id), tenants cannot meet in
+    a key, and ids come from the client, never from a sequence that a sharded table could not share.
+    Control tables (keys, audit, rate limits) are reference tables: keyed by their own random ids."""
     assert {table.name for table in Base.metadata.sorted_tables} == TABLES
     for table in Base.metadata.sorted_tables:
         keys: list[Any] = [
@@ -128,10 +134,14 @@ def test_every_model_key_starts_with_session_id_and_no_column_counts_itself() ->
         ]
         keys += [index for index in table.indexes if index.unique]
         assert table.primary_key.columns, table.name
-        for key in keys:
-            assert next(iter(key.columns)).name == "session_id", (table.name, key.name)
-        for foreign_key in table.foreign_key_constraints:
-            assert "session_id" in foreign_key.column_keys, (table.name, foreign_key.name)
+        if table.name in SESSION_TABLES:
+            for key in keys:
+                assert [c.name for c in key.columns][:2] == ["session_id", "tenant"], (table.name, key.name)
+            for foreign_key in table.foreign_key_constraints:
+                columns = set(foreign_key.column_keys)
+                assert {"session_id", "tenant"} <= columns, (table.name, foreign_key.name)
+        else:
+            assert not table.foreign_key_constraints, table.name
         assert table.autoincrement_column is None, table.name
         for column in table.columns:
             assert column.identity is None, (table.name, column.name)
@@ -139,7 +149,9 @@ def test_every_model_key_starts_with_session_id_and_no_column_counts_itself() ->
                 assert column.autoincrement is False, (table.name, column.name)
 
 
-def test_every_live_key_starts_with_session_id_and_no_column_has_a_sequence(empty_database: str) -> None:
+def test_every_live_session_key_starts_with_session_id_and_no_column_has_a_sequence(
+    empty_database: str,
+) -> None:
     upgrade(empty_database)
     keys = inspect(
         empty_database,
@@ -183,12 +195,104 @@ def test_every_live_key_starts_with_session_id_and_no_column_has_a_sequence(empt
 
     assert {table for table, _, kind, _ in keys if kind == "p"} == TABLES
     for table, name, kind, columns in keys:
-        if kind == "f":
-            assert "session_id" in columns, (table, name)
+        if table not in SESSION_TABLES:
+            assert kind == "p", (table, name)
+        elif kind == "f":
+            assert {"session_id", "tenant"} <= set(columns), (table, name)
         else:
-            assert columns[0] == "session_id", (table, name, columns)
-    assert len(unique_indexes) == len(TABLES)  # the primary keys' indexes, no others
-    for table, index, first_column in unique_indexes:
+            assert columns[:2] == ["session_id", "tenant"], (table, name, columns)
+    session_unique = [index for index in unique_indexes if index[0] in SESSION_TABLES]
+    assert len(session_unique) == len(SESSION_TABLES)  # the primary keys' indexes, no others
+    for table, index, first_column in session_unique:
         assert first_column == "session_id", (table, index)
     assert counters == []
     assert sequences == []
+
+
+def _fill_0001(conn: Connection) -> None:
+    """Rows as the previous schema held them, before tenants."""
+    conn.execute(
+        text(
+            "INSERT INTO sessions (session_id, session_type, created_at, updated_at) "
+            "VALUES ('old-1', 'AGENT', '2026-01-02T03:04:05+00', '2026-01-02T03:04:05+00'), "
+            "('old-2', 'AGENT', '2026-01-03T03:04:05+00', '2026-01-03T03:04:05+00')"
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO session_agents "
+            "(session_id, agent_id, state, conversation_manager_state, internal_state) "
+            """VALUES ('old-1', 'support', '{"n": 1}', '{}', '{}')"""
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO session_messages (session_id, agent_id, message_id, role, message) VALUES "
+            "('old-1', 'support', 0, 'user', "
+            """'{"role": "user", "content": [{"text": "hi \\u0000 there"}]}'), """
+            "('old-1', 'support', 1, 'assistant', "
+            """'{"role": "assistant", "content": [{"text": "hello"}]}')"""
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO session_multi_agents (session_id, multi_agent_id, state) "
+            """VALUES ('old-2', 'graph', '{"status": "completed"}')"""
+        )
+    )
+    conn.commit()
+
+
+def test_upgrade_moves_existing_rows_into_the_default_tenant_and_the_api_serves_them(
+    empty_database: str,
+) -> None:
+    upgrade(empty_database, "0001")
+    inspect(empty_database, _fill_0001)
+
+    upgrade(empty_database)
+
+    assert inspect(empty_database, rows("SELECT DISTINCT tenant FROM sessions")) == [("default",)]
+    in_default = rows("SELECT count(*) FROM session_messages WHERE tenant = 'default'")
+    assert inspect(empty_database, in_default) == [(2,)]
+    server = RunningServer(Settings(database_url=empty_database))
+    server.start()
+    try:
+        query = """{
+          sessions(first: 10) { nodes { sessionId tenant } }
+          session(sessionId: "old-1") {
+            agents { agentId state messages { messageId message } }
+          }
+          multiAgent(sessionId: "old-2", multiAgentId: "graph") { state }
+        }"""
+        body = httpx.post(server.url, json={"query": query}).json()
+    finally:
+        server.stop()
+    assert "errors" not in body, body
+    data = body["data"]
+    assert data["sessions"]["nodes"] == [
+        {"sessionId": "old-2", "tenant": "default"},
+        {"sessionId": "old-1", "tenant": "default"},
+    ]
+    (agent,) = data["session"]["agents"]
+    assert agent["state"] == {"n": 1}
+    assert [m["message"]["content"][0]["text"] for m in agent["messages"]] == ["hi \x00 there", "hello"]
+    assert data["multiAgent"]["state"] == {"status": "completed"}
+
+
+def test_downgrade_below_tenants_refuses_while_other_tenants_hold_sessions(empty_database: str) -> None:
+    upgrade(empty_database)
+    inspect(
+        empty_database,
+        lambda conn: (
+            conn.execute(
+                text("INSERT INTO sessions (session_id, tenant, session_type) VALUES ('s', 'acme', 'AGENT')")
+            ),
+            conn.commit(),
+        ),
+    )
+
+    with pytest.raises(RuntimeError, match="tenants other than 'default'"):
+        command.downgrade(alembic_config(empty_database), "0001")
+
+    assert inspect(empty_database, rows("SELECT version_num FROM alembic_version")) == [(head_revision(),)]
+    assert inspect(empty_database, rows("SELECT session_id, tenant FROM sessions")) == [("s", "acme")]

@@ -1,31 +1,47 @@
 """Root mutations: validate the arguments, call ``db.commands``, return the stored rows.
 
-``db.errors`` raised here reach the client as NOT_FOUND, ALREADY_EXISTS, CONFLICT or
-BAD_USER_INPUT through ``graphql_api.errors``.
+Writes go to the caller's tenant (``info.context.scope.tenant``). ``db.errors`` raised here reach
+the client as NOT_FOUND, ALREADY_EXISTS, CONFLICT or BAD_USER_INPUT through ``graphql_api.errors``.
+Who may call which mutation is decided before any of them runs, in ``graphql_api.access``.
 """
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db import commands
+from db import keys as stored_keys
 from db.errors import NotFoundError
 from db.records import MessageDraft, MessageRecord
-from graphql_api.context import Info
-from graphql_api.errors import InputError
+from graphql_api.api_keys import issue_key
+from graphql_api.context import Context, Info
+from graphql_api.errors import ErrorCode, ForbiddenError, InputError, LimitError
+from graphql_api.identity import check_tenant
 from graphql_api.types.agent import Agent
+from graphql_api.types.api_key import ApiKey, KeyRole, NewApiKey
 from graphql_api.types.inputs import AgentInput, MessageInput, MultiAgentInput, SessionInput
 from graphql_api.types.message import Message
 from graphql_api.types.multi_agent import MultiAgent
 from graphql_api.types.session import Session
-from graphql_api.validation import check_id, check_message_id
-
-MAX_APPEND = 1000
+from graphql_api.validation import check_id, check_message_id, check_message_size
 
 
-def _check_batch(messages: list[MessageInput]) -> list[MessageDraft]:
-    if len(messages) > MAX_APPEND:
-        raise InputError("messages", f"at most {MAX_APPEND} messages per call, got {len(messages)}")
-    drafts = [m.to_draft(f"messages[{i}]") for i, m in enumerate(messages)]
+def _message_draft(context: Context, field: str, message: MessageInput) -> MessageDraft:
+    draft = message.to_draft(field, context.limits)
+    limit = context.limits.max_message_bytes
+    if context.body_bytes > limit:  # a smaller request cannot hold a larger message
+        check_message_size(field, draft.message, draft.redact_message, limit)
+    return draft
+
+
+def _check_batch(context: Context, messages: list[MessageInput]) -> list[MessageDraft]:
+    most = context.limits.max_batch
+    if len(messages) > most:
+        raise LimitError(
+            ErrorCode.BATCH_TOO_LARGE,
+            f"messages: at most {most} messages per call, got {len(messages)}",
+            "messages",
+        )
+    drafts = [_message_draft(context, f"messages[{i}]", m) for i, m in enumerate(messages)]
     seen: set[int] = set()
     for i, draft in enumerate(drafts):
         if draft.message_id in seen:
@@ -39,32 +55,38 @@ class Mutation:
     @strawberry.mutation(description="Create a session. ALREADY_EXISTS if the id is taken.")
     async def create_session(self, info: Info, session: SessionInput) -> Session:
         draft = session.to_draft("session")
+        scope = info.context.scope
         record = await info.context.database_for_write().run(
-            lambda conn: commands.create_session(conn, draft)
+            lambda conn: commands.create_session(conn, scope, draft)
         )
         return Session.from_record(record)
 
     @strawberry.mutation(description="Delete a session with its agents, messages and multi-agents.")
     async def delete_session(self, info: Info, session_id: str) -> bool:
         check_id("sessionId", session_id)
-        await info.context.database_for_write().run(lambda conn: commands.delete_session(conn, session_id))
+        scope, actor = info.context.scope, info.context.actor
+        await info.context.database_for_write().run(
+            lambda conn: commands.delete_session(conn, scope, session_id, actor)
+        )
         return True
 
     @strawberry.mutation(description="Create an agent in a session. NOT_FOUND if the session is missing.")
     async def create_agent(self, info: Info, session_id: str, agent: AgentInput) -> Agent:
         check_id("sessionId", session_id)
-        draft = agent.to_draft("agent")
+        draft = agent.to_draft("agent", info.context.limits)
+        scope = info.context.scope
         record = await info.context.database_for_write().run(
-            lambda conn: commands.create_agent(conn, session_id, draft)
+            lambda conn: commands.create_agent(conn, scope, session_id, draft)
         )
         return Agent.from_record(record)
 
     @strawberry.mutation(description="Replace an agent's states; its createdAt is kept.")
     async def update_agent(self, info: Info, session_id: str, agent: AgentInput) -> Agent:
         check_id("sessionId", session_id)
-        draft = agent.to_draft("agent")
+        draft = agent.to_draft("agent", info.context.limits)
+        scope = info.context.scope
         record = await info.context.database_for_write().run(
-            lambda conn: commands.update_agent(conn, session_id, draft)
+            lambda conn: commands.update_agent(conn, scope, session_id, draft)
         )
         return Agent.from_record(record)
 
@@ -72,8 +94,9 @@ class Mutation:
     async def delete_agent(self, info: Info, session_id: str, agent_id: str) -> bool:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
+        scope, actor = info.context.scope, info.context.actor
         await info.context.database_for_write().run(
-            lambda conn: commands.delete_agent(conn, session_id, agent_id)
+            lambda conn: commands.delete_agent(conn, scope, session_id, agent_id, actor)
         )
         return True
 
@@ -86,10 +109,11 @@ class Mutation:
     ) -> Message:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
-        draft = message.to_draft("message")
+        draft = _message_draft(info.context, "message", message)
+        scope = info.context.scope
         # Storing equal content again succeeds, so a retry can never report a false error.
         (record,) = await info.context.database_for_write().run(
-            lambda conn: commands.insert_messages(conn, session_id, agent_id, [draft]), idempotent=True
+            lambda conn: commands.insert_messages(conn, scope, session_id, agent_id, [draft]), idempotent=True
         )
         return Message.from_record(record)
 
@@ -102,12 +126,13 @@ class Mutation:
     ) -> list[Message]:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
-        drafts = _check_batch(messages)
+        drafts = _check_batch(info.context, messages)
+        scope = info.context.scope
 
         async def append(conn: AsyncConnection) -> list[MessageRecord]:
             if drafts:
-                return await commands.insert_messages(conn, session_id, agent_id, drafts)
-            if not await commands.agent_exists(conn, session_id, agent_id):
+                return await commands.insert_messages(conn, scope, session_id, agent_id, drafts)
+            if not await commands.agent_exists(conn, scope, session_id, agent_id):
                 raise NotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
             return []
 
@@ -122,9 +147,10 @@ class Mutation:
     ) -> Message:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
-        draft = message.to_draft("message")
+        draft = _message_draft(info.context, "message", message)
+        scope = info.context.scope
         record = await info.context.database_for_write().run(
-            lambda conn: commands.update_message(conn, session_id, agent_id, draft)
+            lambda conn: commands.update_message(conn, scope, session_id, agent_id, draft)
         )
         return Message.from_record(record)
 
@@ -133,8 +159,9 @@ class Mutation:
         check_id("sessionId", session_id)
         check_id("agentId", agent_id)
         check_message_id("messageId", message_id)
+        scope, actor = info.context.scope, info.context.actor
         await info.context.database_for_write().run(
-            lambda conn: commands.delete_message(conn, session_id, agent_id, message_id)
+            lambda conn: commands.delete_message(conn, scope, session_id, agent_id, message_id, actor)
         )
         return True
 
@@ -143,9 +170,10 @@ class Mutation:
         self, info: Info, session_id: str, multi_agent: MultiAgentInput
     ) -> MultiAgent:
         check_id("sessionId", session_id)
-        draft = multi_agent.to_draft("multiAgent")
+        draft = multi_agent.to_draft("multiAgent", info.context.limits)
+        scope = info.context.scope
         record = await info.context.database_for_write().run(
-            lambda conn: commands.create_multi_agent(conn, session_id, draft)
+            lambda conn: commands.create_multi_agent(conn, scope, session_id, draft)
         )
         return MultiAgent.from_record(record)
 
@@ -154,9 +182,10 @@ class Mutation:
         self, info: Info, session_id: str, multi_agent: MultiAgentInput
     ) -> MultiAgent:
         check_id("sessionId", session_id)
-        draft = multi_agent.to_draft("multiAgent")
+        draft = multi_agent.to_draft("multiAgent", info.context.limits)
+        scope = info.context.scope
         record = await info.context.database_for_write().run(
-            lambda conn: commands.update_multi_agent(conn, session_id, draft)
+            lambda conn: commands.update_multi_agent(conn, scope, session_id, draft)
         )
         return MultiAgent.from_record(record)
 
@@ -164,7 +193,54 @@ class Mutation:
     async def delete_multi_agent(self, info: Info, session_id: str, multi_agent_id: str) -> bool:
         check_id("sessionId", session_id)
         check_id("multiAgentId", multi_agent_id)
+        scope, actor = info.context.scope, info.context.actor
         await info.context.database_for_write().run(
-            lambda conn: commands.delete_multi_agent(conn, session_id, multi_agent_id)
+            lambda conn: commands.delete_multi_agent(conn, scope, session_id, multi_agent_id, actor)
         )
         return True
+
+    @strawberry.mutation(
+        description="Admins: make an API key. A tenant's admin makes keys of its own tenant only; a "
+        "tenantless admin may make keys of any tenant, or tenantless ones (tenant omitted)."
+    )
+    async def create_api_key(
+        self, info: Info, role: KeyRole, tenant: str | None = None, label: str | None = None
+    ) -> NewApiKey:
+        tenant = _key_tenant(info.context, tenant)
+        try:
+            made, record = await issue_key(
+                info.context.database_for_write(),
+                role=role.role(),
+                tenant=tenant,
+                label=label,
+                actor=info.context.actor,
+            )
+        except ValueError as error:
+            raise InputError("label", str(error)) from None
+        return NewApiKey(key=made.token, api_key=ApiKey.from_record(record))
+
+    @strawberry.mutation(description="Admins: revoke a key; every replica refuses it within seconds.")
+    async def revoke_api_key(self, info: Info, label: str, tenant: str | None = None) -> ApiKey:
+        tenant = _key_tenant(info.context, tenant)
+        actor = info.context.actor
+        record = await info.context.database_for_write().run_in_transaction(
+            lambda conn: stored_keys.revoke_key(conn, label=label, tenant=tenant, actor=actor)
+        )
+        return ApiKey.from_record(record)
+
+
+def _key_tenant(context: Context, requested: str | None) -> str | None:
+    """The tenant a key command addresses: a tenant's admin only ever its own."""
+    if requested is not None:
+        try:
+            check_tenant(requested)
+        except ValueError as error:
+            raise InputError("tenant", str(error)) from None
+    own = context.caller.tenant
+    if own is not None:
+        if requested not in (None, own):
+            raise ForbiddenError(f"these credentials manage the keys of tenant {own!r} only")
+        return own
+    if requested is not None:
+        return requested
+    return None if context.scope.all_tenants else context.scope.tenant

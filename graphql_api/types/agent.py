@@ -8,6 +8,7 @@ import strawberry
 from db.errors import NotFoundError
 from db.records import AgentRecord
 from graphql_api.context import Info
+from graphql_api.errors import InputError
 from graphql_api.types.pagination import MessageConnection, decode_message_cursor
 from graphql_api.types.scalars import JSON
 from graphql_api.validation import check_not_negative, check_page_size
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 @strawberry.type(description="An agent of a session, with the state Strands restores it from.")
 class Agent:
     session_id: str
+    tenant: strawberry.Private[str]
     agent_id: str
     state: JSON = strawberry.field(description="The agent's user-managed state (agent.state).")
     conversation_manager_state: JSON
@@ -31,6 +33,7 @@ class Agent:
     def from_record(cls, record: AgentRecord) -> "Agent":
         return cls(
             session_id=record.session_id,
+            tenant=record.tenant,
             agent_id=record.agent_id,
             state=record.state,
             conversation_manager_state=record.conversation_manager_state,
@@ -43,7 +46,7 @@ class Agent:
     async def session(self, info: Info) -> Annotated["Session", strawberry.lazy("graphql_api.types.session")]:
         from graphql_api.types.session import Session
 
-        record = await info.context.loaders.session.load(self.session_id)
+        record = await info.context.loaders.session.load((self.tenant, self.session_id))
         if record is None:  # deleted while this request ran
             raise NotFoundError(f"session {self.session_id!r} of agent {self.agent_id!r} is gone")
         return Session.from_record(record)
@@ -59,8 +62,22 @@ class Agent:
 
         check_not_negative("offset", offset)
         check_not_negative("limit", limit)
+        most = info.context.limits.max_list_size
+        if limit is not None:
+            check_page_size("limit", limit, most)
         loaders = info.context.loaders
-        records = await loaders.message_window.load((self.session_id, self.agent_id, offset, limit))
+        # Unlimited means all of them, up to the server's largest list: one more row tells whether
+        # there are more, which is refused rather than silently cut short.
+        fetch = most + 1 if limit is None else limit
+        records = await loaders.message_window.load(
+            (self.tenant, self.session_id, self.agent_id, offset, fetch)
+        )
+        if limit is None and len(records) > most:
+            raise InputError(
+                "limit",
+                f"the agent has more than {most} messages from offset {offset}; "
+                f"read them in pages of at most {most} with offset and limit",
+            )
         loaders.prime_messages(records)
         return [Message.from_record(record) for record in records]
 
@@ -68,13 +85,14 @@ class Agent:
     async def messages_connection(
         self, info: Info, first: int = 50, after: str | None = None
     ) -> MessageConnection:
-        check_page_size("first", first)
+        check_page_size("first", first, info.context.limits.max_page_size)
         after_id = None if after is None else decode_message_cursor("after", after)
         loaders = info.context.loaders
-        records = await loaders.message_page.load((self.session_id, self.agent_id, after_id, first + 1))
+        key = (self.tenant, self.session_id, self.agent_id, after_id, first + 1)
+        records = await loaders.message_page.load(key)
         loaders.prime_messages(records)
         return MessageConnection.from_records(records, first)
 
     @strawberry.field(description="How many messages the agent has.")
     async def message_count(self, info: Info) -> int:
-        return await info.context.loaders.message_count.load((self.session_id, self.agent_id))
+        return await info.context.loaders.message_count.load((self.tenant, self.session_id, self.agent_id))

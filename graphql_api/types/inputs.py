@@ -1,19 +1,32 @@
 """Input types of the mutations, each turned into a checked ``db.records`` draft."""
 
 from datetime import datetime
+from typing import Any
 
 import strawberry
 
 from db.records import AgentDraft, MessageDraft, MultiAgentDraft, SessionDraft
+from graphql_api.settings import Limits
 from graphql_api.types.scalars import JSON
 from graphql_api.types.session import SessionType
 from graphql_api.validation import (
     check_id,
+    check_json_depth,
     check_message_id,
     check_object,
-    check_optional_object,
     message_role,
 )
+
+
+def _document(field: str, value: JSON, limits: Limits) -> dict[str, Any]:
+    document = check_object(field, value)
+    check_json_depth(field, document, limits.max_json_depth)
+    return document
+
+
+def _optional_document(field: str, value: JSON | None, limits: Limits) -> dict[str, Any] | None:
+    return None if value is None else _document(field, value, limits)
+
 
 CREATED_AT_HELP = "Defaults to now. Updates ignore it: the stored createdAt is kept."
 UPDATED_AT_HELP = "Defaults to now (to createdAt on create)."
@@ -46,14 +59,14 @@ class AgentInput:
     created_at: datetime | None = strawberry.field(default=None, description=CREATED_AT_HELP)
     updated_at: datetime | None = strawberry.field(default=None, description=UPDATED_AT_HELP)
 
-    def to_draft(self, field: str) -> AgentDraft:
+    def to_draft(self, field: str, limits: Limits) -> AgentDraft:
         return AgentDraft(
             agent_id=check_id(f"{field}.agentId", self.agent_id),
-            state=check_object(f"{field}.state", self.state),
-            conversation_manager_state=check_object(
-                f"{field}.conversationManagerState", self.conversation_manager_state
+            state=_document(f"{field}.state", self.state, limits),
+            conversation_manager_state=_document(
+                f"{field}.conversationManagerState", self.conversation_manager_state, limits
             ),
-            internal_state=check_optional_object(f"{field}.internalState", self.internal_state),
+            internal_state=_optional_document(f"{field}.internalState", self.internal_state, limits),
             created_at=self.created_at,
             updated_at=self.updated_at,
         )
@@ -67,12 +80,12 @@ class MessageInput:
     created_at: datetime | None = strawberry.field(default=None, description=CREATED_AT_HELP)
     updated_at: datetime | None = strawberry.field(default=None, description=UPDATED_AT_HELP)
 
-    def to_draft(self, field: str) -> MessageDraft:
+    def to_draft(self, field: str, limits: Limits) -> MessageDraft:
         return MessageDraft(
             message_id=check_message_id(f"{field}.messageId", self.message_id),
             role=message_role(f"{field}.message", self.message),
-            message=self.message,
-            redact_message=check_optional_object(f"{field}.redactMessage", self.redact_message),
+            message=check_json_depth(f"{field}.message", self.message, limits.max_json_depth),
+            redact_message=_optional_document(f"{field}.redactMessage", self.redact_message, limits),
             created_at=self.created_at,
             updated_at=self.updated_at,
         )
@@ -85,10 +98,10 @@ class MultiAgentInput:
     created_at: datetime | None = strawberry.field(default=None, description=CREATED_AT_HELP)
     updated_at: datetime | None = strawberry.field(default=None, description=UPDATED_AT_HELP)
 
-    def to_draft(self, field: str) -> MultiAgentDraft:
+    def to_draft(self, field: str, limits: Limits) -> MultiAgentDraft:
         return MultiAgentDraft(
             multi_agent_id=check_id(f"{field}.multiAgentId", self.multi_agent_id),
-            state=check_object(f"{field}.state", self.state),
+            state=_document(f"{field}.state", self.state, limits),
             created_at=self.created_at,
             updated_at=self.updated_at,
         )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 @strawberry.type(description="A message of an agent's conversation, as Strands stored it.")
 class Message:
     session_id: str
+    tenant: strawberry.Private[str]
     agent_id: str
     message_id: int = strawberry.field(description="Position of the message in the conversation, from 0.")
     role: str = strawberry.field(description="The message's role (user, assistant), copied for filtering.")
@@ -31,6 +32,7 @@ class Message:
     def from_record(cls, record: MessageRecord) -> "Message":
         return cls(
             session_id=record.session_id,
+            tenant=record.tenant,
             agent_id=record.agent_id,
             message_id=record.message_id,
             role=record.role,
@@ -44,7 +46,7 @@ class Message:
     async def agent(self, info: Info) -> Annotated["Agent", strawberry.lazy("graphql_api.types.agent")]:
         from graphql_api.types.agent import Agent
 
-        record = await info.context.loaders.agent.load((self.session_id, self.agent_id))
+        record = await info.context.loaders.agent.load((self.tenant, self.session_id, self.agent_id))
         if record is None:  # deleted while this request ran
             raise NotFoundError(f"agent {self.agent_id!r} of message {self.message_id} is gone")
         return Agent.from_record(record)

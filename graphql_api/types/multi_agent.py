@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 @strawberry.type(description="A multi-agent (Graph or Swarm) state, as serialize_state() returned it.")
 class MultiAgent:
     session_id: str
+    tenant: strawberry.Private[str]
     multi_agent_id: str
     state: JSON
     created_at: datetime
@@ -26,6 +27,7 @@ class MultiAgent:
     def from_record(cls, record: MultiAgentRecord) -> "MultiAgent":
         return cls(
             session_id=record.session_id,
+            tenant=record.tenant,
             multi_agent_id=record.multi_agent_id,
             state=record.state,
             created_at=record.created_at,
@@ -36,7 +38,7 @@ class MultiAgent:
     async def session(self, info: Info) -> Annotated["Session", strawberry.lazy("graphql_api.types.session")]:
         from graphql_api.types.session import Session
 
-        record = await info.context.loaders.session.load(self.session_id)
+        record = await info.context.loaders.session.load((self.tenant, self.session_id))
         if record is None:  # deleted while this request ran
             raise NotFoundError(f"session {self.session_id!r} of multi-agent {self.multi_agent_id!r} is gone")
         return Session.from_record(record)

@@ -3,13 +3,15 @@
 import base64
 import binascii
 import json
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from db.queries import SessionPosition
 from db.records import MessageRecord, SessionRecord
 from graphql_api.errors import InputError
+from graphql_api.identity import check_tenant
+from graphql_api.types.scalars import parse_stored_time
 from graphql_api.validation import MAX_MESSAGE_ID, check_id
 
 if TYPE_CHECKING:
@@ -46,18 +48,19 @@ def decode_message_cursor(field: str, cursor: str) -> int:
 
 
 def encode_session_cursor(record: SessionRecord) -> str:
-    return _encode(_SESSION_PREFIX + json.dumps([record.created_at.isoformat(), record.session_id]))
+    position = [record.created_at.isoformat(), record.session_id, record.tenant]
+    return _encode(_SESSION_PREFIX + json.dumps(position))
 
 
-def decode_session_cursor(field: str, cursor: str) -> tuple[datetime, str]:
+def decode_session_cursor(field: str, cursor: str) -> SessionPosition:
+    """Where the page ends. A cursor names a position in an ordering, not a row: given to another
+    tenant it only says where that tenant's own listing resumes."""
     raw = _decode(field, cursor, _SESSION_PREFIX)
     try:
-        created_at, session_id = json.loads(raw)
-        position = datetime.fromisoformat(created_at), check_id(field, session_id)
+        created_at, session_id, tenant = json.loads(raw)
+        position = parse_stored_time(created_at), check_id(field, session_id), check_tenant(tenant)
     except (ValueError, TypeError):
         raise InputError(field, "is not a cursor this API returned") from None
-    if position[0].tzinfo is None:
-        raise InputError(field, "is not a cursor this API returned")
     return position
 
 

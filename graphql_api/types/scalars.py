@@ -1,25 +1,58 @@
 """Scalars: a strict DateTime and JSON."""
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime
 
 import strawberry
 from strawberry.exceptions import StrawberryInputCoercionError
 from strawberry.scalars import JSON
 
-__all__ = ["JSON", "DateTimeScalar", "parse_datetime"]
+__all__ = ["EARLIEST", "JSON", "LATEST", "DateTimeScalar", "parse_datetime", "parse_stored_time"]
+
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+"""Instants outside [EARLIEST, LATEST) are refused: the driver stores the ends of Python's range
+as PostgreSQL's infinities, which come back as no instant at all."""
+_QUOTED_LENGTH = 64
+
+
+def _quoted(value: object) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > _QUOTED_LENGTH:
+        text = text[:_QUOTED_LENGTH] + "..."
+    return json.dumps(text, ensure_ascii=True)
+
+
+def _instant(value: str) -> datetime:
+    """The instant a string names; ``ValueError`` with a message fit for the caller."""
+    if "\x00" in value:
+        raise ValueError("it contains a NUL character")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise ValueError(f"it is not ISO 8601 ({error})") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError("it has no UTC offset, so it names no instant (add Z or +00:00)")
+    if not EARLIEST <= parsed < LATEST:
+        raise ValueError("it is outside the years 1900 to 9998")
+    return parsed
 
 
 def parse_datetime(value: object) -> datetime:
-    """ISO 8601 with a UTC offset; a time without one names no instant, so it is refused."""
+    """ISO 8601 with a UTC offset, between 1900 and 9998."""
     if not isinstance(value, str):
-        raise StrawberryInputCoercionError(f"DateTime must be an ISO 8601 string, got {value!r}")
+        raise StrawberryInputCoercionError(f"DateTime must be an ISO 8601 string, got {_quoted(value)}")
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise StrawberryInputCoercionError(f"DateTime must be ISO 8601, got {value!r}") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise StrawberryInputCoercionError(f"DateTime must include a UTC offset, got {value!r}")
-    return parsed
+        return _instant(value)
+    except ValueError as error:
+        raise StrawberryInputCoercionError(f"DateTime {_quoted(value)} is refused: {error}") from None
+
+
+def parse_stored_time(value: object) -> datetime:
+    """A time this API wrote into a cursor; ``ValueError`` if it is not one."""
+    if not isinstance(value, str):
+        raise ValueError("not a time")
+    return _instant(value)
 
 
 def serialize_datetime(value: datetime) -> str:
@@ -28,8 +61,9 @@ def serialize_datetime(value: datetime) -> str:
 
 DateTimeScalar = strawberry.scalar(
     name="DateTime",
-    description="An instant as ISO 8601 with a UTC offset, to the microsecond. Returned in UTC as "
-    "Python's isoformat() writes it (2026-01-02T03:04:05.123456+00:00; no fraction when it is zero).",
+    description="An instant as ISO 8601 with a UTC offset, to the microsecond, between 1900 and 9998. "
+    "Returned in UTC as Python's isoformat() writes it (2026-01-02T03:04:05.123456+00:00; no fraction "
+    "when it is zero).",
     serialize=serialize_datetime,
     parse_value=parse_datetime,
 )

@@ -23,6 +23,7 @@ class SessionType(Enum):
 @strawberry.type(description="A Strands session: the agents and multi-agents that share one session id.")
 class Session:
     session_id: str
+    tenant: str = strawberry.field(description="The tenant the session belongs to.")
     session_type: SessionType
     created_at: datetime
     updated_at: datetime
@@ -31,6 +32,7 @@ class Session:
     def from_record(cls, record: SessionRecord) -> "Session":
         return cls(
             session_id=record.session_id,
+            tenant=record.tenant,
             session_type=SessionType(record.session_type),
             created_at=record.created_at,
             updated_at=record.updated_at,
@@ -43,7 +45,7 @@ class Session:
         from graphql_api.types.agent import Agent
 
         loaders = info.context.loaders
-        records = await loaders.agents_of_session.load(self.session_id)
+        records = await loaders.agents_of_session.load((self.tenant, self.session_id))
         loaders.prime_agents(records)
         return [Agent.from_record(record) for record in records]
 
@@ -53,7 +55,8 @@ class Session:
     ) -> Annotated["Agent", strawberry.lazy("graphql_api.types.agent")] | None:
         from graphql_api.types.agent import Agent
 
-        record = await info.context.loaders.agent.load((self.session_id, check_id("agentId", agent_id)))
+        key = (self.tenant, self.session_id, check_id("agentId", agent_id))
+        record = await info.context.loaders.agent.load(key)
         return None if record is None else Agent.from_record(record)
 
     @strawberry.field(description="The session's multi-agent (Graph, Swarm) states, oldest first.")
@@ -63,7 +66,7 @@ class Session:
         from graphql_api.types.multi_agent import MultiAgent
 
         loaders = info.context.loaders
-        records = await loaders.multi_agents_of_session.load(self.session_id)
+        records = await loaders.multi_agents_of_session.load((self.tenant, self.session_id))
         loaders.prime_multi_agents(records)
         return [MultiAgent.from_record(record) for record in records]
 
@@ -73,6 +76,6 @@ class Session:
     ) -> Annotated["MultiAgent", strawberry.lazy("graphql_api.types.multi_agent")] | None:
         from graphql_api.types.multi_agent import MultiAgent
 
-        key = (self.session_id, check_id("multiAgentId", multi_agent_id))
+        key = (self.tenant, self.session_id, check_id("multiAgentId", multi_agent_id))
         record = await info.context.loaders.multi_agent.load(key)
         return None if record is None else MultiAgent.from_record(record)

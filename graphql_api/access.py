@@ -1,0 +1,105 @@
+"""Who may run which root field: the permission matrix, checked once per operation.
+
+The whole operation is checked before any of it runs, so a document mixing an allowed write with
+a forbidden delete changes nothing. ``tests/test_access.py`` fails when a root field is missing
+from the matrix, so a new field cannot be added without deciding who may use it.
+"""
+
+from collections.abc import Iterator
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
+from graphql.utilities import get_operation_ast
+from strawberry.extensions import SchemaExtension
+
+from graphql_api.errors import ForbiddenError
+from graphql_api.identity import Role
+
+QUERY_ROLES: dict[str, Role] = {
+    "__typename": Role.READER,
+    "__schema": Role.READER,
+    "__type": Role.READER,
+    "session": Role.READER,
+    "sessions": Role.READER,
+    "agent": Role.READER,
+    "message": Role.READER,
+    "multiAgent": Role.READER,
+    "auditEvents": Role.ADMIN,
+    "apiKeys": Role.ADMIN,
+}
+MUTATION_ROLES: dict[str, Role] = {
+    "__typename": Role.READER,
+    "createSession": Role.WRITER,
+    "createAgent": Role.WRITER,
+    "updateAgent": Role.WRITER,
+    "createMessage": Role.WRITER,
+    "appendMessages": Role.WRITER,
+    "updateMessage": Role.WRITER,
+    "createMultiAgent": Role.WRITER,
+    "updateMultiAgent": Role.WRITER,
+    "deleteSession": Role.ADMIN,
+    "deleteAgent": Role.ADMIN,
+    "deleteMessage": Role.ADMIN,
+    "deleteMultiAgent": Role.ADMIN,
+    "createApiKey": Role.ADMIN,
+    "revokeApiKey": Role.ADMIN,
+}
+ROLES_BY_OPERATION = {"query": QUERY_ROLES, "mutation": MUTATION_ROLES}
+
+
+def root_fields(document: DocumentNode, operation: OperationDefinitionNode) -> Iterator[str]:
+    """Names of the root fields ``operation`` selects, through fragments; skipped ones included."""
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    pending: list[SelectionSetNode] = [operation.selection_set]
+    seen: set[str] = set()
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FieldNode):
+                yield selection.name.value
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                seen.add(selection.name.value)
+                fragment = fragments.get(selection.name.value)
+                if fragment is not None:
+                    pending.append(fragment.selection_set)
+
+
+def required_role(document: DocumentNode, operation: OperationDefinitionNode) -> tuple[Role, str]:
+    """The role the operation needs, and the root field that needs it."""
+    roles = ROLES_BY_OPERATION.get(operation.operation.value, {})
+    needed, because = Role.READER, ""
+    for name in root_fields(document, operation):
+        # A field the matrix does not name needs the highest role: forgetting it fails closed.
+        role = roles.get(name, Role.ADMIN)
+        if role.rank > needed.rank:
+            needed, because = role, name
+    return needed, because
+
+
+class AccessControl(SchemaExtension):
+    """Refuses, before execution, an operation any of whose root fields the caller's role lacks."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        operation = get_operation_ast(document, context.operation_name) if document else None
+        if document is not None and operation is not None:
+            caller = context.context.caller
+            needed, field = required_role(document, operation)
+            if not caller.role.allows(needed):
+                raise ForbiddenError(
+                    f"{field} needs the {needed} role; these credentials have the {caller.role} role"
+                )
+        yield

@@ -1,0 +1,166 @@
+"""The /graphql endpoint: what every request passes before and after GraphQL runs.
+
+In order: a request id; the GraphiQL page (no credentials needed: it holds no data, and the
+queries it sends carry the headers set in it); credentials (HTTP 401 before the body is read);
+the tenant; the caller's rate limit (HTTP 429); the body, within a size and a time (HTTP 413 and
+408); then strawberry; and last every error's code, as the response is written.
+"""
+
+import asyncio
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from cross_web import HTTPException
+from graphql import GraphQLError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from db.engine import Database
+from graphql_api import request_ids
+from graphql_api.authentication import TENANT_HEADER, Authenticator, scope_for
+from graphql_api.context import Context
+from graphql_api.errors import ErrorCode, Refusal, with_code
+from graphql_api.rate_limit import RateLimited, RateLimiter
+from graphql_api.settings import Limits
+
+
+@dataclass
+class Services:
+    """What the endpoint needs at run time; the app's lifespan makes them."""
+
+    database: Database
+    authenticator: Authenticator
+    rate_limiter: RateLimiter
+
+
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The whole body, refused as soon as it is known to be too large or too slow."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Refusal(400, ErrorCode.BAD_REQUEST, "Content-Length must be a number of bytes.")
+        _check_size(int(declared), limits)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(limits.body_timeout_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                _check_size(size, limits)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refusal(
+            408,
+            ErrorCode.REQUEST_TIMEOUT,
+            f"The request body did not arrive within {limits.body_timeout_seconds:g} seconds.",
+        ) from None
+    except ClientDisconnect:
+        raise Refusal(
+            400, ErrorCode.BAD_REQUEST, "The client went away before sending its request."
+        ) from None
+    return b"".join(chunks)
+
+
+def _check_size(size: int, limits: Limits) -> None:
+    if size > limits.max_body_bytes:
+        raise Refusal(
+            413,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"The request body is over {limits.max_body_bytes} bytes, the server's limit.",
+        )
+
+
+def _rate_limited(error: RateLimited) -> Refusal:
+    return Refusal(
+        429,
+        ErrorCode.RATE_LIMITED,
+        f"Too many requests for these credentials; retry in {error.retry_after:.2f} seconds.",
+        headers={"Retry-After": str(max(1, math.ceil(error.retry_after)))},
+        extensions={"retryAfter": round(error.retry_after, 3)},
+    )
+
+
+class SessionGraphQL(GraphQL[Context, None]):
+    def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+
+    def decode_json(self, data: str | bytes) -> object:
+        # json.loads raises more than JSONDecodeError (deep nesting, over-long integers, bad
+        # UTF-8); strawberry would let those through as HTTP 500.
+        try:
+            decoded = json.loads(data)
+        except (ValueError, RecursionError) as error:
+            raise HTTPException(400, "Unable to parse request body as JSON") from error
+        if not isinstance(decoded, (dict, list)):
+            raise HTTPException(400, "The request body must be a JSON object")
+        return decoded
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            # No subscriptions yet; refuse the handshake rather than open an unauthenticated socket.
+            await WebSocket(scope, receive, send).close(code=1008)
+            return
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive=receive)
+        request_id = request_ids.request_id_for(request.headers.get(request_ids.HEADER))
+        token = request_ids.current.set(request_id)
+        try:
+            response = await self._respond(request)
+        finally:
+            request_ids.current.reset(token)
+        response.headers[request_ids.HEADER] = request_id
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        try:
+            if self.should_render_graphql_ide(self.request_adapter_class(request)):
+                if self.graphql_ide:
+                    return await self.render_graphql_ide(request)
+                raise HTTPException(404, "Not Found")
+            services: Services = request.app.state.services
+            caller = await services.authenticator.caller(request.headers)
+            tenant_scope = scope_for(caller, request.headers.get(TENANT_HEADER))
+            if caller.rate_bucket is not None:
+                try:
+                    await services.rate_limiter.admit(caller.rate_bucket)
+                except RateLimited as error:
+                    raise _rate_limited(error) from None
+            body = await read_body(request, self.limits)
+            request._body = body  # strawberry reads the body through request.body(), which keeps this
+            request.state.caller = caller
+            request.state.scope = tenant_scope
+            request.state.body_bytes = len(body)
+            return await self.run(request)
+        except Refusal as refusal:
+            return JSONResponse(refusal.body(), status_code=refusal.status, headers=refusal.headers)
+        except HTTPException as error:
+            # strawberry answers these in plain text; clients expect a GraphQL error body with a code.
+            bad = Refusal(error.status_code, ErrorCode.BAD_REQUEST, error.reason)
+            return JSONResponse(bad.body(), status_code=error.status_code)
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        state = request.state
+        return Context(
+            db=request.app.state.services.database,
+            caller=state.caller,
+            scope=state.scope,
+            limits=self.limits,
+            request=request if isinstance(request, Request) else None,
+            request_id=request_ids.current.get(),
+            body_bytes=state.body_bytes,
+        )
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        if result.errors:
+            result.errors = [with_code(error) for error in result.errors if isinstance(error, GraphQLError)]
+        return await super().process_result(request, result)
