@@ -2,12 +2,74 @@
 
 import argparse
 import logging
+import signal
+import socket
 import sys
+from contextlib import suppress
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import FrameType
 
+from db.embedded import EmbeddedPostgres, EmbeddedPostgresError, start_embedded_postgres
+from db.startup import StartupError, check_database, migrate
 from graphql_api.settings import Settings, SettingsError
 
 TRACE_LEVEL = 5
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so ``finally`` blocks
+    stop the embedded database when a container runtime stops the server."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A database ready for the server: reachable and migrated."""
+
+    url: str
+    # Set when this process started the embedded PostgreSQL; it must stop it again.
+    embedded: EmbeddedPostgres | None
+
+    def release(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def _prepare(settings: Settings) -> Prepared:
+    """Every check and step before ``serve`` listens; each failure is a StartupError or an
+    EmbeddedPostgresError whose message is one line, and leaves no database running."""
+    if settings.database_url is None:
+        embedded = start_embedded_postgres(settings.data_dir)
+        try:
+            migrate(embedded.url)
+        except BaseException:
+            embedded.stop()
+            raise
+        return Prepared(url=embedded.url, embedded=embedded)
+    check_database(settings.database_url)
+    if settings.migrate_on_start:
+        migrate(settings.database_url)
+    return Prepared(url=settings.database_url, embedded=None)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound now so a taken port is reported before anything says it is served."""
+    # uvicorn's own choice of family, so --host takes what it took before.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+    except OSError as error:
+        listening.close()
+        reason = error.strerror or str(error)
+        address = f"[{host}]" if family == socket.AF_INET6 else host
+        raise StartupError(f"cannot listen on {address}:{port}: {reason[:1].lower()}{reason[1:]}") from None
+    return listening
 
 
 def _serve(settings: Settings) -> None:
@@ -15,34 +77,37 @@ def _serve(settings: Settings) -> None:
 
     from graphql_api.app import create_app
 
-    where = (
-        "embedded PostgreSQL in " + str(settings.data_dir)
-        if settings.database_url is None
-        else "DATABASE_URL"
-    )
-    print(f"session-graphql: storing sessions in {where}", flush=True)
-    print(f"session-graphql: GraphiQL at http://{settings.host}:{settings.port}/graphql", flush=True)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        proxy_headers=True,
-    )
+    prepared = _prepare(settings)
+    try:
+        listening = _listen(settings.host, settings.port)
+        where = (
+            "DATABASE_URL"
+            if prepared.embedded is None
+            else "embedded PostgreSQL in " + str(settings.data_dir)
+        )
+        print(f"session-graphql: storing sessions in {where}", flush=True)
+        print(f"session-graphql: GraphiQL at http://{settings.host}:{settings.port}/graphql", flush=True)
+        # The database is started and migrated already: the app's lifespan only opens its pool.
+        app = create_app(replace(settings, database_url=prepared.url, migrate_on_start=False))
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level, proxy_headers=True
+        )
+        # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again.
+        with suppress(KeyboardInterrupt, Terminated):
+            uvicorn.Server(config).run(sockets=[listening])
+    finally:
+        prepared.release()
 
 
 def _migrate(settings: Settings) -> None:
-    from db.migrate import upgrade
-
     if settings.database_url is not None:
-        upgrade(settings.database_url)
+        check_database(settings.database_url)
+        migrate(settings.database_url)
         print("session-graphql: database migrated", flush=True)
         return
-    from db.embedded import start_embedded_postgres
-
     embedded = start_embedded_postgres(settings.data_dir)
     try:
-        upgrade(embedded.url)
+        migrate(embedded.url)
     finally:
         embedded.stop()
     print(f"session-graphql: embedded database in {settings.data_dir} migrated", flush=True)
@@ -98,15 +163,25 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # Their INFO lines are whole initdb and pg_ctl transcripts; keep them for debug logging.
-    for chatty in ("embedded_postgres", "alembic.runtime.plugins"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
-    if args.command == "serve":
-        _serve(settings)
-    elif args.command == "migrate":
-        _migrate(settings)
-    else:
-        _export_schema(args.output)
+    if logging.getLogger().level > logging.DEBUG:
+        # Their INFO lines are whole initdb and pg_ctl transcripts and Alembic's running commentary;
+        # the lines this command prints say what happened. Debug logging shows them.
+        for chatty in ("embedded_postgres", "alembic.runtime.plugins", "alembic.runtime.migration"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        if args.command == "serve":
+            _serve(settings)
+        elif args.command == "migrate":
+            _migrate(settings)
+        else:
+            _export_schema(args.output)
+    except (StartupError, EmbeddedPostgresError) as error:
+        raise SystemExit(f"session-graphql: {error}") from None
+    except KeyboardInterrupt:
+        raise SystemExit(128 + signal.SIGINT) from None
+    except Terminated:
+        raise SystemExit(128 + signal.SIGTERM) from None
 
 
 if __name__ == "__main__":

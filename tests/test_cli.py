@@ -44,17 +44,22 @@ def postmasters_of(data_dir: Path) -> list[psutil.Process]:
     return found
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    """A new embedded-database directory; a server a failed test left running in it is stopped."""
-    path = tmp_path / "pgdata"
-    yield path
-    for postmaster in postmasters_of(path):
+def stop_postmasters(data_dir: Path) -> None:
+    """Stops the servers a failed test left running in ``data_dir``."""
+    for postmaster in postmasters_of(data_dir):
         postmaster.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
         try:
             postmaster.wait(10)
         except psutil.TimeoutExpired:
             postmaster.kill()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    """A new embedded-database directory; a server a failed test left running in it is stopped."""
+    path = tmp_path / "pgdata"
+    yield path
+    stop_postmasters(path)
 
 
 class Served:
