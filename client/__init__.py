@@ -2,7 +2,7 @@
 
 Give ``GraphQLSessionRepository`` to Strands' ``RepositorySessionManager``::
 
-    repo = GraphQLSessionRepository("http://localhost:8000/graphql")
+    repo = GraphQLSessionRepository("http://localhost:8000/graphql", token=identity.access_token)
     sessions = RepositorySessionManager(session_id="s-1", session_repository=repo)
     agent = Agent(agent_id="support", session_manager=sessions)
 """
@@ -13,8 +13,13 @@ from client.errors import (
     SessionAlreadyExistsError,
     SessionBadInputError,
     SessionConflictError,
+    SessionDataError,
     SessionForbiddenError,
+    SessionLimitError,
     SessionNotFoundError,
+    SessionRateLimitedError,
+    SessionTimeoutError,
+    SessionTokenProviderError,
     SessionTransportError,
     SessionUnauthenticatedError,
     SessionUnavailableError,
@@ -28,8 +33,13 @@ __all__ = [
     "SessionAlreadyExistsError",
     "SessionBadInputError",
     "SessionConflictError",
+    "SessionDataError",
     "SessionForbiddenError",
+    "SessionLimitError",
     "SessionNotFoundError",
+    "SessionRateLimitedError",
+    "SessionTimeoutError",
+    "SessionTokenProviderError",
     "SessionTransportError",
     "SessionUnauthenticatedError",
     "SessionUnavailableError",

@@ -1,6 +1,7 @@
 """``AsyncGraphQLSessionRepository``: the repository's methods as coroutines, for code on an event loop."""
 
 import asyncio
+import inspect
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -12,8 +13,9 @@ from gql.transport.aiohttp import AIOHTTPTransport
 from gql.transport.exceptions import TransportError
 from strands.types.session import Session, SessionAgent, SessionMessage
 
-from client import calls, errors
+from client import calls, credentials, errors
 from client.backoff import Backoff
+from client.credentials import AsyncTokenProvider
 from client.repository import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, IDLE_CONNECTION_SECONDS
 
 if TYPE_CHECKING:
@@ -30,21 +32,32 @@ class AsyncGraphQLSessionRepository:
     transport (about half the client CPU per call of gql's async httpx transport) with kept-alive
     connections, opened on the first call. Use one instance from one event loop, and close it with
     ``await repository.aclose()`` or ``async with``.
+
+    ``token`` works as for ``GraphQLSessionRepository``: a fixed bearer token, or a provider called
+    before every request and once more after an UNAUTHENTICATED answer. Here the provider may also
+    be a coroutine function (or return any awaitable), e.g. one that refreshes a JWT over HTTP
+    when its cached token is about to expire; concurrent calls may await it at the same time, so
+    it should share one refresh among them::
+
+        repo = AsyncGraphQLSessionRepository(url, token=identity.fresh_token)  # async def fresh_token()
     """
 
     def __init__(
         self,
         url: str,
         *,
+        token: str | AsyncTokenProvider | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
     ) -> None:
         self.url = url
-        self._backoff = Backoff(retries=retries, base=backoff)
+        self._backoff = Backoff(retries=retries, base=backoff, longest_asked=timeout)
+        sent_headers = credentials.connection_headers(headers, token)
+        self._token_provider = None if token is None or isinstance(token, str) else token
         self._session_args: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=timeout)}
-        transport = AIOHTTPTransport(url, headers=dict(headers or {}), client_session_args=self._session_args)
+        transport = AIOHTTPTransport(url, headers=sent_headers, client_session_args=self._session_args)
         # aiohttp enforces the timeout; gql's own would only race it.
         self._client = Client(transport=transport, execute_timeout=None)
         self._session: AsyncClientSession | None = None
@@ -87,19 +100,31 @@ class AsyncGraphQLSessionRepository:
 
     async def _run(self, call: calls.Call[T]) -> T:
         session = await self._connected(call.name)
-        attempts = calls.Attempts(call, self._backoff, self.url)
+        attempts = calls.Attempts(call, self._backoff, self.url, refreshable=self._token_provider is not None)
         while True:
+            extra_args = await self._request_args(call.name)
             try:
-                data = await session.execute(call.request())
+                data = await session.execute(call.request(), extra_args=extra_args)
             except (TransportError, TimeoutError) as error:
                 step = attempts.failed(error)
             else:
-                return call.read(data)
+                return call.result(data)
             if isinstance(step, calls.Call):
                 if await self._run(step):
                     return cast(T, None)  # the earlier attempt stored exactly this; see Call.confirm
                 raise attempts.not_confirmed()
             await asyncio.sleep(step)
+
+    async def _request_args(self, operation: str) -> dict[str, Any] | None:
+        if self._token_provider is None:
+            return None
+        try:
+            token = self._token_provider()
+            if inspect.isawaitable(token):
+                token = await token
+        except Exception as error:
+            raise credentials.provider_failed(operation, error) from error
+        return credentials.request_args(token, operation)
 
     async def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Creates the session; raises ``SessionAlreadyExistsError`` if its id is taken."""

@@ -2,10 +2,12 @@
 
 The sync and async repositories share these: a method builds its ``Call`` here (checking its
 arguments before anything is sent), the repository executes it and hands the result's data to
-``Call.read``. Which calls are ``retry_safe`` decides what the repositories may send twice.
+``Call.result``. Which calls are ``retry_safe`` decides what the repositories may send twice, and
+``Attempts`` what they do after each failure.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -17,8 +19,11 @@ from client.backoff import Backoff
 from client.errors import (
     GraphQLSessionError,
     SessionAlreadyExistsError,
-    SessionTransportError,
+    SessionBadInputError,
+    SessionRateLimitedError,
+    SessionUnauthenticatedError,
     from_failure,
+    unreadable_answer,
 )
 from client.operations import (
     APPEND_MESSAGES,
@@ -51,6 +56,8 @@ MAX_PAGE_SIZE = 1000
 
 PATH_SEPARATORS = ("/", "\\")
 
+RESEND_NOW = 0.0
+
 
 @dataclass(frozen=True)
 class Call(Generic[T]):
@@ -71,13 +78,27 @@ class Call(Generic[T]):
         return self.operation.name
 
     def may_retry(self, failure: GraphQLSessionError) -> bool:
-        """Whether to send the call again after ``failure``: a refused connection sent nothing, so
-        every call may; otherwise only retry-safe ones, after a failure retrying may cure."""
-        never_sent = isinstance(failure, SessionTransportError) and failure.never_sent
-        return failure.retryable and (self.retry_safe or self.confirm is not None or never_sent)
+        """Whether to send the call again after ``failure``, a failure retrying may cure: every call
+        may when the server did nothing with it (a refused connection, RATE_LIMITED); otherwise
+        only retry-safe ones."""
+        return failure.retryable and (self.retry_safe or self.confirm is not None or failure.never_executed)
 
     def request(self) -> GraphQLRequest:
         return self.operation.request(self.variables)
+
+    def result(self, data: Data) -> T:
+        """``read(data)``, where any failure is a ``SessionDataError`` naming the operation.
+
+        Strands expects only ``SessionException`` from a repository; a bare error (a value nested
+        too deeply for Strands' recursive decoder raises RecursionError) would leave an agent that
+        can never be restored without saying why.
+        """
+        try:
+            return self.read(data)
+        except GraphQLSessionError:
+            raise
+        except Exception as error:
+            raise unreadable_answer(self.name, error) from error
 
 
 class Attempts(Generic[T]):
@@ -85,15 +106,19 @@ class Attempts(Generic[T]):
 
     ``failed`` answers with a read to run (its True means this call's own earlier attempt was
     stored, see ``Call.confirm``) or with seconds to wait before sending again; when the failure is
-    final it raises it.
+    final it raises it. The repository asks its token provider before every attempt, so
+    ``RESEND_NOW`` after UNAUTHENTICATED (once per call, when ``refreshable``) is how a token that
+    just expired gets replaced.
     """
 
-    def __init__(self, call: Call[T], backoff: Backoff, url: str) -> None:
+    def __init__(self, call: Call[T], backoff: Backoff, url: str, *, refreshable: bool = False) -> None:
         self.call = call
         self.backoff = backoff
         self.url = url
         self.count = 0
+        self.retries = 0  # resends charged to the backoff's budget; a token refresh is not one
         self.may_be_stored = False  # whether an earlier attempt may have reached the server
+        self.may_refresh = refreshable
         self.failure: GraphQLSessionError | None = None
 
     def failed(self, error: Exception) -> "Call[bool] | float":
@@ -105,9 +130,16 @@ class Attempts(Generic[T]):
             and isinstance(failure, SessionAlreadyExistsError)
         ):
             return self.call.confirm
-        never_sent = isinstance(failure, SessionTransportError) and failure.never_sent
-        self.may_be_stored = self.may_be_stored or not never_sent
-        delay = self.backoff.delay(self.count) if self.call.may_retry(failure) else None
+        self.may_be_stored = self.may_be_stored or not failure.never_executed
+        if isinstance(failure, SessionUnauthenticatedError) and self.may_refresh:
+            # The server did nothing with a request it refused, so resending is safe for every call.
+            self.may_refresh = False
+            return RESEND_NOW
+        if not self.call.may_retry(failure):
+            raise failure
+        self.retries += 1
+        asked = failure.retry_after if isinstance(failure, SessionRateLimitedError) else None
+        delay = self.backoff.delay(self.retries, asked)
         if delay is None:
             raise failure
         return delay
@@ -141,6 +173,20 @@ def _ignore(_: Data) -> None:
     return None
 
 
+@contextmanager
+def _encoding(operation: Operation) -> Iterator[None]:
+    """Strands' ``to_dict()`` recurses once per level of nesting, so a value nested a few hundred
+    levels deep would escape as a bare RecursionError instead of the SessionException Strands expects."""
+    try:
+        yield
+    except RecursionError as error:
+        raise SessionBadInputError(
+            f"{operation.name} could not be sent: a value is nested too deeply to encode",
+            code="BAD_USER_INPUT",
+            operation=operation.name,
+        ) from error
+
+
 def create_session(session: Session) -> Call[Session]:
     check_id(session.session_id, "session")
     return Call(
@@ -162,13 +208,15 @@ def delete_session(session_id: str) -> Call[None]:
     return Call(DELETE_SESSION, {"sessionId": check_id(session_id, "session")}, _ignore)
 
 
-def _agent_variables(session_id: str, session_agent: SessionAgent) -> Data:
+def _agent_variables(operation: Operation, session_id: str, session_agent: SessionAgent) -> Data:
     check_id(session_agent.agent_id, "agent")
-    return {"sessionId": check_id(session_id, "session"), "agent": mapping.agent_input(session_agent)}
+    with _encoding(operation):
+        agent = mapping.agent_input(session_agent)
+    return {"sessionId": check_id(session_id, "session"), "agent": agent}
 
 
 def create_agent(session_id: str, session_agent: SessionAgent) -> Call[None]:
-    variables = _agent_variables(session_id, session_agent)
+    variables = _agent_variables(CREATE_AGENT, session_id, session_agent)
     sent = variables["agent"]
 
     def is_this_agent(data: Data) -> bool:
@@ -194,7 +242,7 @@ def update_agent(session_id: str, session_agent: SessionAgent) -> Call[None]:
         # As Strands' file and S3 stores do: the caller's object ends up with the stored creation time.
         session_agent.created_at = data["updateAgent"]["createdAt"]
 
-    return Call(UPDATE_AGENT, _agent_variables(session_id, session_agent), keep_created_at)
+    return Call(UPDATE_AGENT, _agent_variables(UPDATE_AGENT, session_id, session_agent), keep_created_at)
 
 
 def delete_agent(session_id: str, agent_id: str) -> Call[None]:
@@ -205,13 +253,17 @@ def _agent_key(session_id: str, agent_id: str) -> Data:
     return {"sessionId": check_id(session_id, "session"), "agentId": check_id(agent_id, "agent")}
 
 
-def _message_variables(session_id: str, agent_id: str, session_message: SessionMessage) -> Data:
+def _message_variables(
+    operation: Operation, session_id: str, agent_id: str, session_message: SessionMessage
+) -> Data:
     check_message_id(session_message.message_id)
-    return {**_agent_key(session_id, agent_id), "message": mapping.message_input(session_message)}
+    with _encoding(operation):
+        message = mapping.message_input(session_message)
+    return {**_agent_key(session_id, agent_id), "message": message}
 
 
 def create_message(session_id: str, agent_id: str, session_message: SessionMessage) -> Call[None]:
-    variables = _message_variables(session_id, agent_id, session_message)
+    variables = _message_variables(CREATE_MESSAGE, session_id, agent_id, session_message)
     # The server stores a resent message with equal content once and answers as for the first.
     return Call(CREATE_MESSAGE, variables, _ignore, retry_safe=True)
 
@@ -219,17 +271,16 @@ def create_message(session_id: str, agent_id: str, session_message: SessionMessa
 def append_messages(session_id: str, agent_id: str, messages: Sequence[SessionMessage]) -> Call[None]:
     for message in messages:
         check_message_id(message.message_id)
-    variables = {
-        **_agent_key(session_id, agent_id),
-        "messages": [mapping.message_input(message) for message in messages],
-    }
+    with _encoding(APPEND_MESSAGES):
+        inputs = [mapping.message_input(message) for message in messages]
+    variables = {**_agent_key(session_id, agent_id), "messages": inputs}
     return Call(APPEND_MESSAGES, variables, _ignore, retry_safe=True)
 
 
 def read_message(session_id: str, agent_id: str, message_id: int) -> Call[SessionMessage | None]:
     def read(data: Data) -> SessionMessage | None:
         found = data["message"]
-        return None if found is None else mapping.message_from_result(found)
+        return None if found is None else _message_from_result(found)
 
     variables = {**_agent_key(session_id, agent_id), "messageId": check_message_id(message_id)}
     return Call(READ_MESSAGE, variables, read, retry_safe=True)
@@ -239,7 +290,17 @@ def update_message(session_id: str, agent_id: str, session_message: SessionMessa
     def keep_created_at(data: Data) -> None:
         session_message.created_at = data["updateMessage"]["createdAt"]
 
-    return Call(UPDATE_MESSAGE, _message_variables(session_id, agent_id, session_message), keep_created_at)
+    variables = _message_variables(UPDATE_MESSAGE, session_id, agent_id, session_message)
+    return Call(UPDATE_MESSAGE, variables, keep_created_at)
+
+
+def _message_from_result(data: Data) -> SessionMessage:
+    try:
+        return mapping.message_from_result(data)
+    except Exception as error:
+        # Says which message operators must look at when one of many cannot be read.
+        error.add_note(f"message id {data.get('messageId') if isinstance(data, dict) else None!r}")
+        raise
 
 
 def list_messages(
@@ -249,22 +310,21 @@ def list_messages(
         # A missing agent (or session) has no messages, as in Strands' S3 store; Strands' own
         # RepositorySessionManager only lists the messages of an agent it has just read.
         agent = data["agent"]
-        return [] if agent is None else [mapping.message_from_result(m) for m in agent["messages"]]
+        return [] if agent is None else [_message_from_result(m) for m in agent["messages"]]
 
     variables = {**_agent_key(session_id, agent_id), "offset": offset, "limit": limit}
     return Call(LIST_MESSAGES, variables, read, retry_safe=True)
 
 
-def _multi_agent_variables(session_id: str, multi_agent: "MultiAgentBase") -> Data:
+def _multi_agent_variables(operation: Operation, session_id: str, multi_agent: "MultiAgentBase") -> Data:
     check_id(multi_agent.id, "multi_agent")
-    return {
-        "sessionId": check_id(session_id, "session"),
-        "multiAgent": mapping.multi_agent_input(multi_agent),
-    }
+    with _encoding(operation):
+        state = mapping.multi_agent_input(multi_agent)
+    return {"sessionId": check_id(session_id, "session"), "multiAgent": state}
 
 
 def create_multi_agent(session_id: str, multi_agent: "MultiAgentBase") -> Call[None]:
-    variables = _multi_agent_variables(session_id, multi_agent)
+    variables = _multi_agent_variables(CREATE_MULTI_AGENT, session_id, multi_agent)
 
     def is_this_state(data: Data) -> bool:
         stored = data["multiAgent"]
@@ -290,7 +350,9 @@ def read_multi_agent(session_id: str, multi_agent_id: str) -> Call[dict[str, Any
 
 
 def update_multi_agent(session_id: str, multi_agent: "MultiAgentBase") -> Call[None]:
-    return Call(UPDATE_MULTI_AGENT, _multi_agent_variables(session_id, multi_agent), _ignore)
+    return Call(
+        UPDATE_MULTI_AGENT, _multi_agent_variables(UPDATE_MULTI_AGENT, session_id, multi_agent), _ignore
+    )
 
 
 @dataclass

@@ -12,8 +12,9 @@ from gql.transport.httpx import httpx as gql_http  # type: ignore[attr-defined] 
 from strands.session.session_repository import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage
 
-from client import calls
+from client import calls, credentials
 from client.backoff import Backoff
+from client.credentials import TokenProvider
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -42,13 +43,33 @@ class GraphQLSessionRepository(SessionRepository):
     twice as long each time, up to ``retries`` times. So are ``create_agent`` and
     ``create_multi_agent``: when a resend meets ALREADY_EXISTS, the stored one is read and the call
     succeeds if it is exactly what was sent (its own earlier attempt). Other writes are resent only
-    when the connection was refused, as a lost answer may hide a stored write.
+    when the server cannot have acted on them: the connection was refused, or the server answered
+    RATE_LIMITED. A rate-limited call waits the ``retryAfter`` the server asked for (the
+    ``Retry-After`` header of a proxy's 429) and counts against the same ``retries``; when those
+    are used up, or the server asks for a wait longer than ``timeout``, it raises
+    ``SessionRateLimitedError`` with ``retry_after``.
+
+    Credentials: ``token="..."`` sends ``Authorization: Bearer ...`` with every request. For
+    tokens that expire (JWTs), pass a provider instead, a function returning the current token:
+    it is called before every request, from whichever thread makes the call, so it must be cheap
+    and thread-safe: cache the token and fetch a new one shortly before it expires. When the
+    server answers UNAUTHENTICATED (the token may have expired in flight), the provider is called
+    once more and the request resent once, whatever the call, since the server did nothing with
+    a request it refused; a second refusal raises ``SessionUnauthenticatedError``, as the first
+    one does for a fixed token. If the provider raises, the call raises
+    ``SessionTokenProviderError`` (a ``SessionUnauthenticatedError``) with the provider's error as
+    ``__cause__``, and nothing is sent::
+
+        repo = GraphQLSessionRepository(url, token=identity.access_token)  # identity caches
 
     Args:
         url: The server's GraphQL endpoint, e.g. ``http://localhost:8000/graphql``.
-        headers: HTTP headers for every request, e.g. ``{"Authorization": "Bearer ..."}``.
-        timeout: Seconds to wait for each request's connection and answer.
-        retries: How many times a retry-safe call is sent again after a transport failure.
+        token: A bearer token, or a function returning one (see above); not together with an
+            ``Authorization`` entry in ``headers``.
+        headers: HTTP headers for every request.
+        timeout: Seconds to wait for each request's connection and answer; also the longest
+            rate-limit wait honoured.
+        retries: How many times a call is sent again after a failure that allows it.
         backoff: Seconds to wait before the first retry.
     """
 
@@ -56,15 +77,18 @@ class GraphQLSessionRepository(SessionRepository):
         self,
         url: str,
         *,
+        token: str | TokenProvider | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
     ) -> None:
         self.url = url
-        self._backoff = Backoff(retries=retries, base=backoff)
+        self._backoff = Backoff(retries=retries, base=backoff, longest_asked=timeout)
+        sent_headers = credentials.connection_headers(headers, token)
+        self._token_provider = None if token is None or isinstance(token, str) else token
         limits = gql_http.Limits(keepalive_expiry=IDLE_CONNECTION_SECONDS)
-        transport = HTTPXTransport(url, headers=dict(headers or {}), timeout=timeout, limits=limits)
+        transport = HTTPXTransport(url, headers=sent_headers, timeout=timeout, limits=limits)
         # No schema: the documents are checked against schema.graphql by the tests, not per call.
         self._client = Client(transport=transport)
         self._session = self._client.connect_sync()  # type: ignore[no-untyped-call]  # gql leaves it bare
@@ -85,19 +109,29 @@ class GraphQLSessionRepository(SessionRepository):
         return f"GraphQLSessionRepository({self.url!r})"
 
     def _run(self, call: calls.Call[T]) -> T:
-        attempts = calls.Attempts(call, self._backoff, self.url)
+        attempts = calls.Attempts(call, self._backoff, self.url, refreshable=self._token_provider is not None)
         while True:
+            extra_args = self._request_args(call.name)
             try:
-                data = self._session.execute(call.request())
+                data = self._session.execute(call.request(), extra_args=extra_args)
             except (TransportError, TimeoutError) as error:
                 step = attempts.failed(error)
             else:
-                return call.read(data)
+                return call.result(data)
             if isinstance(step, calls.Call):
                 if self._run(step):
                     return cast(T, None)  # the earlier attempt stored exactly this; see Call.confirm
                 raise attempts.not_confirmed()
             time.sleep(step)
+
+    def _request_args(self, operation: str) -> dict[str, Any] | None:
+        if self._token_provider is None:
+            return None
+        try:
+            token = self._token_provider()
+        except Exception as error:
+            raise credentials.provider_failed(operation, error) from error
+        return credentials.request_args(token, operation)
 
     def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Creates the session; raises ``SessionAlreadyExistsError`` if its id is taken."""

@@ -51,6 +51,14 @@ def read_http_message(stream: BinaryIO) -> bytes | None:
     return b"".join(lines) + stream.read(length)
 
 
+def without_authorization(request: bytes) -> bytes:
+    head, _, body = request.partition(b"\r\n\r\n")
+    lines = [
+        line for line in head.split(b"\r\n") if line.partition(b":")[0].strip().lower() != b"authorization"
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
 def refusal(status: str, reason: str) -> bytes:
     body = reason.encode()
     head = f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -99,6 +107,10 @@ class Gateway:
                 if refused:
                     client.sendall(refused)
                     continue
+                if self._checks_credentials():
+                    # As an auth gateway does, it consumes the credentials it checked: the server
+                    # behind it (which checks bearer tokens of its own) sees none.
+                    request = without_authorization(request)
                 upstream.sendall(request)
                 response = read_http_message(from_server)
                 with self._lock:
@@ -108,6 +120,9 @@ class Gateway:
                 if response is None or lose:
                     return  # the server did the work; the client sees its connection close unanswered
                 client.sendall(response)
+
+    def _checks_credentials(self) -> bool:
+        return self.token is not None
 
     def _refusal(self, head: bytes) -> bytes | None:
         if self.token is None:
