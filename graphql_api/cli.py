@@ -1,20 +1,28 @@
-"""The ``session-graphql`` command: serve, migrate, export-schema."""
+"""The ``session-graphql`` command: serve, migrate, token, export-schema."""
 
 import argparse
+import ipaddress
 import logging
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 from db.embedded import EmbeddedPostgres, EmbeddedPostgresError, start_embedded_postgres
 from db.startup import StartupError, check_database, migrate
+from graphql_api import key_commands
+from graphql_api.identity import Role
+from graphql_api.jwt_tokens import JwtVerifier
+from graphql_api.key_commands import any_key_made, run_on
 from graphql_api.settings import Settings, SettingsError
 
 TRACE_LEVEL = 5
+T = TypeVar("T")
 
 
 class Terminated(BaseException):
@@ -39,9 +47,8 @@ class Prepared:
             self.embedded.stop()
 
 
-def _prepare(settings: Settings) -> Prepared:
-    """Every check and step before ``serve`` listens; each failure is a StartupError or an
-    EmbeddedPostgresError whose message is one line, and leaves no database running."""
+def _database(settings: Settings) -> Prepared:
+    """The database ``serve`` and ``token`` use: reachable, and migrated where that is ours to do."""
     if settings.database_url is None:
         embedded = start_embedded_postgres(settings.data_dir)
         try:
@@ -54,6 +61,44 @@ def _prepare(settings: Settings) -> Prepared:
     if settings.migrate_on_start:
         migrate(settings.database_url)
     return Prepared(url=settings.database_url, embedded=None)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` stands for is this machine's own (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(found) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in found)
+
+
+def _prepare(settings: Settings) -> tuple[Prepared, bool]:
+    """Every check and step before ``serve`` listens; each failure is a StartupError or an
+    EmbeddedPostgresError whose message is one line, and leaves no database running.
+
+    Also says whether the server will run open (no API key ever made, no JWT issuer), which it
+    may only do on loopback or when told ``--insecure``.
+    """
+    prepared = _database(settings)
+    try:
+        if settings.jwt.enabled:
+            JwtVerifier(settings.jwt)  # a key that is no key is reported now, as one line
+            return prepared, False
+        is_open = not run_on(prepared.url, any_key_made)
+        if is_open and not settings.insecure and not is_loopback(settings.host):
+            raise StartupError(
+                f"refusing to listen on {settings.host} without credentials: no API key exists and no JWT "
+                "issuer is set; make a key with `session-graphql token create --role admin` "
+                "(or pass --insecure to serve everyone as admin)"
+            )
+    except BaseException:
+        prepared.release()
+        raise
+    return prepared, is_open
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -77,7 +122,7 @@ def _serve(settings: Settings) -> None:
 
     from graphql_api.app import create_app
 
-    prepared = _prepare(settings)
+    prepared, is_open = _prepare(settings)
     try:
         listening = _listen(settings.host, settings.port)
         where = (
@@ -86,6 +131,12 @@ def _serve(settings: Settings) -> None:
             else "embedded PostgreSQL in " + str(settings.data_dir)
         )
         print(f"session-graphql: storing sessions in {where}", flush=True)
+        if is_open:
+            print(
+                "session-graphql: OPEN: no API key exists and no JWT issuer is set, so every request "
+                "acts as admin until a key is made (session-graphql token create --role admin)",
+                flush=True,
+            )
         print(f"session-graphql: GraphiQL at http://{settings.host}:{settings.port}/graphql", flush=True)
         # The database is started and migrated already: the app's lifespan only opens its pool.
         app = create_app(replace(settings, database_url=prepared.url, migrate_on_start=False))
@@ -97,6 +148,27 @@ def _serve(settings: Settings) -> None:
             uvicorn.Server(config).run(sockets=[listening])
     finally:
         prepared.release()
+
+
+def _on_database(settings: Settings, work: Callable[[str], T]) -> T:
+    """``work`` on the database ``serve`` would use, started (and made) for the command if embedded."""
+    prepared = _database(settings)
+    try:
+        return work(prepared.url)
+    finally:
+        prepared.release()
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> None:
+    if args.action == "create":
+        lines = _on_database(
+            settings, lambda url: key_commands.create(url, args.role, args.tenant, args.name)
+        )
+    elif args.action == "list":
+        lines = _on_database(settings, lambda url: key_commands.listing(url, args.tenant, args.all))
+    else:
+        lines = _on_database(settings, lambda url: key_commands.revoke(url, args.label, args.tenant))
+    print("\n".join(lines), flush=True)
 
 
 def _migrate(settings: Settings) -> None:
@@ -140,8 +212,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="port to listen on (default 8000)")
     serve.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data directory")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="serve without credentials on a non-loopback address when no key exists (everyone is admin)",
+    )
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data directory")
+    token = commands.add_parser("token", help="make, list and revoke API keys")
+    actions = token.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="make a key; the last line printed is the key alone")
+    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.add_argument("--tenant", help="bind the key to this tenant (default: no tenant, every tenant)")
+    create.add_argument("--name", help="the key's label, unique among its tenant's keys in force")
+    listed = actions.add_parser("list", help="list keys (never their secrets)")
+    listed.add_argument("--tenant", help="only this tenant's keys")
+    listed.add_argument("--all", action="store_true", help="include revoked keys")
+    revoke = actions.add_parser("revoke", help="revoke a key by its label")
+    revoke.add_argument("label")
+    revoke.add_argument("--tenant", help="the tenant of the key, when several tenants use the label")
+    for action in (create, listed, revoke):
+        action.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data directory")
     export = commands.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument(
         "output", nargs="?", default="schema.graphql", help="file to write, or - (default schema.graphql)"
@@ -156,6 +248,7 @@ def main(argv: list[str] | None = None) -> None:
             host=getattr(args, "host", None),
             port=getattr(args, "port", None),
             data_dir=getattr(args, "data_dir", None),
+            insecure=getattr(args, "insecure", None),
         )
     except SettingsError as error:
         raise SystemExit(f"session-graphql: {error}") from None
@@ -174,9 +267,11 @@ def main(argv: list[str] | None = None) -> None:
             _serve(settings)
         elif args.command == "migrate":
             _migrate(settings)
+        elif args.command == "token":
+            _token(settings, args)
         else:
             _export_schema(args.output)
-    except (StartupError, EmbeddedPostgresError) as error:
+    except (StartupError, EmbeddedPostgresError, SettingsError) as error:
         raise SystemExit(f"session-graphql: {error}") from None
     except KeyboardInterrupt:
         raise SystemExit(128 + signal.SIGINT) from None
