@@ -51,9 +51,11 @@ class AsyncGraphQLSessionRepository:
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
+        message_page_size: int = calls.MAX_LIST_SIZE,
     ) -> None:
         self.url = url
         self._backoff = Backoff(retries=retries, base=backoff, longest_asked=timeout)
+        self._message_page_size = message_page_size
         sent_headers = credentials.connection_headers(headers, token)
         self._token_provider = None if token is None or isinstance(token, str) else token
         self._session_args: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=timeout)}
@@ -191,7 +193,10 @@ class AsyncGraphQLSessionRepository:
         self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
     ) -> list[SessionMessage]:
         """The agent's messages by message id from position ``offset``, at most ``limit``; or ``[]``."""
-        return await self._run(calls.list_messages(session_id, agent_id, limit, offset))
+        listing = calls.MessageListing(session_id, agent_id, limit, offset, self._message_page_size)
+        while (call := listing.next_call()) is not None:
+            await self._run(call)
+        return listing.messages
 
     async def create_multi_agent(self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any) -> None:
         """Stores the Graph's or Swarm's ``serialize_state()`` under its id."""

@@ -53,6 +53,8 @@ Data = dict[str, Any]
 
 MAX_PAGE_SIZE = 1000
 """The server's largest page: listing up to this many sessions takes one round trip."""
+MAX_LIST_SIZE = 10_000
+"""The server's default largest list of messages: restoring up to this many takes one round trip."""
 
 PATH_SEPARATORS = ("/", "\\")
 
@@ -306,6 +308,8 @@ def _message_from_result(data: Data) -> SessionMessage:
 def list_messages(
     session_id: str, agent_id: str, limit: int | None, offset: int
 ) -> Call[list[SessionMessage]]:
+    """One page of messages; ``MessageListing`` pages through all of them."""
+
     def read(data: Data) -> list[SessionMessage]:
         # A missing agent (or session) has no messages, as in Strands' S3 store; Strands' own
         # RepositorySessionManager only lists the messages of an agent it has just read.
@@ -314,6 +318,45 @@ def list_messages(
 
     variables = {**_agent_key(session_id, agent_id), "offset": offset, "limit": limit}
     return Call(LIST_MESSAGES, variables, read, retry_safe=True)
+
+
+@dataclass
+class MessageListing:
+    """An agent's messages from ``offset``, at most ``limit`` (None: all), ``page_size`` per request.
+
+    The server answers at most its ``SESSION_GRAPHQL_MAX_LIST_SIZE`` messages per list, so the
+    repositories execute each ``next_call()`` until it returns None, then take ``messages``.
+    """
+
+    session_id: str
+    agent_id: str
+    limit: int | None
+    offset: int
+    page_size: int = MAX_LIST_SIZE
+    messages: list[SessionMessage] = field(default_factory=list)
+    _done: bool = False
+
+    def __post_init__(self) -> None:
+        # A negative limit or offset is the server's to refuse, naming the argument.
+        if self.page_size < 1:
+            raise ValueError(f"message_page_size must be positive, got {self.page_size}")
+        self._done = self.limit == 0
+
+    def next_call(self) -> Call[None] | None:
+        if self._done:
+            return None
+        wanted = (
+            self.page_size if self.limit is None else min(self.page_size, self.limit - len(self.messages))
+        )
+        page = list_messages(self.session_id, self.agent_id, wanted, self.offset + len(self.messages))
+
+        def read(data: Data) -> None:
+            got = page.result(data)
+            self.messages.extend(got)
+            full = self.limit is not None and len(self.messages) >= self.limit
+            self._done = full or len(got) < wanted
+
+        return Call(page.operation, page.variables, read, retry_safe=True)
 
 
 def _multi_agent_variables(operation: Operation, session_id: str, multi_agent: "MultiAgentBase") -> Data:

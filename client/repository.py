@@ -71,6 +71,8 @@ class GraphQLSessionRepository(SessionRepository):
             rate-limit wait honoured.
         retries: How many times a call is sent again after a failure that allows it.
         backoff: Seconds to wait before the first retry.
+        message_page_size: Messages asked for per request when restoring an agent: at most the
+            server's SESSION_GRAPHQL_MAX_LIST_SIZE (10,000 by default).
     """
 
     def __init__(
@@ -82,9 +84,11 @@ class GraphQLSessionRepository(SessionRepository):
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
+        message_page_size: int = calls.MAX_LIST_SIZE,
     ) -> None:
         self.url = url
         self._backoff = Backoff(retries=retries, base=backoff, longest_asked=timeout)
+        self._message_page_size = message_page_size
         sent_headers = credentials.connection_headers(headers, token)
         self._token_provider = None if token is None or isinstance(token, str) else token
         limits = gql_http.Limits(keepalive_expiry=IDLE_CONNECTION_SECONDS)
@@ -204,7 +208,10 @@ class GraphQLSessionRepository(SessionRepository):
 
         A missing agent or session has none: ``[]``.
         """
-        return self._run(calls.list_messages(session_id, agent_id, limit, offset))
+        listing = calls.MessageListing(session_id, agent_id, limit, offset, self._message_page_size)
+        while (call := listing.next_call()) is not None:
+            self._run(call)
+        return listing.messages
 
     def create_multi_agent(self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any) -> None:
         """Stores the Graph's or Swarm's ``serialize_state()`` under its id."""
