@@ -54,6 +54,7 @@ class RunningServer:
     """A uvicorn server in a background thread, serving ``create_app``."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.app = create_app(settings)
         self.port = free_port()
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
