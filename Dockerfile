@@ -17,4 +17,8 @@ VOLUME /data
 USER app
 EXPOSE 8000
 # Replicas are stateless; migrations take an advisory lock, so every replica may run them on start.
-CMD ["sh", "-c", "session-graphql migrate && exec session-graphql serve --host 0.0.0.0 --port 8000"]
+# Listening on 0.0.0.0, serve refuses to run without credentials: make a key first with
+#   docker run --rm -v <volume>:/data <image> session-graphql token create --role admin
+# (or give it JWT settings). `--insecure` would serve everyone as admin: only for throwaway use.
+ENV SESSION_GRAPHQL_MIGRATE_ON_START=true
+CMD ["session-graphql", "serve", "--host", "0.0.0.0", "--port", "8000"]
