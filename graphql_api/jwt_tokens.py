@@ -3,6 +3,8 @@
 Signing keys come from a PEM public key or the provider's JWKS, fetched off the event loop and
 cached: an unknown key id (the provider rotated its keys) fetches the set again, at most every
 ``MIN_REFETCH_SECONDS``, so tokens with made-up key ids cannot make us hammer the provider.
+While the provider is out, the keys already held keep working; a token naming any other key is
+answered SERVICE_UNAVAILABLE, not refused, since it may name the provider's new key.
 """
 
 import asyncio
@@ -12,6 +14,10 @@ import time
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from db.models import DEFAULT_TENANT
@@ -56,6 +62,23 @@ def role_from(value: Any) -> Role | None:
     return max(roles, key=lambda role: role.rank, default=None)
 
 
+def algorithms_for(key: Any, allowed: tuple[str, ...]) -> list[str]:
+    """Those of ``allowed`` that verify with ``key``'s type.
+
+    Offered another type's algorithm (an ES256 token naming an RSA key's kid), PyJWT raises
+    TypeError rather than a token error; offering only these makes that an ordinary refusal.
+    """
+    if isinstance(key, RSAPublicKey):
+        family: tuple[str, ...] = ("RS", "PS")
+    elif isinstance(key, EllipticCurvePublicKey):
+        family = ("ES",)
+    elif isinstance(key, (Ed25519PublicKey, Ed448PublicKey)):
+        family = ("EdDSA",)
+    else:
+        return []
+    return [name for name in allowed if name.startswith(family)]
+
+
 class JwtVerifier:
     def __init__(self, settings: JwtSettings) -> None:
         assert settings.enabled
@@ -66,6 +89,11 @@ class JwtVerifier:
                 self._static_key = load_pem_public_key(settings.public_key.encode())
             except (ValueError, TypeError) as error:
                 raise SettingsError(f"the JWT public key is not a PEM public key: {error}") from None
+            if not algorithms_for(self._static_key, settings.algorithms):
+                raise SettingsError(
+                    "the JWT public key verifies none of SESSION_GRAPHQL_JWT_ALGORITHMS "
+                    f"({', '.join(settings.algorithms)})"
+                )
         self._jwks_client = (
             jwt.PyJWKClient(
                 settings.jwks_url, cache_jwk_set=False, cache_keys=False, timeout=JWKS_TIMEOUT_SECONDS
@@ -75,6 +103,7 @@ class JwtVerifier:
         )
         self._jwks: dict[str, jwt.PyJWK] = {}
         self._fetched_at = -float("inf")
+        self._fetch_failed = False
         self._fetching: asyncio.Lock | None = None
 
     async def _fetch(self) -> None:
@@ -86,10 +115,14 @@ class JwtVerifier:
                 return  # someone fetched while we waited
             try:
                 key_set = await asyncio.to_thread(self._jwks_client.get_jwk_set, True)
-            except jwt.PyJWKClientError as error:
+            except (jwt.PyJWKClientError, jwt.PyJWKSetError, OSError, ValueError) as error:
+                # Unreachable, an error status, not JSON (a login page), or no usable key in it.
+                self._fetch_failed = True
+                logger.warning("cannot fetch the JWKS from %s: %s", self._settings.jwks_url, error)
                 raise KeysUnavailable(str(error)) from error
             finally:
                 self._fetched_at = time.monotonic()
+            self._fetch_failed = False
             self._jwks = {key.key_id: key for key in key_set.keys if key.key_id is not None}
 
     async def _signing_key(self, token: str) -> Any:
@@ -101,8 +134,16 @@ class JwtVerifier:
             raise InvalidToken(f"malformed JWT: {error}") from None
         age = time.monotonic() - self._fetched_at
         if age > JWKS_MAX_AGE_SECONDS or (kid not in self._jwks and age >= MIN_REFETCH_SECONDS):
-            await self._fetch()
+            try:
+                await self._fetch()
+            except KeysUnavailable:
+                if kid not in self._jwks:
+                    raise
+                # A key we hold stays good while the provider is out.
         if kid not in self._jwks:
+            if self._fetch_failed:
+                # Without the provider's current keys, an unknown kid may be its new key, not a forgery.
+                raise KeysUnavailable("the identity provider's keys could not be fetched")
             raise InvalidToken("the JWT's signing key (kid) is not among the identity provider's keys")
         return self._jwks[kid].key
 
@@ -110,17 +151,20 @@ class JwtVerifier:
         """The caller the token names; raises ``InvalidToken``, ``NoRole`` or ``KeysUnavailable``."""
         settings = self._settings
         key = await self._signing_key(token)
+        algorithms = algorithms_for(key, settings.algorithms)
+        if not algorithms:
+            raise InvalidToken("the JWT's signing key is of a type this server does not verify with")
         try:
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=list(settings.algorithms),
+                algorithms=algorithms,
                 audience=settings.audience,
                 issuer=settings.issuer,
                 leeway=settings.leeway_seconds,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
-        except jwt.InvalidTokenError as error:
+        except jwt.PyJWTError as error:  # also InvalidKeyError: an EC key of another curve than the alg's
             raise InvalidToken(f"JWT refused: {error}") from None
         role = role_from(claim(claims, settings.role_claim))
         if role is None:

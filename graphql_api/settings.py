@@ -77,6 +77,14 @@ def _words(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(word.strip() for word in environ.get(name, "").split(",") if word.strip())
 
 
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unclosed [IPv6] bracket
+        return False
+
+
 def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raw = environ.get(name, "").strip().lower()
     if raw == "":
@@ -120,6 +128,11 @@ class JwtSettings:
     )
     leeway_seconds: float = 30.0
 
+    def __post_init__(self) -> None:
+        # Settings made in code get the same refusals as the environment's: without this, an
+        # audience and JWKS URL without an issuer would leave JWTs off and the server open.
+        self.check()
+
     @property
     def enabled(self) -> bool:
         return self.issuer is not None
@@ -137,7 +150,7 @@ class JwtSettings:
                 public_key = Path(key_file).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as error:
                 raise SettingsError(f"SESSION_GRAPHQL_JWT_PUBLIC_KEY_FILE cannot be read: {error}") from None
-        settings = cls(
+        return cls(
             issuer=_text(env, "SESSION_GRAPHQL_JWT_ISSUER"),
             audience=_text(env, "SESSION_GRAPHQL_JWT_AUDIENCE"),
             jwks_url=_text(env, "SESSION_GRAPHQL_JWT_JWKS_URL"),
@@ -147,8 +160,6 @@ class JwtSettings:
             algorithms=_words(env, "SESSION_GRAPHQL_JWT_ALGORITHMS") or cls.algorithms,
             leeway_seconds=_number(env, "SESSION_GRAPHQL_JWT_LEEWAY_SECONDS", 30.0, 0, 600),
         )
-        settings.check()
-        return settings
 
     def check(self) -> None:
         """Refuses a half-configured verifier: JWT settings without an issuer, or no key to check with."""
@@ -162,7 +173,7 @@ class JwtSettings:
             raise SettingsError(
                 "set exactly one of SESSION_GRAPHQL_JWT_JWKS_URL and SESSION_GRAPHQL_JWT_PUBLIC_KEY(_FILE)"
             )
-        if self.jwks_url is not None and not self.jwks_url.startswith(("https://", "http://")):
+        if self.jwks_url is not None and not _is_http_url(self.jwks_url):
             raise SettingsError(f"SESSION_GRAPHQL_JWT_JWKS_URL must be an http(s) URL, not {self.jwks_url!r}")
         unknown = [name for name in self.algorithms if name not in ASYMMETRIC_ALGORITHMS]
         if unknown:
