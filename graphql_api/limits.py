@@ -1,10 +1,12 @@
 """Limits on what one document may ask, checked before it runs, and the parsed-document cache.
 
 In order: the document's size before it is parsed (``DOCUMENT_TOO_LARGE``); its tokens while it
-is parsed (strawberry's ``MaxTokensLimiter``); depth and aliases while it is validated (strawberry's
-depth and alias rules); then, with the variables known, the length of input lists and the depth of
-their values (before graphql-core coerces them, which is where 100,000 messages used to stall the
-loop) and the rows the document may ask for (``QUERY_TOO_COSTLY``).
+is parsed (strawberry's ``MaxTokensLimiter``); its size with fragments spread out, before it is
+validated (``DOCUMENT_TOO_LARGE``: fragments spreading others twice over double at each level);
+depth and aliases while it is validated (strawberry's depth and alias rules); then, with the
+variables known, the length of input lists and the depth of their values (before graphql-core
+coerces them, which is where 100,000 messages used to stall the loop) and the rows the document
+may ask for (``QUERY_TOO_COSTLY``).
 """
 
 from collections import OrderedDict
@@ -49,6 +51,7 @@ Where a document meets more, ``loaders.RowBudget`` stops it while it runs."""
 PAGE_ARGUMENTS = ("first", "last", "limit")
 INPUT_NESTING = 3
 """Levels of input objects around a stored document in a variable (a list of MessageInput)."""
+MAX_SELECTIONS_PER_SET = 200
 CACHED_DOCUMENT_CHARACTERS = 16_384
 CACHE_BUDGET_CHARACTERS = 4_000_000
 """The cache keeps parsed small documents only, by their text, within this many characters in all."""
@@ -116,7 +119,7 @@ def document_cache_extension(cache: DocumentCache, limits: Limits) -> type[Schem
             if entry is not None and entry[1] is not None:
                 context.pre_execution_errors = list(entry[1])
             elif context.graphql_document is not None:
-                context.pre_execution_errors = _validate(context)
+                context.pre_execution_errors = _validate(context, limits)
                 if entry is not None and context.graphql_document is entry[0]:
                     cache.put(context.query or "", entry[0], context.pre_execution_errors)
             yield
@@ -124,10 +127,32 @@ def document_cache_extension(cache: DocumentCache, limits: Limits) -> type[Schem
     return CachedDocuments
 
 
-def _validate(context: ExecutionContext) -> list[GraphQLError]:
+def _validate(context: ExecutionContext, limits: Limits) -> list[GraphQLError]:
     """Validation errors of the document; graphql-core raises on some values instead (a 5,000-digit
     integer literal, deep nesting), which are the document's fault too."""
     assert context.graphql_document is not None
+    widest, aliases = selection_shape(context.graphql_document)
+    if aliases > limits.max_aliases:
+        # What strawberry's alias rule says (and how its code is recognised), said before the
+        # rules below walk every aliased field.
+        message = f"{aliases} aliases found. Allowed: {limits.max_aliases}"
+        return [GraphQLError(message, extensions={"code": ErrorCode.TOO_MANY_ALIASES.value})]
+    if widest > MAX_SELECTIONS_PER_SET:
+        # graphql-core's check that same-named fields merge compares them pairwise: a thousand
+        # repeats of one field in one selection set take it over a second. No type has this many fields.
+        message = (
+            f"a selection set in the document selects more than {MAX_SELECTIONS_PER_SET} fields; "
+            "repeat or alias fewer"
+        )
+        return [GraphQLError(message, extensions={"code": ErrorCode.DOCUMENT_TOO_LARGE.value})]
+    if spread_fields_over(context.graphql_document, limits.max_tokens):
+        # The depth and alias rules (and the cost estimate) walk the document with its fragments
+        # spread out: 20 fragments each spreading the next twice are a million fields to walk.
+        message = (
+            f"the document selects more than {limits.max_tokens} fields once its fragments are "
+            "spread out; spread each fragment fewer times"
+        )
+        return [GraphQLError(message, extensions={"code": ErrorCode.DOCUMENT_TOO_LARGE.value})]
     try:
         return list(
             validate_document(context.schema._schema, context.graphql_document, context.validation_rules)
@@ -143,6 +168,80 @@ def _validate(context: ExecutionContext) -> list[GraphQLError]:
             ErrorCode.GRAPHQL_VALIDATION_FAILED,
         )
     return [GraphQLError(message, extensions={"code": code.value})]
+
+
+def selection_shape(document: DocumentNode) -> tuple[int, int]:
+    """The most selections any one selection set holds, and the aliases written in the document
+    (fragments counted where written, not where spread); found without recursion."""
+    widest = aliases = 0
+    pending: list[SelectionSetNode] = [
+        definition.selection_set
+        for definition in document.definitions
+        if isinstance(definition, (OperationDefinitionNode, FragmentDefinitionNode))
+    ]
+    while pending:
+        selection_set = pending.pop()
+        widest = max(widest, len(selection_set.selections))
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode) and selection.alias is not None:
+                aliases += 1
+            if isinstance(selection, (FieldNode, InlineFragmentNode)) and selection.selection_set is not None:
+                pending.append(selection.selection_set)
+    return widest, aliases
+
+
+def spread_fields_over(document: DocumentNode, limit: int) -> bool:
+    """Whether ``document``'s operations select more than ``limit`` fields in all, each fragment spread
+    counted as the fields of its fragment; each fragment is counted once, so this takes linear time."""
+    own: dict[str, int] = {}
+    spreads: dict[str, list[str]] = {}
+    operations: list[str] = []
+    for number, definition in enumerate(document.definitions):
+        if isinstance(definition, FragmentDefinitionNode):
+            key = definition.name.value
+        elif isinstance(definition, OperationDefinitionNode):
+            key = f"operation {number}"  # no fragment name has a space
+            operations.append(key)
+        else:
+            continue
+        own[key], spreads[key] = _fields_and_spreads(definition.selection_set)
+    sizes: dict[str, int] = {}
+    for start in operations:
+        # Depth first without recursion (fragments may spread each other a thousand deep); a fragment
+        # in a cycle counts as empty, and validation reports the cycle.
+        pending: list[tuple[str, bool]] = [(start, False)]
+        entered: set[str] = set()
+        while pending:
+            key, done = pending.pop()
+            if key in sizes or key not in own:
+                continue
+            if done:
+                total = own[key] + sum(sizes.get(name, 0) for name in spreads[key])
+                sizes[key] = min(total, limit + 1)
+            elif key not in entered:
+                entered.add(key)
+                pending.append((key, True))
+                pending.extend((name, False) for name in spreads[key])
+        if sum(sizes.get(key, 0) for key in operations) > limit:
+            return True
+    return False
+
+
+def _fields_and_spreads(selection_set: SelectionSetNode) -> tuple[int, list[str]]:
+    """The fields of a selection set, inline fragments included, and the fragments it spreads."""
+    fields, spreads = 0, []
+    pending: list[SelectionSetNode] = [selection_set]
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FieldNode):
+                fields += 1
+                if selection.selection_set is not None:
+                    pending.append(selection.selection_set)
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                spreads.append(selection.name.value)
+    return fields, spreads
 
 
 def _list_input_variables(operation: OperationDefinitionNode, schema: GraphQLSchema) -> Iterator[str]:

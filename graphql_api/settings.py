@@ -4,7 +4,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from db.embedded import default_data_dir
@@ -35,17 +35,29 @@ def _libpq_options_for_asyncpg(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+N = TypeVar("N", int, float)
+
+
+def _bounded(environ: Mapping[str, str], name: str, default: N, low: N, high: N, kind: type[N]) -> N:
     raw = environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+        noun = "a whole number" if kind is int else "a number"
+        raise SettingsError(f"{name} must be {noun}, not {raw!r}") from None
     if not low <= value <= high:
-        raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
+        raise SettingsError(f"{name} must be between {low:g} and {high:g}, not {raw}")
     return value
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    return _bounded(environ, name, default, low, high, int)
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    return _bounded(environ, name, default, low, high, float)
 
 
 def _log_level(environ: Mapping[str, str], name: str) -> str:
@@ -53,19 +65,6 @@ def _log_level(environ: Mapping[str, str], name: str) -> str:
     if raw not in LOG_LEVELS:
         raise SettingsError(f"{name} must be one of {', '.join(LOG_LEVELS)}, not {raw!r}")
     return raw
-
-
-def _number(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be between {low:g} and {high:g}, not {raw}")
-    return value
 
 
 def _text(environ: Mapping[str, str], name: str) -> str | None:

@@ -30,6 +30,11 @@ from graphql_api.errors import ErrorCode, Refusal, with_code
 from graphql_api.rate_limit import RateLimited, RateLimiter
 from graphql_api.settings import Limits
 
+UNREAD_BODY_BYTES = 64 * 1024
+CLOSE_CONNECTION = {"Connection": "close"}
+"""On refusing a body part-way: kept open, the connection has uvicorn read and discard the rest of
+the body for as long as the client sends it, which a slow or endless client makes forever."""
+
 
 @dataclass
 class Services:
@@ -60,6 +65,7 @@ async def read_body(request: Request, limits: Limits) -> bytes:
             408,
             ErrorCode.REQUEST_TIMEOUT,
             f"The request body did not arrive within {limits.body_timeout_seconds:g} seconds.",
+            headers=dict(CLOSE_CONNECTION),
         ) from None
     except ClientDisconnect:
         raise Refusal(
@@ -74,7 +80,16 @@ def _check_size(size: int, limits: Limits) -> None:
             413,
             ErrorCode.PAYLOAD_TOO_LARGE,
             f"The request body is over {limits.max_body_bytes} bytes, the server's limit.",
+            headers=dict(CLOSE_CONNECTION),
         )
+
+
+def _large_unread_body(request: Request) -> bool:
+    """Whether refusing before reading the body leaves much of it for the server to drain."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return "transfer-encoding" in request.headers  # chunked: of unknown length
+    return not declared.isdigit() or int(declared) > UNREAD_BODY_BYTES
 
 
 def _rate_limited(error: RateLimited) -> Refusal:
@@ -122,6 +137,7 @@ class SessionGraphQL(GraphQL[Context, None]):
         await response(scope, receive, send)
 
     async def _respond(self, request: Request) -> Response:
+        body_read = False
         try:
             if self.should_render_graphql_ide(self.request_adapter_class(request)):
                 if self.graphql_ide:
@@ -137,12 +153,16 @@ class SessionGraphQL(GraphQL[Context, None]):
                     raise _rate_limited(error) from None
             body = await read_body(request, self.limits)
             request._body = body  # strawberry reads the body through request.body(), which keeps this
+            body_read = True
             request.state.caller = caller
             request.state.scope = tenant_scope
             request.state.body_bytes = len(body)
             return await self.run(request)
         except Refusal as refusal:
-            return JSONResponse(refusal.body(), status_code=refusal.status, headers=refusal.headers)
+            headers = dict(refusal.headers)
+            if not body_read and _large_unread_body(request):
+                headers.update(CLOSE_CONNECTION)
+            return JSONResponse(refusal.body(), status_code=refusal.status, headers=headers)
         except HTTPException as error:
             # strawberry answers these in plain text; clients expect a GraphQL error body with a code.
             bad = Refusal(error.status_code, ErrorCode.BAD_REQUEST, error.reason)

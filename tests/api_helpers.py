@@ -14,25 +14,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from graphql_api.errors import ErrorCode
+
 GraphQLCall = Callable[..., dict[str, Any]]
 NewId = Callable[[str], str]
 
 # The codes errors.py documents; a response carrying any other code is a bug.
-DOCUMENTED_CODES = frozenset(
-    {
-        "BAD_REQUEST",
-        "BAD_USER_INPUT",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "CONFLICT",
-        "UNAUTHENTICATED",
-        "FORBIDDEN",
-        "GRAPHQL_PARSE_FAILED",
-        "GRAPHQL_VALIDATION_FAILED",
-        "SERVICE_UNAVAILABLE",
-        "INTERNAL_SERVER_ERROR",
-    }
-)
+DOCUMENTED_CODES = frozenset(code.value for code in ErrorCode)
 
 SESSION_FIELDS = "sessionId sessionType createdAt updatedAt"
 AGENT_FIELDS = "sessionId agentId state conversationManagerState internalState createdAt updatedAt"

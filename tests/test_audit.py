@@ -104,8 +104,9 @@ def test_key_changes_are_recorded_from_graphql_and_from_the_command_line(
         )
     )
     data_of(secured.graphql('mutation { revokeApiKey(label: "grafana") { label } }', key=keys["admin"]))
+    secured.key("writer", tenant="audited", label="old-agent")
     revoked = subprocess.run(
-        [*CLI, "token", "revoke", "agent", "--tenant", "audited"],
+        [*CLI, "token", "revoke", "old-agent", "--tenant", "audited"],
         env=clean_env(DATABASE_URL=secured.database_url),
         cwd=REPO,
         capture_output=True,
@@ -121,7 +122,7 @@ def test_key_changes_are_recorded_from_graphql_and_from_the_command_line(
     assert len(grafana) == 1 and grafana[0]["actor"] == "key:auditor"
     assert grafana[0]["target"]["role"] == "reader" and "key" not in grafana[0]["target"]
     assert [(e["target"]["label"], e["actor"].split(":")[0]) for e in gone] == [
-        ("agent", "cli"),
+        ("old-agent", "cli"),
         ("grafana", "key"),
     ]
 

@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -11,7 +12,6 @@ from db.queries import SessionPosition
 from db.records import MessageRecord, SessionRecord
 from graphql_api.errors import InputError
 from graphql_api.identity import check_tenant
-from graphql_api.types.scalars import parse_stored_time
 from graphql_api.validation import MAX_MESSAGE_ID, check_id
 
 if TYPE_CHECKING:
@@ -47,6 +47,15 @@ def decode_message_cursor(field: str, cursor: str) -> int:
     return int(raw)
 
 
+def _cursor_time(value: object) -> datetime:
+    """A time this API wrote into a cursor. Wider than what DateTime accepts: rows written before the
+    range check can hold PostgreSQL's infinities, which the driver reads as Python's extremes, naive."""
+    if not isinstance(value, str) or "\x00" in value:
+        raise ValueError("not a time")
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def encode_session_cursor(record: SessionRecord) -> str:
     position = [record.created_at.isoformat(), record.session_id, record.tenant]
     return _encode(_SESSION_PREFIX + json.dumps(position))
@@ -58,7 +67,7 @@ def decode_session_cursor(field: str, cursor: str) -> SessionPosition:
     raw = _decode(field, cursor, _SESSION_PREFIX)
     try:
         created_at, session_id, tenant = json.loads(raw)
-        position = parse_stored_time(created_at), check_id(field, session_id), check_tenant(tenant)
+        position = _cursor_time(created_at), check_id(field, session_id), check_tenant(tenant)
     except (ValueError, TypeError):
         raise InputError(field, "is not a cursor this API returned") from None
     return position

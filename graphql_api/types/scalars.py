@@ -1,6 +1,7 @@
 """Scalars: a strict DateTime and JSON."""
 
 import json
+import re
 from datetime import UTC, datetime
 
 import strawberry
@@ -14,6 +15,8 @@ LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 """Instants outside [EARLIEST, LATEST) are refused: the driver stores the ends of Python's range
 as PostgreSQL's infinities, which come back as no instant at all."""
 _QUOTED_LENGTH = 64
+_PLAIN_REASON = re.compile(r"(year|month|day|hour|minute|second|microsecond)\b[\w .,]*")
+"""Python's reasons that read well as they are: "month must be in 1..12", "day is out of range for month"."""
 
 
 def _quoted(value: object) -> str:
@@ -30,12 +33,23 @@ def _instant(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as error:
-        raise ValueError(f"it is not ISO 8601 ({error})") from None
+        raise ValueError(f"it is not ISO 8601 ({_reason(error)})") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError("it has no UTC offset, so it names no instant (add Z or +00:00)")
     if not EARLIEST <= parsed < LATEST:
         raise ValueError("it is outside the years 1900 to 9998")
     return parsed
+
+
+def _reason(error: ValueError) -> str:
+    """What is wrong, in words for the caller: Python's other reasons quote the whole value back as a
+    Python repr ("Invalid isoformat string: '...'") or print a ``datetime.timedelta``."""
+    text = str(error)
+    if _PLAIN_REASON.fullmatch(text):
+        return text
+    if text.startswith("offset must be"):
+        return "its UTC offset must be less than 24 hours"
+    return "expected a form like 2026-01-02T03:04:05+00:00"
 
 
 def parse_datetime(value: object) -> datetime:

@@ -1,0 +1,346 @@
+"""Property-based fuzzing of /graphql: generated queries and mutations, valid and invalid, against a real
+server, never answer 5xx, an undocumented code, a masked internal error or a traceback, and never reach
+data outside the fuzzing credentials' tenant.
+
+The fuzzer holds an admin key bound to tenant "fuzz" (so deletes and key commands run too); the known
+data lives in tenant "known" under the same ids the fuzzed documents are steered to, so a tenant leak
+would show as changed known data. Runs derandomized: the same documents every run.
+"""
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, cast
+
+import graphql
+import httpx
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis_graphql import Mode, from_schema, nodes
+
+from graphql_api.errors import ErrorCode
+from graphql_api.settings import Limits, Settings
+from tests.secured import Secured, secured_server
+
+SCHEMA = (Path(__file__).resolve().parent.parent / "schema.graphql").read_text(encoding="utf-8")
+DOCUMENTED_CODES = frozenset(code.value for code in ErrorCode)
+# Codes that only a server fault (or a database outage, which this test does not cause) produces.
+FAULT_CODES = frozenset({ErrorCode.INTERNAL_SERVER_ERROR.value, ErrorCode.SERVICE_UNAVAILABLE.value})
+LEAKS = ("Traceback", '.py"', 'File "/')
+REPRS = ("datetime.", "Invalid isoformat", " object at 0x", "<class '", "Error(")
+"""Python's own reprs in an error message: internals, not words for the caller."""
+
+# The ids fuzzed documents are steered to, present in both tenants.
+SESSION_IDS = ("s-1", "s-2")
+AGENT_IDS = ("a-1", "a-2")
+MULTI_AGENT_IDS = ("m-1",)
+MESSAGE_IDS = (0, 1, 2)
+FUZZ_KEY_LABEL = "fuzzer-9c41e7d2"
+"""Nothing generated names it, so fuzzed revokeApiKey calls cannot take the fuzzer's own key away."""
+
+EXAMPLES = 1100
+INVALID_EXAMPLES = 400
+BUDGET_SECONDS = 35.0
+"""Each fuzz test stops sending after this long, whatever the machine's speed."""
+
+
+# --- strategies for the custom scalars ---
+
+GRAPHQL_NAMES = st.from_regex(r"[_A-Za-z][_0-9A-Za-z]{0,7}", fullmatch=True)
+
+
+def _object_node(fields: list[tuple[str, graphql.ValueNode]]) -> graphql.ObjectValueNode:
+    return nodes.Object(
+        [graphql.ObjectFieldNode(name=graphql.NameNode(value=name), value=value) for name, value in fields]
+    )
+
+
+def _strands_message(role: str, text: str) -> graphql.ValueNode:
+    block = _object_node([("text", nodes.String(text))])
+    return _object_node([("role", nodes.String(role)), ("content", nodes.List([block]))])
+
+
+JSON_LEAVES = st.one_of(
+    st.just(nodes.Null),
+    st.booleans().map(nodes.Boolean),
+    st.integers().map(nodes.Int),
+    st.floats(allow_nan=False, allow_infinity=False).map(nodes.Float),
+    st.text(max_size=20).map(nodes.String),
+)
+JSON_VALUES = st.one_of(
+    st.builds(_strands_message, st.sampled_from(["user", "assistant", ""]), st.text(max_size=30)),
+    st.recursive(
+        JSON_LEAVES,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4).map(nodes.List),
+            st.lists(st.tuples(GRAPHQL_NAMES, children), max_size=4).map(_object_node),
+        ),
+        max_leaves=12,
+    ),
+)
+
+OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda minutes: timezone(timedelta(minutes=minutes)))
+AWKWARD_TIMES = (
+    "9998-12-31T23:59:59.999999+00:00",
+    "9999-12-31T23:59:59.999999+00:00",
+    "0001-01-01T00:00:00+00:00",
+    "1900-01-01T00:00:00+00:00",
+    "1899-12-31T23:59:59.999999+00:00",
+    "2026-13-01T00:00:00+00:00",
+    "2026-02-30T00:00:00Z",
+    "2026-01-01T00:00:00+24:00",
+    "2026-01-01T00:00:00\x00+00:00",
+    "2026-01-01",
+    "",
+)
+STORABLE_TIMES = st.datetimes(
+    min_value=datetime(1900, 1, 2), max_value=datetime(9998, 12, 30), timezones=OFFSETS
+).map(lambda moment: nodes.String(moment.isoformat()))
+REFUSED_TIMES = st.one_of(
+    st.datetimes(timezones=OFFSETS).map(lambda moment: nodes.String(moment.isoformat())),
+    st.datetimes().map(lambda moment: nodes.String(moment.isoformat())),
+    st.sampled_from(AWKWARD_TIMES).map(nodes.String),
+    st.text(max_size=40).map(nodes.String),
+    st.integers().map(nodes.Int),
+)
+# Mostly storable instants: one refused value fails its whole document before any resolver runs.
+DATETIME_VALUES = st.integers(0, 9).flatmap(
+    lambda choice: REFUSED_TIMES if choice % 5 == 0 else STORABLE_TIMES
+)
+CUSTOM_SCALARS = {"JSON": JSON_VALUES, "DateTime": DATETIME_VALUES}
+
+STEERED_STRINGS = {"sessionId": SESSION_IDS, "agentId": AGENT_IDS, "multiAgentId": MULTI_AGENT_IDS}
+
+
+class _SteerIds(graphql.Visitor):
+    """Points some generated ids at rows that exist, so updates, deletes and nested fields find data.
+
+    Hypothesis draws each choice, so a failing document still shrinks.
+    """
+
+    def __init__(self, data: st.DataObject) -> None:
+        super().__init__()
+        self.data = data
+
+    def _steer(self, name: str, value: graphql.ValueNode) -> graphql.ValueNode | None:
+        if name in STEERED_STRINGS and isinstance(value, graphql.StringValueNode):
+            chosen = self.data.draw(st.sampled_from((None, *STEERED_STRINGS[name] * 3)))
+            return None if chosen is None else nodes.String(chosen)
+        if name == "messageId" and isinstance(value, graphql.IntValueNode):
+            number = self.data.draw(st.sampled_from((None, *MESSAGE_IDS)))
+            return None if number is None else nodes.Int(number)
+        return None
+
+    def enter_argument(self, node: graphql.ArgumentNode, *_: Any) -> graphql.ArgumentNode | None:
+        value = self._steer(node.name.value, node.value)
+        return None if value is None else graphql.ArgumentNode(name=node.name, value=value)
+
+    def enter_object_field(self, node: graphql.ObjectFieldNode, *_: Any) -> graphql.ObjectFieldNode | None:
+        value = self._steer(node.name.value, node.value)
+        return None if value is None else graphql.ObjectFieldNode(name=node.name, value=value)
+
+
+def _documents(mode: Mode) -> st.SearchStrategy[graphql.DocumentNode]:
+    """Generated documents as syntax trees (printed after their ids are steered)."""
+    documents = from_schema(
+        SCHEMA, custom_scalars=CUSTOM_SCALARS, print_ast=lambda document: document, mode=mode
+    )
+    return cast(st.SearchStrategy[graphql.DocumentNode], documents)
+
+
+# --- the servers' answers ---
+
+
+@dataclass
+class Tally:
+    """What the fuzzer saw, so a run that only ever hit one refusal does not pass unnoticed."""
+
+    sent: int = 0
+    answered_with_data: int = 0
+    codes: Counter[str] = field(default_factory=Counter)
+
+
+def check_response(response: httpx.Response, document: str, tally: Tally) -> None:
+    text = response.text
+    context = f"document:\n{document}\nanswer ({response.status_code}):\n{text[:2000]}"
+    assert response.status_code < 500, context
+    for leak in LEAKS:
+        assert leak not in text, context
+    body = response.json()
+    assert isinstance(body, dict), context
+    errors = body.get("errors") or []
+    for error in errors:
+        code = (error.get("extensions") or {}).get("code")
+        assert code in DOCUMENTED_CODES, context
+        assert code not in FAULT_CODES, context
+        message = error.get("message", "")
+        assert "maximum recursion depth" not in message, context
+        assert not any(python_text in message for python_text in REPRS), context
+        tally.codes[code] += 1
+    if not errors and body.get("data"):
+        tally.answered_with_data += 1
+    tally.sent += 1
+
+
+# --- known data, in a tenant the fuzzer cannot reach ---
+
+CREATE_AGENT = """
+mutation($sid: String!, $agent: AgentInput!) { createAgent(sessionId: $sid, agent: $agent) { agentId } }
+"""
+APPEND = """
+mutation($sid: String!, $aid: String!, $messages: [MessageInput!]!) {
+  appendMessages(sessionId: $sid, agentId: $aid, messages: $messages) { messageId }
+}
+"""
+CREATE_SESSION = "mutation($s: SessionInput!) { createSession(session: $s) { sessionId } }"
+CREATE_MULTI_AGENT = """
+mutation($sid: String!, $multi: MultiAgentInput!) {
+  createMultiAgent(sessionId: $sid, multiAgent: $multi) { multiAgentId }
+}
+"""
+READ_SESSION = """
+query($sid: String!) {
+  session(sessionId: $sid) {
+    sessionId tenant sessionType createdAt updatedAt
+    agents {
+      agentId state conversationManagerState internalState createdAt updatedAt messageCount
+      messages { messageId role message redactMessage createdAt updatedAt }
+    }
+    multiAgents { multiAgentId state createdAt updatedAt }
+  }
+}
+"""
+
+
+def write_tree(secured: Secured, key: str, marker: str) -> None:
+    """Sessions, agents, messages and multi-agents under the steered ids, contents saying ``marker``."""
+
+    def ok(query: str, variables: dict[str, Any]) -> None:
+        body = secured.graphql(query, variables, key=key)
+        assert "errors" not in body, body
+
+    for session_id in SESSION_IDS:
+        ok(CREATE_SESSION, {"s": {"sessionId": session_id, "createdAt": "2026-01-02T03:04:05.123456+00:00"}})
+        for agent_id in AGENT_IDS:
+            agent = {
+                "agentId": agent_id,
+                "state": {"owner": marker, "nested": [1, 2.5, None, {"deep": True}]},
+                "conversationManagerState": {"removed": 0},
+                "internalState": {"interrupts": []},
+            }
+            ok(CREATE_AGENT, {"sid": session_id, "agent": agent})
+            messages = [
+                {
+                    "messageId": message_id,
+                    "message": {"role": "user", "content": [{"text": f"{marker} {message_id} 😀\u0000"}]},
+                    "redactMessage": {"role": "user", "content": [{"text": "[redacted]"}]}
+                    if message_id == 1
+                    else None,
+                }
+                for message_id in MESSAGE_IDS
+            ]
+            ok(APPEND, {"sid": session_id, "aid": agent_id, "messages": messages})
+        for multi_agent_id in MULTI_AGENT_IDS:
+            multi = {"multiAgentId": multi_agent_id, "state": {"owner": marker, "nodes": ["x", "y"]}}
+            ok(CREATE_MULTI_AGENT, {"sid": session_id, "multi": multi})
+
+
+LIST_SESSIONS = "{ sessions(first: 1000) { nodes { sessionId } } }"
+
+
+def read_tree(secured: Secured, key: str) -> dict[str, Any]:
+    """Everything the key's tenant holds: its listing too, so rows written into it from outside show."""
+    listing = secured.graphql(LIST_SESSIONS, key=key)
+    assert "errors" not in listing, listing
+    tree: dict[str, Any] = {
+        "listing": sorted(node["sessionId"] for node in listing["data"]["sessions"]["nodes"])
+    }
+    for session_id in SESSION_IDS:
+        body = secured.graphql(READ_SESSION, {"sid": session_id}, key=key)
+        assert "errors" not in body, body
+        tree[session_id] = body["data"]["session"]
+    return tree
+
+
+@dataclass
+class FuzzTarget:
+    secured: Secured
+    fuzz_key: str
+    known_key: str
+    known: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def target(database_url: str) -> Iterator[FuzzTarget]:
+    # No rate limit: the fuzzer sends far more than a key's default 50 requests a second.
+    chosen = Settings(limits=replace(Limits(), rate_per_second=0))
+    with secured_server(database_url, chosen) as secured:
+        known_key = secured.key("writer", tenant="known", label="known-writer")
+        fuzz_key = secured.key("admin", tenant="fuzz", label=FUZZ_KEY_LABEL)
+        write_tree(secured, known_key, "known")
+        write_tree(secured, fuzz_key, "fuzz")
+        known = read_tree(secured, known_key)
+        assert known["listing"] == sorted(SESSION_IDS)
+        yield FuzzTarget(secured, fuzz_key, known_key, known)
+
+
+def fuzz(target: FuzzTarget, mode: Mode, examples: int) -> Tally:
+    """Sends ``examples`` generated documents (within ``BUDGET_SECONDS``) and checks every answer."""
+    tally = Tally()
+    failed: list[str] = []
+    deadline = time.monotonic() + BUDGET_SECONDS
+    headers = {"Authorization": f"Bearer {target.fuzz_key}", "content-type": "application/json"}
+    http = target.secured.http
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate, Phase.shrink],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
+    @given(document=_documents(mode), data=st.data())
+    def send(document: graphql.DocumentNode, data: st.DataObject) -> None:
+        text = graphql.print_ast(graphql.visit(document, _SteerIds(data)))
+        # Past the budget only a failure found earlier is still being shrunk: that must go on sending.
+        if time.monotonic() > deadline and not failed:
+            return
+        content = json.dumps({"query": text}, ensure_ascii=True)
+        response = http.post("/graphql", content=content, headers=headers)
+        try:
+            check_response(response, text, tally)
+        except AssertionError:
+            failed.append(text)
+            raise
+
+    send()
+    return tally
+
+
+def assert_known_data_intact(target: FuzzTarget) -> None:
+    assert read_tree(target.secured, target.known_key) == target.known
+
+
+def test_fuzzed_valid_operations_get_coded_answers_and_leave_other_tenants_alone(target: FuzzTarget) -> None:
+    tally = fuzz(target, Mode.POSITIVE, EXAMPLES)
+
+    assert_known_data_intact(target)
+    # The run reached the resolvers, not only the checks in front of them.
+    assert tally.sent >= 100
+    assert tally.answered_with_data >= tally.sent // 20, tally
+
+
+def test_fuzzed_invalid_operations_get_coded_answers_and_leave_other_tenants_alone(
+    target: FuzzTarget,
+) -> None:
+    tally = fuzz(target, Mode.NEGATIVE, INVALID_EXAMPLES)
+
+    assert_known_data_intact(target)
+    assert tally.sent >= 50
+    assert tally.codes[ErrorCode.GRAPHQL_VALIDATION_FAILED.value] >= tally.sent // 2, tally

@@ -1,0 +1,500 @@
+"""Regressions for what fuzzing /graphql found: requests that stalled the server for everyone, built
+huge answers, or got errors without a code. Each is now refused quickly with its own code, never with
+an HTTP 5xx or a traceback, while another client goes on being answered.
+"""
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from graphql_api.types.scalars import EARLIEST, LATEST
+from tests.api_helpers import (
+    APPEND_MESSAGES,
+    CREATE_MESSAGE,
+    CREATE_SESSION,
+    GET_SESSION,
+    GraphQLCall,
+    NewId,
+    append_messages,
+    create_agent,
+    create_session,
+    data_of,
+    message_input,
+    new_agent,
+    stored_message_ids,
+)
+from tests.conftest import RunningServer
+from tests.test_limits import limited_server, refused, request_head, send_raw
+
+LEAKS = ("Traceback", "maximum recursion depth", "RecursionError", '.py"')
+
+
+def answered(response: httpx.Response) -> dict[str, Any]:
+    """The decoded body of an answer that is the client's fault at worst, and shows no internals."""
+    assert response.status_code < 500, response.text[:2000]
+    for leak in LEAKS:
+        assert leak not in response.text, response.text[:2000]
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def post_content(url: str, content: bytes) -> tuple[httpx.Response, float]:
+    """POSTs an already encoded body on a connection of its own; returns the answer and its seconds."""
+    with httpx.Client(timeout=60) as client:
+        started = time.monotonic()
+        response = client.post(url, content=content, headers={"content-type": "application/json"})
+        return response, time.monotonic() - started
+
+
+@contextmanager
+def another_client(url: str) -> Iterator[list[float]]:
+    """Another client asking ``{ __typename }`` again and again while the block runs; yields how long
+    each of its answers took (the list fills in as they come)."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def ask() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    response = client.post(url, json={"query": "{ __typename }"})
+                except httpx.HTTPError as error:
+                    failures.append(repr(error))
+                    return
+                latencies.append(time.monotonic() - started)
+                if response.json() != {"data": {"__typename": "Query"}}:
+                    failures.append(response.text)
+                stop.wait(0.01)
+
+    thread = threading.Thread(target=ask, name="another-client", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not latencies and not failures and time.monotonic() < deadline:
+        time.sleep(0.005)  # connected and answered once: what follows measures the server alone
+    assert latencies, failures
+    try:
+        yield latencies
+    finally:
+        time.sleep(0.05)  # an answer after the hostile one, in case it was the one held up
+        stop.set()
+        thread.join(timeout=30)
+    assert failures == []
+
+
+# --- aliases multiplying a large answer ---
+
+
+@pytest.fixture(scope="module")
+def thousand_messages(graphql: GraphQLCall) -> tuple[str, str]:
+    session_id, agent_id = f"aliases-{uuid.uuid4().hex[:12]}", "agent"
+    create_session(graphql, session_id)
+    create_agent(graphql, session_id, agent_id)
+    append_messages(graphql, session_id, agent_id, [message_input(i) for i in range(1000)])
+    return session_id, agent_id
+
+
+def aliased_agents(count: int) -> str:
+    fields = " ".join(
+        f"a{i}: agent(sessionId: $s, agentId: $a) {{ messages {{ message }} }}" for i in range(count)
+    )
+    return f"query($s: String!, $a: String!) {{ {fields} }}"
+
+
+@pytest.fixture(scope="module")
+def many_tokens(database_url: str) -> Iterator[RunningServer]:
+    # Enough tokens for the 800 aliases, so that the alias limit is what refuses them.
+    with limited_server(database_url, max_tokens=100_000) as running:
+        yield running
+
+
+def test_800_aliases_of_a_large_agent_are_refused_before_building_the_answer(
+    many_tokens: RunningServer, thousand_messages: tuple[str, str]
+) -> None:
+    # Run, this would have built 800 x 1,000 messages into one answer.
+    session_id, agent_id = thousand_messages
+    content = json.dumps({"query": aliased_agents(800), "variables": {"s": session_id, "a": agent_id}})
+
+    response, seconds = post_content(many_tokens.url, content.encode())
+
+    error = refused(answered(response), "TOO_MANY_ALIASES")
+    assert "800 aliases" in error["message"]
+    assert seconds < 1.0
+    assert len(response.content) < 2000
+
+
+def test_800_aliases_are_refused_by_the_token_limit_first_with_default_limits(
+    server: RunningServer, thousand_messages: tuple[str, str]
+) -> None:
+    session_id, agent_id = thousand_messages
+    content = json.dumps({"query": aliased_agents(800), "variables": {"s": session_id, "a": agent_id}})
+
+    response, seconds = post_content(server.url, content.encode())
+
+    refused(answered(response), "TOO_MANY_TOKENS")
+    assert seconds < 1.0
+
+
+# --- requests that stalled the server for every client ---
+
+
+def hundred_thousand_messages() -> bytes:
+    messages = [{"messageId": i, "message": {"role": "user", "content": []}} for i in range(100_000)]
+    variables = {"sessionId": "hostile", "agentId": "batch", "messages": messages}
+    return json.dumps({"query": APPEND_MESSAGES, "variables": variables}).encode()
+
+
+def fifty_megabyte_literal() -> bytes:
+    document = '{ session(sessionId: "' + "x" * 50_000_000 + '") { sessionId } }'
+    return json.dumps({"query": document}).encode()
+
+
+def hundred_thousand_operations() -> bytes:
+    document = "\n".join(f"query q{i} {{ __typename }}" for i in range(100_000))
+    return json.dumps({"query": document}).encode()
+
+
+def fifty_thousand_aliases() -> bytes:
+    document = "{ " + " ".join(f"a{i}: __typename" for i in range(50_000)) + " }"
+    return json.dumps({"query": document}).encode()
+
+
+def thousand_repeats_of_one_field() -> bytes:
+    # Same-named fields must merge; graphql-core compares them pairwise (a second for a thousand).
+    document = "{ " + " ".join(['session(sessionId: "s") { sessionId }'] * 1000) + " }"
+    return json.dumps({"query": document}).encode()
+
+
+STALLS = {
+    "1,000 repeats of one field": (thousand_repeats_of_one_field, 200, "DOCUMENT_TOO_LARGE"),
+    "100,000 messages as a variable": (hundred_thousand_messages, 200, "BATCH_TOO_LARGE"),
+    "a 50 MB string literal": (fifty_megabyte_literal, 413, "PAYLOAD_TOO_LARGE"),
+    "100,000 operations": (hundred_thousand_operations, 200, "DOCUMENT_TOO_LARGE"),
+    "50,000 aliases": (fifty_thousand_aliases, 200, "DOCUMENT_TOO_LARGE"),
+}
+
+
+@pytest.mark.parametrize("request_kind", STALLS)
+def test_huge_request_is_refused_quickly_while_others_are_answered(
+    server: RunningServer, request_kind: str
+) -> None:
+    make, status, code = STALLS[request_kind]
+    content = make()
+
+    with another_client(server.url) as latencies:
+        response, seconds = post_content(server.url, content)
+
+    assert response.status_code == status
+    refused(answered(response), code)
+    assert seconds < (0.5 if "repeats" in request_kind else 2.0)
+    assert max(latencies) < 1.0, f"another client waited {max(latencies):.2f} s"
+
+
+@pytest.fixture(scope="module")
+def large_documents(database_url: str) -> Iterator[RunningServer]:
+    # As an operator might configure it; then the token limit is what stops the parser early.
+    with limited_server(database_url, max_body_bytes=64 * 2**20, max_document_bytes=64 * 2**20) as running:
+        yield running
+
+
+@pytest.mark.parametrize("make", [hundred_thousand_operations, fifty_thousand_aliases])
+def test_huge_document_under_a_raised_size_limit_stops_at_the_token_limit(
+    large_documents: RunningServer, make: Callable[[], bytes]
+) -> None:
+    content = make()
+
+    with another_client(large_documents.url) as latencies:
+        response, seconds = post_content(large_documents.url, content)
+
+    refused(answered(response), "TOO_MANY_TOKENS")
+    assert seconds < 2.0
+    assert max(latencies) < 1.0, f"another client waited {max(latencies):.2f} s"
+
+
+def fragments_spreading_each_other(levels: int) -> bytes:
+    """Each fragment spreads the next twice: 2 ** ``levels`` fields once spread out, in 40 bytes a level."""
+    fragments = [f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(levels)]
+    document = "{ ...F0 } " + " ".join([*fragments, f"fragment F{levels} on Query {{ __typename }}"])
+    return json.dumps({"query": document}).encode()
+
+
+def test_fragments_spreading_each_other_twice_over_are_refused_before_they_are_walked(
+    server: RunningServer,
+) -> None:
+    # 900 bytes, two million fields: the depth and alias rules took about 10 s to walk them.
+    content = fragments_spreading_each_other(21)
+
+    with another_client(server.url) as latencies:
+        response, seconds = post_content(server.url, content)
+
+    error = refused(answered(response), "DOCUMENT_TOO_LARGE")
+    assert "once its fragments are spread out" in error["message"]
+    assert seconds < 1.0
+    assert max(latencies) < 1.0, f"another client waited {max(latencies):.2f} s"
+
+
+# --- values nested past what Python's recursion reaches ---
+
+
+def nested_message_variable(session_id: str, agent_id: str, depth: int) -> bytes:
+    """createMessage with a message ``depth`` lists deep, written out by hand: json.dumps itself
+    would run out of stack on the way."""
+    head = json.dumps({"query": CREATE_MESSAGE, "variables": {"sessionId": session_id, "agentId": agent_id}})
+    message = (
+        '{"messageId": 0, "message": {"role": "user", "content": '
+        + "[" * depth
+        + '"leaf"'
+        + "]" * depth
+        + "}}"
+    )
+    return (head[:-2] + ', "message": ' + message + "}}").encode()
+
+
+def nested_message_literal(session_id: str, agent_id: str, depth: int) -> bytes:
+    content = "[" * depth + '"leaf"' + "]" * depth
+    document = (
+        f'mutation {{ createMessage(sessionId: "{session_id}", agentId: "{agent_id}", '
+        f'message: {{messageId: 0, message: {{role: "user", content: {content}}}}}) {{ messageId }} }}'
+    )
+    return json.dumps({"query": document}).encode()
+
+
+@pytest.mark.parametrize("depth", [950, 960])
+def test_message_nested_near_the_recursion_limit_as_a_variable_gets_a_code(
+    graphql: GraphQLCall, server: RunningServer, new_id: NewId, depth: int
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+
+    response, _ = post_content(server.url, nested_message_variable(session_id, agent_id, depth))
+
+    # Python's json reads about this deep, depending on the stack in use: past it the body is not JSON.
+    if response.status_code == 400:
+        refused(answered(response), "BAD_REQUEST")
+    else:
+        refused(answered(response), "JSON_TOO_DEEP", field="message")
+    assert stored_message_ids(graphql, session_id, agent_id) == []
+
+
+@pytest.mark.parametrize("depth", [950, 960])
+def test_message_nested_near_the_recursion_limit_as_a_literal_gets_a_code(
+    graphql: GraphQLCall, server: RunningServer, new_id: NewId, depth: int
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+
+    response, _ = post_content(server.url, nested_message_literal(session_id, agent_id, depth))
+
+    # graphql-core stops parsing values nested over 200 deep, before anything recurses that far.
+    error = refused(answered(response), "GRAPHQL_PARSE_FAILED")
+    assert "nested too deeply" in error["message"]
+    assert stored_message_ids(graphql, session_id, agent_id) == []
+
+
+def test_literal_nested_deeper_than_stored_documents_but_parseable_is_json_too_deep(
+    graphql: GraphQLCall, server: RunningServer, new_id: NewId
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+
+    response, _ = post_content(server.url, nested_message_literal(session_id, agent_id, 150))
+
+    refused(answered(response), "JSON_TOO_DEEP", field="message.message")
+    assert stored_message_ids(graphql, session_id, agent_id) == []
+
+
+# --- DateTime values ---
+
+REPRS = ("datetime.", "timedelta(", "ValueError(", "Invalid isoformat", "'")
+
+
+def create_session_at(http: httpx.Client, session_id: str, created_at: Any) -> dict[str, Any]:
+    variables = {"session": {"sessionId": session_id, "createdAt": created_at}}
+    return answered(http.post("/graphql", json={"query": CREATE_SESSION, "variables": variables}))
+
+
+def assert_no_session(http: httpx.Client, session_id: str) -> None:
+    body = answered(
+        http.post("/graphql", json={"query": GET_SESSION, "variables": {"sessionId": session_id}})
+    )
+    assert data_of(body) == {"session": None}
+
+
+@pytest.mark.parametrize(
+    "instant",
+    ["9999-12-31T23:59:59.999999+00:00", "0001-01-01T00:00:00+00:00", "9998-12-31T23:59:59.999999-00:01"],
+    ids=["end of Python's range", "year 1", "past 9998 in UTC"],
+)
+def test_instant_outside_the_storable_years_is_bad_user_input(
+    http: httpx.Client, new_id: NewId, instant: str
+) -> None:
+    # Stored, Python's extremes became PostgreSQL's infinities, which read back as no instant at all.
+    session_id = new_id("session")
+
+    error = refused(create_session_at(http, session_id, instant), "BAD_USER_INPUT")
+
+    assert "outside the years 1900 to 9998" in error["message"]
+    assert_no_session(http, session_id)
+
+
+def test_datetime_with_a_nul_character_is_bad_user_input(http: httpx.Client, new_id: NewId) -> None:
+    session_id = new_id("session")
+
+    error = refused(create_session_at(http, session_id, "2026-01-01T00:00:00\x00+00:00"), "BAD_USER_INPUT")
+
+    assert "NUL character" in error["message"]
+    assert_no_session(http, session_id)
+
+
+UNREADABLE_TIMES = {
+    "month 13": ("2026-13-01T00:00:00+00:00", "month must be in 1..12"),
+    "day 30 of February": ("2026-02-30T00:00:00+00:00", "day is out of range for month"),
+    "offset of 25 hours": ("2026-01-01T00:00:00+25:00", "offset must be less than 24 hours"),
+    "words": ("the day after tomorrow", "expected a form like 2026-01-02T03:04:05+00:00"),
+    "10,000 characters": ("x" * 10_000, "expected a form like"),
+}
+
+
+@pytest.mark.parametrize("case", UNREADABLE_TIMES)
+def test_unreadable_datetime_gets_a_readable_message(http: httpx.Client, new_id: NewId, case: str) -> None:
+    value, reason = UNREADABLE_TIMES[case]
+    session_id = new_id("session")
+
+    error = refused(create_session_at(http, session_id, value), "BAD_USER_INPUT")
+
+    assert reason in error["message"]
+    for python_text in REPRS:
+        assert python_text not in error["message"].replace("'$session'", "")
+    assert len(error["message"]) < 300  # the value is quoted shortened, never in full
+    assert_no_session(http, session_id)
+
+
+SESSION_PAGE = """
+query($after: String) {
+  sessions(first: 1, after: $after) { nodes { sessionId createdAt } pageInfo { hasNextPage endCursor } }
+}
+"""
+
+
+def test_listing_that_ends_on_the_newest_and_oldest_allowed_sessions_still_pages(
+    server: RunningServer, new_id: NewId
+) -> None:
+    # A tenant of its own, so the listing holds these two sessions only; removed afterwards, as
+    # year 9998 would sort before every other test's sessions.
+    tenant = new_id("hostile")
+    newest, oldest = new_id("newest"), new_id("oldest")
+    times = {
+        newest: (LATEST - timedelta(microseconds=1)).isoformat(),
+        oldest: EARLIEST.isoformat(),
+    }
+    with httpx.Client(base_url=server.base_url, timeout=30, headers={"X-Tenant": tenant}) as http:
+        try:
+            for session_id, created_at in times.items():
+                data_of(create_session_at(http, session_id, created_at))
+            pages = []
+            after = None
+            for _ in range(3):
+                body = answered(
+                    http.post("/graphql", json={"query": SESSION_PAGE, "variables": {"after": after}})
+                )
+                page = data_of(body)["sessions"]
+                pages.append([(node["sessionId"], node["createdAt"]) for node in page["nodes"]])
+                after = page["pageInfo"]["endCursor"]
+                if not page["pageInfo"]["hasNextPage"]:
+                    break
+        finally:
+            for session_id in times:
+                http.post(
+                    "/graphql",
+                    json={
+                        "query": "mutation($s: String!) { deleteSession(sessionId: $s) }",
+                        "variables": {"s": session_id},
+                    },
+                )
+
+    assert pages == [[(newest, "9998-12-31T23:59:59.999999+00:00")], [(oldest, "1900-01-01T00:00:00+00:00")]]
+
+
+# --- bodies that never arrive ---
+
+
+@pytest.fixture(scope="module")
+def slow_bodies(database_url: str) -> Iterator[RunningServer]:
+    with limited_server(database_url, body_timeout_seconds=0.5) as running:
+        yield running
+
+
+def test_request_whose_body_never_arrives_is_timed_out_and_hung_up_on(slow_bodies: RunningServer) -> None:
+    answer = send_raw(slow_bodies.port, request_head(100), linger=2.0)
+
+    assert answer.status == 408
+    refused(answer.body, "REQUEST_TIMEOUT")
+    assert 0.45 <= answer.seconds < 1.5
+    # Left open, the connection would wait for the rest of the body for as long as the client likes.
+    assert answer.closed
+
+
+def test_many_clients_whose_bodies_never_arrive_do_not_hold_up_others(slow_bodies: RunningServer) -> None:
+    with ExitStack() as stack, another_client(slow_bodies.url) as latencies:
+        started = time.monotonic()
+        stalled = []
+        for _ in range(50):
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", slow_bodies.port), timeout=5))
+            sock.sendall(request_head(100))
+            stalled.append(sock)
+        answers = [sock.recv(65536) for sock in stalled]
+        hung_up = [sock.recv(1) == b"" for sock in stalled]
+        seconds = time.monotonic() - started
+
+    assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers)
+    assert all(hung_up)
+    assert seconds < 3.0
+    assert max(latencies) < 1.0, f"another client waited {max(latencies):.2f} s"
+
+
+async def write_rows(database_url: str, sql: str, **params: Any) -> None:
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(sql), params)
+    finally:
+        await engine.dispose()
+
+
+def test_a_listing_pages_past_a_row_stored_as_infinity_before_times_were_checked(
+    http: httpx.Client, database_url: str
+) -> None:
+    tenant = f"legacy-{uuid.uuid4().hex[:8]}"
+    asyncio.run(
+        write_rows(
+            database_url,
+            "INSERT INTO sessions (session_id, tenant, session_type, created_at, updated_at) VALUES "
+            "('forever', :t, 'AGENT', 'infinity', 'infinity'), ('recent', :t, 'AGENT', now(), now())",
+            t=tenant,
+        )
+    )
+    page = """query($after: String) {
+      sessions(first: 1, after: $after) { nodes { sessionId } pageInfo { endCursor } }
+    }"""
+
+    first = answered(http.post("/graphql", json={"query": page}, headers={"X-Tenant": tenant}))
+    cursor = first["data"]["sessions"]["pageInfo"]["endCursor"]
+    second = answered(
+        http.post(
+            "/graphql", json={"query": page, "variables": {"after": cursor}}, headers={"X-Tenant": tenant}
+        )
+    )
+
+    assert [n["sessionId"] for n in first["data"]["sessions"]["nodes"]] == ["forever"]
+    assert [n["sessionId"] for n in second["data"]["sessions"]["nodes"]] == ["recent"]

@@ -1,0 +1,996 @@
+"""Request limits: each setting of ``Limits`` refuses what is past it with its own code, at its boundary,
+before the work it guards is done, and stores nothing.
+
+The shared open server has the default limits; limits whose defaults would make a test slow (a body
+of 16 MB, a statement of 10 s) are checked on private servers with small ones, on the same database.
+"""
+
+import ast
+import asyncio
+import gc
+import json
+import re
+import select
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import graphql
+import httpx
+import psutil
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+import graphql_api.errors
+from graphql_api import limits as document_limits
+from graphql_api.errors import ErrorCode
+from graphql_api.limits import DocumentCache
+from graphql_api.settings import Limits, Settings
+from tests.api_helpers import (
+    APPEND_MESSAGES,
+    CREATE_MESSAGE,
+    GET_AGENT,
+    GET_MESSAGE,
+    GET_MULTI_AGENT,
+    UPDATE_AGENT,
+    UPDATE_MESSAGE,
+    GraphQLCall,
+    NewId,
+    agent_input,
+    append_messages,
+    create_agent,
+    create_message,
+    create_session,
+    data_of,
+    message_input,
+    new_agent,
+    same_json,
+    stored_message_ids,
+    user_message,
+)
+from tests.conftest import RunningServer
+
+CODES = frozenset(code.value for code in ErrorCode)
+DEFAULTS = Limits()
+
+
+# --- shared helpers (tests/test_hostile_input.py uses them too) ---
+
+
+def refused(body: dict[str, Any], code: str, field: str | None = None) -> dict[str, Any]:
+    """Checks the answer failed with ``code`` (naming ``field`` when given) and every error has a
+    documented code; returns the first error."""
+    errors: list[dict[str, Any]] = body.get("errors") or []
+    assert errors, f"expected {code}, got {body}"
+    for error in errors:
+        assert (error.get("extensions") or {}).get("code") in CODES, error
+    error = errors[0]
+    assert error["extensions"]["code"] == code, errors
+    if field is not None:
+        assert error["extensions"].get("field") == field, error
+    return error
+
+
+@contextmanager
+def limited_server(database_url: str, **limits: Any) -> Iterator[RunningServer]:
+    """A server of its own with ``limits`` changed from the defaults, on the shared database."""
+    running = RunningServer(Settings(database_url=database_url, limits=replace(Limits(), **limits)))
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def post(server: RunningServer, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The body of an answer HTTP accepted (200)."""
+    response = httpx.post(server.url, json={"query": query, "variables": variables or {}}, timeout=30)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@dataclass
+class RawAnswer:
+    status: int
+    body: dict[str, Any]
+    seconds: float
+    """From the first byte sent to the whole answer received."""
+    closed: bool
+    """The server closed the connection after answering."""
+
+
+def _answer_length(received: bytes) -> int | None:
+    head, separator, _ = received.partition(b"\r\n\r\n")
+    if not separator:
+        return None
+    match = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+    assert match is not None, head
+    return len(head) + 4 + int(match.group(1))
+
+
+def send_raw(
+    port: int, head: bytes, body: bytes = b"", *, every: float = 0.0, wait: float = 5.0, linger: float = 0.0
+) -> RawAnswer:
+    """Sends ``head`` (request line and headers), then ``body`` one byte each ``every`` seconds (at once
+    when 0) until the server answers; returns the answer and whether the server hung up within
+    ``linger`` seconds after it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        started = time.monotonic()
+        sock.sendall(head)
+        if body and not every:
+            sock.sendall(body)
+            body = b""
+        received = b""
+        deadline = started + wait
+        while (length := _answer_length(received)) is None or len(received) < length:
+            assert time.monotonic() < deadline, f"no answer within {wait} s: {received!r}"
+            readable, _, _ = select.select([sock], [], [], every if body else deadline - time.monotonic())
+            if readable:
+                chunk = sock.recv(65536)
+                assert chunk, f"the server hung up without answering: {received!r}"
+                received += chunk
+            elif body:
+                sock.sendall(body[:1])
+                body = body[1:]
+        seconds = time.monotonic() - started
+        closed = False
+        if linger:
+            sock.settimeout(linger)
+            try:
+                closed = sock.recv(1) == b""
+            except TimeoutError:
+                pass
+            except ConnectionResetError:
+                closed = True
+    head_bytes, _, body_bytes = received.partition(b"\r\n\r\n")
+    return RawAnswer(int(head_bytes.split()[1]), json.loads(body_bytes), seconds, closed)
+
+
+def request_head(content_length: int) -> bytes:
+    """The request line and headers of a POST to /graphql announcing ``content_length`` bytes."""
+    lines = ["POST /graphql HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
+    return ("\r\n".join([*lines, f"Content-Length: {content_length}"]) + "\r\n\r\n").encode()
+
+
+def graphql_literal(value: Any) -> str:
+    """``value`` as a GraphQL input literal (object keys unquoted)."""
+    if isinstance(value, dict):
+        return "{" + " ".join(f"{key}: {graphql_literal(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + " ".join(graphql_literal(item) for item in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def nested_document(depth: int, leaf: Any = "leaf") -> dict[str, Any]:
+    """A Strands message nesting lists and objects exactly ``depth`` deep (the message itself is 1)."""
+    value: Any = leaf
+    for _ in range(depth - 1):
+        value = [value]
+    return {"role": "user", "content": value}
+
+
+def stored_size(value: Any) -> int:
+    """Bytes of ``value`` as the server stores it: compact JSON in UTF-8."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def message_of_size(size: int) -> dict[str, Any]:
+    message = user_message("")
+    message["content"][0]["text"] = "x" * (size - stored_size(message))
+    assert stored_size(message) == size
+    return message
+
+
+# --- the body: its size and how long it takes to arrive ---
+
+
+@pytest.fixture(scope="module")
+def small_bodies(database_url: str) -> Iterator[RunningServer]:
+    with limited_server(database_url, max_body_bytes=4096, body_timeout_seconds=0.5) as running:
+        yield running
+
+
+def typename_body(size: int) -> bytes:
+    """A valid request of exactly ``size`` bytes (padded with a GraphQL comment)."""
+    start, end = b'{"query": "{ __typename } #', b'"}'
+    return start + b"x" * (size - len(start) - len(end)) + end
+
+
+def test_declared_body_over_the_limit_is_refused_before_it_is_read(small_bodies: RunningServer) -> None:
+    # No body follows the headers: a server that waited for it would answer 408 after 0.5 s instead.
+    answer = send_raw(small_bodies.port, request_head(4097), linger=2.0)
+
+    assert answer.status == 413
+    refused(answer.body, "PAYLOAD_TOO_LARGE")
+    assert "4096" in answer.body["errors"][0]["message"]
+    assert answer.seconds < 0.4
+    # Closing spares the server reading and discarding the rest of a body it refused.
+    assert answer.closed
+
+
+def test_body_of_exactly_the_limit_is_read(small_bodies: RunningServer) -> None:
+    answer = send_raw(small_bodies.port, request_head(4096), typename_body(4096))
+
+    assert answer.status == 200
+    assert answer.body == {"data": {"__typename": "Query"}}
+
+
+def test_chunked_body_that_grows_past_the_limit_is_refused(small_bodies: RunningServer) -> None:
+    def chunks() -> Iterator[bytes]:
+        # No Content-Length: the size is only known as the chunks arrive.
+        for _ in range(8):
+            yield b"x" * 1024
+
+    response = httpx.post(small_bodies.url, content=chunks(), headers={"content-type": "application/json"})
+
+    assert response.status_code == 413
+    refused(response.json(), "PAYLOAD_TOO_LARGE")
+    assert "content-length" not in response.request.headers
+    assert response.request.headers["transfer-encoding"] == "chunked"
+
+
+def test_chunked_body_under_the_limit_is_read(small_bodies: RunningServer) -> None:
+    body = typename_body(4000)
+
+    response = httpx.post(
+        small_bodies.url,
+        content=iter([body[:2000], body[2000:]]),
+        headers={"content-type": "application/json"},
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+def test_body_arriving_slower_than_the_timeout_is_refused_with_408(small_bodies: RunningServer) -> None:
+    body = typename_body(200)
+
+    # A byte every 0.1 s: each arrives well within any per-read timeout, the whole takes 20 s.
+    answer = send_raw(small_bodies.port, request_head(len(body)), body, every=0.1, linger=2.0)
+
+    assert answer.status == 408
+    refused(answer.body, "REQUEST_TIMEOUT")
+    assert "0.5 seconds" in answer.body["errors"][0]["message"]
+    assert 0.45 <= answer.seconds < 1.5
+    assert answer.closed
+
+
+# --- the document: size, tokens, depth, aliases ---
+
+
+def padded_document(size: int, padding: str = "x") -> str:
+    """``{ __typename }`` followed by a comment, ``size`` bytes in UTF-8."""
+    start = "{ __typename }\n#"
+    count, remainder = divmod(size - len(start), len(padding.encode()))
+    return start + padding * count + "x" * remainder
+
+
+def test_document_of_exactly_the_maximum_size_is_answered(graphql: GraphQLCall) -> None:
+    document = padded_document(DEFAULTS.max_document_bytes)
+
+    assert graphql(document) == {"data": {"__typename": "Query"}}
+
+
+@pytest.mark.parametrize("padding", ["x", "é"], ids=["ascii", "two-byte characters"])
+def test_document_over_the_maximum_size_is_document_too_large(graphql: GraphQLCall, padding: str) -> None:
+    # With two-byte characters the document has fewer characters than the limit, but more bytes.
+    document = padded_document(DEFAULTS.max_document_bytes + 1, padding)
+
+    error = refused(graphql(document), "DOCUMENT_TOO_LARGE")
+    assert str(DEFAULTS.max_document_bytes) in error["message"]
+
+
+def names(count: int) -> str:
+    """A selection of ``count`` fields: ``count + 2`` tokens with the braces."""
+    return "{" + " a" * count + " }"
+
+
+def test_document_of_exactly_the_maximum_tokens_is_parsed(graphql: GraphQLCall) -> None:
+    # Parsed, then refused before validation for its 9,998 fields in one selection set: the token
+    # limit let it through.
+    error = refused(graphql(names(DEFAULTS.max_tokens - 2)), "DOCUMENT_TOO_LARGE")
+    assert "selection set" in error["message"]
+
+
+def test_a_selection_set_of_the_widest_allowed_is_validated(graphql: GraphQLCall) -> None:
+    refused(graphql(names(200)), "GRAPHQL_VALIDATION_FAILED")  # unknown fields, but validated
+
+
+def test_document_over_the_maximum_tokens_is_too_many_tokens(graphql: GraphQLCall) -> None:
+    error = refused(graphql(names(DEFAULTS.max_tokens - 1)), "TOO_MANY_TOKENS")
+    assert f"more than {DEFAULTS.max_tokens} tokens" in error["message"]
+
+
+def spread(times: int, fields: int) -> str:
+    """A fragment of ``fields`` fields spread ``times`` times: ``times * fields`` fields spread out."""
+    selection = " ".join(["__typename"] * fields)
+    return "{ " + " ".join(["...F"] * times) + f" }} fragment F on Query {{ {selection} }}"
+
+
+def test_fragments_spreading_out_to_the_maximum_tokens_are_answered(graphql: GraphQLCall) -> None:
+    assert DEFAULTS.max_tokens == 100 * 100
+
+    assert graphql(spread(100, 100)) == {"data": {"__typename": "Query"}}
+
+
+def test_fragments_spreading_out_past_the_maximum_tokens_are_document_too_large(graphql: GraphQLCall) -> None:
+    # 1.6 KB of text: what is walked is the document with its fragments spread out.
+    error = refused(graphql(spread(101, 100)), "DOCUMENT_TOO_LARGE")
+    assert f"more than {DEFAULTS.max_tokens} fields" in error["message"]
+
+
+def nested_selection(levels: int) -> str:
+    """``levels`` object fields each inside the other (session, agent, session, ...)."""
+    fields = ['session(sessionId: "x")'] + [
+        'agent(agentId: "a")' if level % 2 == 0 else "session" for level in range(levels - 1)
+    ]
+    inner = "sessionId"
+    for name in reversed(fields):
+        inner = f"{name} {{ {inner} }}"
+    return "{ " + inner + " }"
+
+
+def test_query_of_the_maximum_depth_is_answered(graphql: GraphQLCall) -> None:
+    assert data_of(graphql(nested_selection(DEFAULTS.max_depth))) == {"session": None}
+
+
+def test_query_over_the_maximum_depth_is_query_too_deep(graphql: GraphQLCall) -> None:
+    error = refused(graphql(nested_selection(DEFAULTS.max_depth + 1)), "QUERY_TOO_DEEP")
+    assert f"maximum operation depth of {DEFAULTS.max_depth}" in error["message"]
+
+
+def aliases(count: int) -> str:
+    return "{ " + " ".join(f"a{i}: __typename" for i in range(count)) + " }"
+
+
+def test_document_with_the_maximum_aliases_is_answered(graphql: GraphQLCall) -> None:
+    assert len(data_of(graphql(aliases(DEFAULTS.max_aliases)))) == DEFAULTS.max_aliases
+
+
+def test_document_over_the_maximum_aliases_is_too_many_aliases(graphql: GraphQLCall) -> None:
+    error = refused(graphql(aliases(DEFAULTS.max_aliases + 1)), "TOO_MANY_ALIASES")
+    assert f"Allowed: {DEFAULTS.max_aliases}" in error["message"]
+
+
+def test_aliases_inside_fragments_count_too(graphql: GraphQLCall) -> None:
+    half = DEFAULTS.max_aliases // 2 + 1
+    fragment = " ".join(f"f{i}: __typename" for i in range(half))
+    document = (
+        f"{{ ...F b: __typename ...G }} fragment F on Query {{ {fragment} }} fragment G on Query {{ ...F }}"
+    )
+
+    refused(graphql(document), "TOO_MANY_ALIASES")
+
+
+# --- cost: estimated from page sizes before running, and counted while running ---
+
+
+def test_estimated_cost_follows_page_sizes_and_list_sizes(graphql: GraphQLCall) -> None:
+    # 1 connection + 1000 sessions x (1 + 5 assumed agents x (1 + 10,000 messages, the list maximum)).
+    expected = 1 + 1000 * (1 + 5 * (1 + DEFAULTS.max_list_size))
+
+    body = graphql("{ sessions(first: 1000) { nodes { agents { messages { message } } } } }")
+
+    error = refused(body, "QUERY_TOO_COSTLY")
+    assert f"about {expected} rows" in error["message"]
+    assert body.get("data") is None
+
+
+def ten_agents_of(page: int) -> str:
+    """Ten look-ups, each 1 agent + ``page`` messages."""
+    one = 'agent(sessionId: "nobody", agentId: "a") {{ messages(limit: {page}) {{ messageId }} }}'
+    return "{ " + " ".join(f"a{i}: " + one.format(page=page) for i in range(10)) + " }"
+
+
+def test_document_costing_exactly_the_maximum_is_answered(graphql: GraphQLCall) -> None:
+    assert DEFAULTS.max_cost == 10 * (1 + 9_999)
+
+    assert data_of(graphql(ten_agents_of(9_999))) == {f"a{i}": None for i in range(10)}
+
+
+def test_document_costing_over_the_maximum_is_query_too_costly(graphql: GraphQLCall) -> None:
+    error = refused(graphql(ten_agents_of(10_000)), "QUERY_TOO_COSTLY")
+    assert f"about {10 * 10_001} rows" in error["message"]
+
+
+def test_costly_mutation_is_refused_before_anything_runs(graphql: GraphQLCall, new_id: NewId) -> None:
+    first, second = new_id("session"), new_id("session")
+    # Each creates one session, but asks for up to 1 + 5 x (1 + 10,000) rows back.
+    answer = "{ agents { messages { message } } }"
+    document = f"""mutation {{
+      a: createSession(session: {{sessionId: "{first}"}}) {answer}
+      b: createSession(session: {{sessionId: "{second}"}}) {answer}
+    }}"""
+
+    refused(graphql(document), "QUERY_TOO_COSTLY")
+
+    found = data_of(
+        graphql(
+            "query($a: String!, $b: String!) { a: session(sessionId: $a) { sessionId } "
+            "b: session(sessionId: $b) { sessionId } }",
+            {"a": first, "b": second},
+        )
+    )
+    assert found == {"a": None, "b": None}
+
+
+@pytest.fixture(scope="module")
+def small_cost(database_url: str) -> Iterator[RunningServer]:
+    with limited_server(database_url, max_cost=20) as running:
+        yield running
+
+
+SESSION_AGENTS = "query($s: String!) { session(sessionId: $s) { agents { agentId } } }"
+
+
+def session_with_agents(graphql: GraphQLCall, new_id: NewId, count: int) -> str:
+    session_id = new_id("session")
+    create_session(graphql, session_id)
+    document = (
+        "mutation($s: String!) { "
+        + " ".join(
+            f'a{i}: createAgent(sessionId: $s, agent: {{agentId: "agent-{i:02d}", state: {{}}, '
+            "conversationManagerState: {}}) { agentId }"
+            for i in range(count)
+        )
+        + " }"
+    )
+    data_of(graphql(document, {"s": session_id}))
+    return session_id
+
+
+def test_session_with_few_agents_fits_the_estimate_and_the_rows(
+    graphql: GraphQLCall, new_id: NewId, small_cost: RunningServer
+) -> None:
+    session_id = session_with_agents(graphql, new_id, 3)
+
+    session = data_of(post(small_cost, SESSION_AGENTS, {"s": session_id}))["session"]
+
+    assert len(session["agents"]) == 3
+
+
+def test_session_with_more_agents_than_estimated_is_stopped_while_running(
+    graphql: GraphQLCall, new_id: NewId, small_cost: RunningServer
+) -> None:
+    # The estimate assumes 5 agents (1 + 5 rows, within 20); the 30 stored ones overrun the row budget.
+    session_id = session_with_agents(graphql, new_id, 30)
+
+    body = post(small_cost, SESSION_AGENTS, {"s": session_id})
+
+    error = refused(body, "QUERY_TOO_COSTLY")
+    assert error["path"] == ["session", "agents"]
+    assert "more than 20 rows" in error["message"]
+
+
+# --- page and list sizes ---
+
+
+@pytest.fixture(scope="module")
+def known_agent(graphql: GraphQLCall) -> tuple[str, str]:
+    session_id, agent_id = f"limits-{time.time_ns()}", "agent"
+    create_session(graphql, session_id)
+    create_agent(graphql, session_id, agent_id)
+    create_message(graphql, session_id, agent_id, 0)
+    return session_id, agent_id
+
+
+PAGE_ARGUMENTS = {
+    "sessions.first": (
+        "query { sessions(first: %d) { nodes { sessionId } } }",
+        "first",
+        DEFAULTS.max_page_size,
+    ),
+    "messagesConnection.first": (
+        'query($s: String!) { agent(sessionId: $s, agentId: "agent") { '
+        "messagesConnection(first: %d) { nodes { messageId } } } }",
+        "first",
+        DEFAULTS.max_page_size,
+    ),
+    "messages.limit": (
+        'query($s: String!) { agent(sessionId: $s, agentId: "agent") { messages(limit: %d) { messageId } } }',
+        "limit",
+        DEFAULTS.max_list_size,
+    ),
+}
+
+
+def page_variables(document: str, known_agent: tuple[str, str]) -> dict[str, Any]:
+    return {"s": known_agent[0]} if "$s" in document else {}
+
+
+@pytest.mark.parametrize("argument", PAGE_ARGUMENTS)
+def test_page_of_the_maximum_size_is_answered(
+    graphql: GraphQLCall, known_agent: tuple[str, str], argument: str
+) -> None:
+    document, _, maximum = PAGE_ARGUMENTS[argument]
+
+    data_of(graphql(document % maximum, page_variables(document, known_agent)))
+
+
+@pytest.mark.parametrize("argument", PAGE_ARGUMENTS)
+def test_page_over_the_maximum_size_is_bad_user_input_naming_the_maximum(
+    graphql: GraphQLCall, known_agent: tuple[str, str], argument: str
+) -> None:
+    document, field, maximum = PAGE_ARGUMENTS[argument]
+
+    body = graphql(document % (maximum + 1), page_variables(document, known_agent))
+
+    error = refused(body, "BAD_USER_INPUT", field=field)
+    assert f"between 0 and {maximum}" in error["message"]
+
+
+@pytest.fixture(scope="module")
+def small_lists(database_url: str) -> Iterator[RunningServer]:
+    with limited_server(database_url, max_list_size=5) as running:
+        yield running
+
+
+ALL_MESSAGES = """
+query($s: String!, $a: String!) { agent(sessionId: $s, agentId: $a) { messages { messageId } } }
+"""
+
+
+def agent_with_messages(graphql: GraphQLCall, new_id: NewId, count: int) -> dict[str, str]:
+    session_id, agent_id = new_agent(graphql, new_id)
+    append_messages(graphql, session_id, agent_id, [message_input(i) for i in range(count)])
+    return {"s": session_id, "a": agent_id}
+
+
+def test_messages_without_limit_up_to_the_list_maximum_are_all_returned(
+    graphql: GraphQLCall, new_id: NewId, small_lists: RunningServer
+) -> None:
+    body = post(small_lists, ALL_MESSAGES, agent_with_messages(graphql, new_id, 5))
+
+    assert [m["messageId"] for m in data_of(body)["agent"]["messages"]] == [0, 1, 2, 3, 4]
+
+
+def test_messages_without_limit_past_the_list_maximum_are_refused_telling_to_page(
+    graphql: GraphQLCall, new_id: NewId, small_lists: RunningServer
+) -> None:
+    body = post(small_lists, ALL_MESSAGES, agent_with_messages(graphql, new_id, 6))
+
+    # Cutting the list short instead would silently lose messages for a client restoring an agent.
+    error = refused(body, "BAD_USER_INPUT", field="limit")
+    assert "pages of at most 5" in error["message"]
+
+
+# --- batches ---
+
+
+def test_batch_over_the_maximum_as_a_variable_is_refused_and_stores_nothing(
+    graphql: GraphQLCall, new_id: NewId
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+    messages = [message_input(i) for i in range(DEFAULTS.max_batch + 1)]
+
+    started = time.monotonic()
+    body = graphql(APPEND_MESSAGES, {"sessionId": session_id, "agentId": agent_id, "messages": messages})
+
+    assert time.monotonic() - started < 1.0
+    error = refused(body, "BATCH_TOO_LARGE", field="messages")
+    assert f"at most {DEFAULTS.max_batch}" in error["message"]
+    assert stored_message_ids(graphql, session_id, agent_id) == []
+
+
+@pytest.fixture(scope="module")
+def small_batches(database_url: str) -> Iterator[RunningServer]:
+    with limited_server(database_url, max_batch=3) as running:
+        yield running
+
+
+def test_batch_is_counted_before_its_values_are_coerced(
+    graphql: GraphQLCall, new_id: NewId, small_batches: RunningServer
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+    # Coercing would find the bad messageId (BAD_USER_INPUT); counting comes first.
+    messages = [message_input(0), message_input(1), message_input(2), {"messageId": "x", "message": {}}]
+
+    body = post(
+        small_batches, APPEND_MESSAGES, {"sessionId": session_id, "agentId": agent_id, "messages": messages}
+    )
+
+    refused(body, "BATCH_TOO_LARGE", field="messages")
+
+
+def literal_append(session_id: str, agent_id: str, count: int) -> str:
+    messages = " ".join(
+        f'{{messageId: {i}, message: {{role: "user", content: [{{text: "m{i}"}}]}}}}' for i in range(count)
+    )
+    return (
+        f'mutation {{ appendMessages(sessionId: "{session_id}", agentId: "{agent_id}", '
+        f"messages: [{messages}]) {{ messageId }} }}"
+    )
+
+
+def test_literal_batch_of_the_maximum_size_is_stored(
+    graphql: GraphQLCall, new_id: NewId, small_batches: RunningServer
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+
+    data_of(post(small_batches, literal_append(session_id, agent_id, 3)))
+
+    assert stored_message_ids(graphql, session_id, agent_id) == [0, 1, 2]
+
+
+def test_literal_batch_over_the_maximum_is_refused_and_stores_nothing(
+    graphql: GraphQLCall, new_id: NewId, small_batches: RunningServer
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+
+    body = post(small_batches, literal_append(session_id, agent_id, 4))
+
+    refused(body, "BATCH_TOO_LARGE", field="messages")
+    assert stored_message_ids(graphql, session_id, agent_id) == []
+
+
+# --- message size ---
+
+MESSAGE_LIMIT = 1000
+
+
+@pytest.fixture(scope="module")
+def small_messages(database_url: str) -> Iterator[RunningServer]:
+    with limited_server(database_url, max_message_bytes=MESSAGE_LIMIT) as running:
+        yield running
+
+
+def write_message(
+    server: RunningServer, operation: str, session_id: str, agent_id: str, message: dict[str, Any]
+) -> dict[str, Any]:
+    variables: dict[str, Any] = {"sessionId": session_id, "agentId": agent_id}
+    if operation == "appendMessages":
+        return post(server, APPEND_MESSAGES, {**variables, "messages": [message_input(5), message]})
+    document = CREATE_MESSAGE if operation == "createMessage" else UPDATE_MESSAGE
+    return post(server, document, {**variables, "message": message})
+
+
+MESSAGE_FIELDS = {"createMessage": "message", "appendMessages": "messages[1]", "updateMessage": "message"}
+
+
+@pytest.mark.parametrize("operation", MESSAGE_FIELDS)
+def test_message_over_the_maximum_size_is_refused_and_changes_nothing(
+    graphql: GraphQLCall, new_id: NewId, small_messages: RunningServer, operation: str
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+    if operation == "updateMessage":
+        create_message(graphql, session_id, agent_id, 0)
+    before = data_of(graphql(GET_MESSAGE, {"sessionId": session_id, "agentId": agent_id, "messageId": 0}))
+
+    body = write_message(
+        small_messages,
+        operation,
+        session_id,
+        agent_id,
+        {"messageId": 0, "message": message_of_size(MESSAGE_LIMIT + 1)},
+    )
+
+    error = refused(body, "MESSAGE_TOO_LARGE", field=MESSAGE_FIELDS[operation])
+    assert f"{MESSAGE_LIMIT + 1} bytes" in error["message"]
+    after = data_of(graphql(GET_MESSAGE, {"sessionId": session_id, "agentId": agent_id, "messageId": 0}))
+    assert after == before
+    expected_ids = [0] if operation == "updateMessage" else []
+    assert stored_message_ids(graphql, session_id, agent_id) == expected_ids
+
+
+@pytest.mark.parametrize("operation", MESSAGE_FIELDS)
+def test_message_of_exactly_the_maximum_size_is_stored(
+    graphql: GraphQLCall, new_id: NewId, small_messages: RunningServer, operation: str
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+    if operation == "updateMessage":
+        create_message(graphql, session_id, agent_id, 0)
+    message = message_of_size(MESSAGE_LIMIT)
+
+    data_of(
+        write_message(small_messages, operation, session_id, agent_id, {"messageId": 0, "message": message})
+    )
+
+    stored = data_of(graphql(GET_MESSAGE, {"sessionId": session_id, "agentId": agent_id, "messageId": 0}))
+    assert same_json(stored["message"]["message"], message)
+
+
+def test_redaction_counts_towards_the_message_size(
+    graphql: GraphQLCall, new_id: NewId, small_messages: RunningServer
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+    message, redaction = message_of_size(600), message_of_size(401)
+
+    body = write_message(
+        small_messages,
+        "createMessage",
+        session_id,
+        agent_id,
+        {"messageId": 0, "message": message, "redactMessage": redaction},
+    )
+
+    refused(body, "MESSAGE_TOO_LARGE", field="message")
+    assert stored_message_ids(graphql, session_id, agent_id) == []
+
+
+def test_literal_message_that_grows_past_the_maximum_when_stored_is_refused(
+    graphql: GraphQLCall, new_id: NewId, small_messages: RunningServer
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+    content = " ".join(["1e15"] * 150)  # 750 bytes here, 2,700 stored
+    document = (
+        f'mutation {{ createMessage(sessionId: "{session_id}", agentId: "{agent_id}", '
+        f'message: {{messageId: 0, message: {{role: "user", content: [{content}]}}}}) {{ messageId }} }}'
+    )
+    assert len(json.dumps({"query": document, "variables": {}})) < MESSAGE_LIMIT
+
+    refused(post(small_messages, document), "MESSAGE_TOO_LARGE", field="message")
+    assert stored_message_ids(graphql, session_id, agent_id) == []
+
+
+# --- JSON depth ---
+
+
+@dataclass(frozen=True)
+class JsonPlace:
+    """One stored document a mutation writes, given as a variable or as a literal."""
+
+    mutation: str
+    argument: str
+    input_type: str
+    make_input: Callable[[Any], dict[str, Any]]
+    field: str
+    """The name the error gives the document."""
+    read: Callable[[GraphQLCall, str], Any]
+
+    def write(self, graphql: GraphQLCall, session_id: str, value: Any, literal: bool) -> dict[str, Any]:
+        given = self.make_input(value)
+        agent = 'agentId: "a", ' if self.mutation.endswith("Message") else ""
+        call = f"{self.mutation}(sessionId: $s, {agent}{self.argument}: "
+        if literal:
+            return graphql(
+                f"mutation($s: String!) {{ {call}{graphql_literal(given)}) {{ __typename }} }}",
+                {"s": session_id},
+            )
+        document = f"mutation($s: String!, $v: {self.input_type}!) {{ {call}$v) {{ __typename }} }}"
+        return graphql(document, {"s": session_id, "v": given})
+
+
+def _read_message(field: str) -> Callable[[GraphQLCall, str], Any]:
+    def read(graphql: GraphQLCall, session_id: str) -> Any:
+        variables = {"sessionId": session_id, "agentId": "a", "messageId": 0}
+        found = data_of(graphql(GET_MESSAGE, variables))["message"]
+        return None if found is None else found[field]
+
+    return read
+
+
+def _read_agent_state(agent_id: str) -> Callable[[GraphQLCall, str], Any]:
+    def read(graphql: GraphQLCall, session_id: str) -> Any:
+        found = data_of(graphql(GET_AGENT, {"sessionId": session_id, "agentId": agent_id}))["agent"]
+        return None if found is None else found["state"]
+
+    return read
+
+
+def _read_multi_agent_state(graphql: GraphQLCall, session_id: str) -> Any:
+    found = data_of(graphql(GET_MULTI_AGENT, {"sessionId": session_id, "multiAgentId": "m"}))["multiAgent"]
+    return None if found is None else found["state"]
+
+
+JSON_PLACES = {
+    "createMessage.message": JsonPlace(
+        "createMessage",
+        "message",
+        "MessageInput",
+        lambda value: {"messageId": 0, "message": value},
+        "message.message",
+        _read_message("message"),
+    ),
+    "createMessage.redactMessage": JsonPlace(
+        "createMessage",
+        "message",
+        "MessageInput",
+        lambda value: {"messageId": 0, "message": user_message("hi"), "redactMessage": value},
+        "message.redactMessage",
+        _read_message("redactMessage"),
+    ),
+    "createAgent.state": JsonPlace(
+        "createAgent",
+        "agent",
+        "AgentInput",
+        lambda value: agent_input("b", state=value),
+        "agent.state",
+        _read_agent_state("b"),
+    ),
+    "updateAgent.state": JsonPlace(
+        "updateAgent",
+        "agent",
+        "AgentInput",
+        lambda value: agent_input("a", state=value),
+        "agent.state",
+        _read_agent_state("a"),
+    ),
+    "createMultiAgent.state": JsonPlace(
+        "createMultiAgent",
+        "multiAgent",
+        "MultiAgentInput",
+        lambda value: {"multiAgentId": "m", "state": value},
+        "multiAgent.state",
+        _read_multi_agent_state,
+    ),
+}
+
+
+def session_for_json(graphql: GraphQLCall, new_id: NewId) -> str:
+    session_id = new_id("session")
+    create_session(graphql, session_id)
+    create_agent(graphql, session_id, "a", state={"before": True})
+    return session_id
+
+
+@pytest.mark.parametrize("literal", [False, True], ids=["variable", "literal"])
+@pytest.mark.parametrize("place", JSON_PLACES)
+def test_json_of_the_maximum_depth_is_stored_and_reads_back_equal(
+    graphql: GraphQLCall, new_id: NewId, place: str, literal: bool
+) -> None:
+    where = JSON_PLACES[place]
+    session_id = session_for_json(graphql, new_id)
+    document = nested_document(DEFAULTS.max_json_depth)
+
+    data_of(where.write(graphql, session_id, document, literal))
+
+    assert same_json(where.read(graphql, session_id), document)
+
+
+@pytest.mark.parametrize("literal", [False, True], ids=["variable", "literal"])
+@pytest.mark.parametrize("place", JSON_PLACES)
+def test_json_over_the_maximum_depth_is_json_too_deep_and_stores_nothing(
+    graphql: GraphQLCall, new_id: NewId, place: str, literal: bool
+) -> None:
+    where = JSON_PLACES[place]
+    session_id = session_for_json(graphql, new_id)
+    before = where.read(graphql, session_id)
+
+    body = where.write(graphql, session_id, nested_document(DEFAULTS.max_json_depth + 1), literal)
+
+    error = refused(body, "JSON_TOO_DEEP", field=where.field)
+    assert f"more than {DEFAULTS.max_json_depth} deep" in error["message"]
+    assert where.read(graphql, session_id) == before
+
+
+def test_variable_nested_far_past_the_maximum_is_refused_before_coercion(
+    graphql: GraphQLCall, new_id: NewId
+) -> None:
+    session_id = session_for_json(graphql, new_id)
+    message = {"messageId": 0, "message": nested_document(150)}
+
+    body = graphql(CREATE_MESSAGE, {"sessionId": session_id, "agentId": "a", "message": message})
+
+    # Named by the variable: refused before graphql-core walked it, not by the resolver.
+    refused(body, "JSON_TOO_DEEP", field="message")
+    assert stored_message_ids(graphql, session_id, "a") == []
+
+
+# --- statement timeout ---
+
+
+@pytest.fixture(scope="module")
+def short_statements(database_url: str) -> Iterator[RunningServer]:
+    with limited_server(database_url, statement_timeout_ms=300) as running:
+        yield running
+
+
+async def test_statement_waiting_past_the_timeout_is_statement_timeout(
+    graphql: GraphQLCall, new_id: NewId, short_statements: RunningServer, database_url: str
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+    variables = {"sessionId": session_id, "agent": agent_input(agent_id, state={"after": "lock"})}
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as holder:
+            transaction = await holder.begin()
+            await holder.execute(
+                text("SELECT 1 FROM session_agents WHERE session_id = :s AND agent_id = :a FOR UPDATE"),
+                {"s": session_id, "a": agent_id},
+            )
+            started = time.monotonic()
+            body = await asyncio.to_thread(post, short_statements, UPDATE_AGENT, variables)
+            waited = time.monotonic() - started
+            await transaction.rollback()
+    finally:
+        await engine.dispose()
+
+    error = refused(body, "STATEMENT_TIMEOUT")
+    assert "longer than the server allows" in error["message"]
+    assert 0.25 <= waited < 1.5
+    # The lock is gone, so the same update now goes through.
+    updated = await asyncio.to_thread(post, short_statements, UPDATE_AGENT, variables)
+    assert data_of(updated)["updateAgent"]["state"] == {"after": "lock"}
+
+
+# --- the parsed-document cache ---
+
+
+def test_cache_keeps_small_documents_and_never_large_ones() -> None:
+    cache = DocumentCache()
+    small = "{ __typename }"
+    large = "{ __typename }" + " " * document_limits.CACHED_DOCUMENT_CHARACTERS
+
+    cache.put(small, graphql.parse(small), None)
+    cache.put(large, graphql.parse(large), None)
+
+    assert cache.get(small) is not None
+    assert cache.get(large) is None
+
+
+def test_cache_evicts_the_least_recently_used_past_its_budget() -> None:
+    cache = DocumentCache()
+    size = document_limits.CACHED_DOCUMENT_CHARACTERS
+    parsed = graphql.parse("{ __typename }")
+    documents = [f"{{ __typename }} #{i:08d}".ljust(size) for i in range(300)]
+    fit = document_limits.CACHE_BUDGET_CHARACTERS // size
+
+    for i, document in enumerate(documents):
+        cache.put(document, parsed, None)
+        if i == fit - 1:
+            cache.get(documents[0])  # used again: the newest, so kept longer
+
+    kept = [i for i, document in enumerate(documents) if cache.get(document) is not None]
+    assert len(kept) == fit
+    assert kept[0] == 0
+    assert kept[1:] == list(range(len(documents) - fit + 1, len(documents)))
+
+
+def distinct_large_document(number: int) -> str:
+    """About 90 KB and 9,900 tokens, within the document limits; its parse is a few MB."""
+    items = ",".join(str(10_000_000 * (number + 1) + i) for i in range(9_900))
+    return f"query Q{number}($v: [Int] = [{items}]) {{ __typename }}"
+
+
+def test_distinct_large_documents_do_not_grow_the_servers_memory(http: httpx.Client) -> None:
+    # The server runs in this process. Caching these 20 documents' parses would hold about 90 MB;
+    # without caching, memory only rises to what parsing one needs (about 12 MB).
+    process = psutil.Process()
+    for number in range(3):
+        http.post("/graphql", json={"query": distinct_large_document(1000 + number)})
+    gc.collect()
+    before = process.memory_info().rss
+
+    for number in range(20):
+        response = http.post("/graphql", json={"query": distinct_large_document(number)})
+        assert response.status_code == 200
+        refused(response.json(), "GRAPHQL_VALIDATION_FAILED")  # $v is never used
+    gc.collect()
+
+    grown = process.memory_info().rss - before
+    assert grown < 40 * 1024 * 1024, f"grew by {grown / 2**20:.0f} MB"
+
+
+# --- every limit has its test ---
+
+
+def documented_limit_codes() -> set[str]:
+    """The codes errors.py lists under "Request limits"."""
+    docstring = graphql_api.errors.__doc__ or ""
+    section = docstring.split("Request limits", 1)[1].split("\n- ", 1)[0]
+    return set(re.findall(r"``([A-Z_]+)``", section))
+
+
+def test_every_documented_limit_code_is_checked_by_a_test() -> None:
+    codes = documented_limit_codes()
+    assert len(codes) >= 11 and codes <= CODES
+    asserted: set[str] = set()
+    for name in ("test_limits.py", "test_hostile_input.py"):
+        tree = ast.parse((Path(__file__).parent / name).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            is_check = isinstance(node, ast.Call) and getattr(node.func, "id", None) == "refused"
+            if is_check:
+                asserted.update(arg.value for arg in node.args if isinstance(arg, ast.Constant))
+
+    assert codes - asserted == set()
