@@ -54,8 +54,9 @@ def summarize(name: str, seconds: list[float], floor: float | None) -> str:
 async def bench_raw(libpq_url: str, session_id: str, agent_id: str, calls: int) -> list[float]:
     conn = await asyncpg.connect(libpq_url)
     statement = await conn.prepare(
-        "INSERT INTO session_messages (session_id, agent_id, message_id, role, message, redact_message,"
-        " created_at, updated_at) VALUES ($1, $2, $3, $4, $5::json, NULL, now(), now())"
+        "INSERT INTO session_messages (session_id, tenant, agent_id, message_id, role, message,"
+        " redact_message, created_at, updated_at)"
+        " VALUES ($1, 'default', $2, $3, $4, $5::json, NULL, now(), now())"
     )
     timings = []
     for message_id in range(calls):
