@@ -11,8 +11,9 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.types import ExecutionContext
 
 from graphql_api.access import AccessControl
+from graphql_api.documents import DocumentCache, document_cache_extension
 from graphql_api.errors import ValidationErrorCodes, log_unexpected
-from graphql_api.limits import DocumentCache, RequestLimits, document_cache_extension
+from graphql_api.limits import RequestLimits
 from graphql_api.resolvers.mutation import Mutation
 from graphql_api.resolvers.query import Query
 from graphql_api.settings import Limits

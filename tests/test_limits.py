@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 import graphql_api.errors
-from graphql_api import limits as document_limits
+from graphql_api import documents as document_limits
+from graphql_api.documents import DocumentCache
 from graphql_api.errors import ErrorCode
-from graphql_api.limits import DocumentCache
 from graphql_api.settings import Limits, Settings
 from tests.api_helpers import (
     APPEND_MESSAGES,
