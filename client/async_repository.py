@@ -13,7 +13,7 @@ from gql.transport.aiohttp import AIOHTTPTransport
 from gql.transport.exceptions import TransportError
 from strands.types.session import Session, SessionAgent, SessionMessage
 
-from client import calls, credentials, errors
+from client import calls, credentials, failures
 from client.backoff import Backoff
 from client.credentials import AsyncTokenProvider
 from client.repository import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, IDLE_CONNECTION_SECONDS
@@ -70,7 +70,7 @@ class AsyncGraphQLSessionRepository:
         if self._session is None:
             async with self._connecting:
                 if self._closed:
-                    raise errors.closed_error(self.url, operation)
+                    raise failures.closed_error(self.url, operation)
                 if self._session is None:
                     # aiohttp's connector belongs to the running loop, so it is made here, not in __init__.
                     self._session_args["connector"] = aiohttp.TCPConnector(

@@ -22,9 +22,8 @@ from client.errors import (
     SessionBadInputError,
     SessionRateLimitedError,
     SessionUnauthenticatedError,
-    from_failure,
-    unreadable_answer,
 )
+from client.failures import from_failure, unreadable_answer
 from client.operations import (
     APPEND_MESSAGES,
     CREATE_AGENT,

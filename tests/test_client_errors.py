@@ -21,7 +21,7 @@ from client import (
     SessionUnavailableError,
 )
 from client.backoff import Backoff
-from client.errors import from_graphql_errors
+from client.failures import from_graphql_errors
 
 EXPECTED = {
     "NOT_FOUND": SessionNotFoundError,
