@@ -1,0 +1,58 @@
+"""The tenancy rule of ``db/``: nothing reads or writes a session table without naming the tenant.
+
+Every public function of ``db.queries`` and ``db.commands`` takes a ``Scope`` or keys whose first
+element is the tenant; a new query written without one fails here before it can leak a row.
+"""
+
+import inspect
+import typing
+from collections.abc import Sequence
+from types import ModuleType
+
+import pytest
+
+from db import commands, queries
+from db.queries import AgentKey, MessageKey, MessagePageKey, MessageWindowKey, MultiAgentKey, SessionKey
+from db.tenancy import Scope
+
+TENANT_FIRST_KEYS = {SessionKey, AgentKey, MessageKey, MultiAgentKey, MessageWindowKey, MessagePageKey}
+NOT_QUERIES = {
+    "session_record",
+    "agent_record",
+    "message_record",
+    "multi_agent_record",
+    "same_message_content",
+}
+
+
+def public_functions(module: ModuleType) -> list[str]:
+    return [
+        name
+        for name, function in inspect.getmembers(module, inspect.isfunction)
+        if not name.startswith("_") and function.__module__ == module.__name__ and name not in NOT_QUERIES
+    ]
+
+
+def names_its_tenant(function: typing.Callable[..., object]) -> bool:
+    for name, hint in typing.get_type_hints(function).items():
+        if name == "return":
+            continue
+        if hint is Scope:
+            return True
+        if typing.get_origin(hint) is Sequence and typing.get_args(hint)[0] in TENANT_FIRST_KEYS:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("module", [queries, commands], ids=["queries", "commands"])
+def test_every_query_and_command_takes_a_scope_or_tenant_first_keys(module: ModuleType) -> None:
+    functions = public_functions(module)
+
+    assert functions  # the inspection found what it should look at
+    assert [name for name in functions if not names_its_tenant(getattr(module, name))] == []
+
+
+def test_every_key_type_starts_with_the_tenant() -> None:
+    # (tenant, session_id, ...): the loaders and the SQL both read the tenant from position 0.
+    for key in TENANT_FIRST_KEYS:
+        assert typing.get_origin(key) is tuple and typing.get_args(key)[:2] == (str, str), key
