@@ -40,6 +40,9 @@ from tests.conftest import RunningServer
 from tests.test_limits import limited_server, refused, request_head, send_raw
 
 LEAKS = ("Traceback", "maximum recursion depth", "RecursionError", '.py"')
+# Bounds for a shared 2-core machine: each stall they guard against took 8 to 58 seconds.
+QUICK = 3.0
+OTHER_CLIENT_WAIT = 2.0
 
 
 def answered(response: httpx.Response) -> dict[str, Any]:
@@ -133,7 +136,7 @@ def test_800_aliases_of_a_large_agent_are_refused_before_building_the_answer(
 
     error = refused(answered(response), "TOO_MANY_ALIASES")
     assert "800 aliases" in error["message"]
-    assert seconds < 1.0
+    assert seconds < QUICK
     assert len(response.content) < 2000
 
 
@@ -146,7 +149,7 @@ def test_800_aliases_are_refused_by_the_token_limit_first_with_default_limits(
     response, seconds = post_content(server.url, content.encode())
 
     refused(answered(response), "TOO_MANY_TOKENS")
-    assert seconds < 1.0
+    assert seconds < QUICK
 
 
 # --- requests that stalled the server for every client ---
@@ -200,8 +203,8 @@ def test_huge_request_is_refused_quickly_while_others_are_answered(
 
     assert response.status_code == status
     refused(answered(response), code)
-    assert seconds < (0.5 if "repeats" in request_kind else 2.0)
-    assert max(latencies) < 1.0, f"another client waited {max(latencies):.2f} s"
+    assert seconds < (1.0 if "repeats" in request_kind else QUICK)
+    assert max(latencies) < OTHER_CLIENT_WAIT, f"another client waited {max(latencies):.2f} s"
 
 
 @pytest.fixture(scope="module")
@@ -221,8 +224,8 @@ def test_huge_document_under_a_raised_size_limit_stops_at_the_token_limit(
         response, seconds = post_content(large_documents.url, content)
 
     refused(answered(response), "TOO_MANY_TOKENS")
-    assert seconds < 2.0
-    assert max(latencies) < 1.0, f"another client waited {max(latencies):.2f} s"
+    assert seconds < QUICK
+    assert max(latencies) < OTHER_CLIENT_WAIT, f"another client waited {max(latencies):.2f} s"
 
 
 def fragments_spreading_each_other(levels: int) -> bytes:
@@ -243,8 +246,8 @@ def test_fragments_spreading_each_other_twice_over_are_refused_before_they_are_w
 
     error = refused(answered(response), "DOCUMENT_TOO_LARGE")
     assert "once its fragments are spread out" in error["message"]
-    assert seconds < 1.0
-    assert max(latencies) < 1.0, f"another client waited {max(latencies):.2f} s"
+    assert seconds < QUICK
+    assert max(latencies) < OTHER_CLIENT_WAIT, f"another client waited {max(latencies):.2f} s"
 
 
 # --- values nested past what Python's recursion reaches ---
@@ -440,7 +443,7 @@ def test_request_whose_body_never_arrives_is_timed_out_and_hung_up_on(slow_bodie
 
     assert answer.status == 408
     refused(answer.body, "REQUEST_TIMEOUT")
-    assert 0.45 <= answer.seconds < 1.5
+    assert 0.45 <= answer.seconds < QUICK
     # Left open, the connection would wait for the rest of the body for as long as the client likes.
     assert answer.closed
 
@@ -459,8 +462,8 @@ def test_many_clients_whose_bodies_never_arrive_do_not_hold_up_others(slow_bodie
 
     assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers)
     assert all(hung_up)
-    assert seconds < 3.0
-    assert max(latencies) < 1.0, f"another client waited {max(latencies):.2f} s"
+    assert seconds < QUICK
+    assert max(latencies) < OTHER_CLIENT_WAIT, f"another client waited {max(latencies):.2f} s"
 
 
 async def write_rows(database_url: str, sql: str, **params: Any) -> None:

@@ -214,7 +214,7 @@ def test_declared_body_over_the_limit_is_refused_before_it_is_read(small_bodies:
     assert answer.status == 413
     refused(answer.body, "PAYLOAD_TOO_LARGE")
     assert "4096" in answer.body["errors"][0]["message"]
-    assert answer.seconds < 0.4
+    assert answer.seconds < 1.0  # reading the 4 KB body it never sent would wait for ever
     # Closing spares the server reading and discarding the rest of a body it refused.
     assert answer.closed
 
@@ -262,7 +262,7 @@ def test_body_arriving_slower_than_the_timeout_is_refused_with_408(small_bodies:
     assert answer.status == 408
     refused(answer.body, "REQUEST_TIMEOUT")
     assert "0.5 seconds" in answer.body["errors"][0]["message"]
-    assert 0.45 <= answer.seconds < 1.5
+    assert 0.45 <= answer.seconds < 3.0
     assert answer.closed
 
 
