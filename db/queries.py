@@ -146,7 +146,7 @@ async def get_agents(conn: AsyncConnection, keys: Sequence[AgentKey]) -> dict[Ag
 
 
 async def list_agents_of_sessions(
-    conn: AsyncConnection, keys: Sequence[SessionKey]
+    conn: AsyncConnection, keys: Sequence[SessionKey], *, most: int | None = None
 ) -> dict[SessionKey, list[AgentRecord]]:
     k = _keys(*_session_keys(keys))
     stmt = (
@@ -154,6 +154,8 @@ async def list_agents_of_sessions(
         .join(k, and_(agents.c.tenant == k.c.tenant, agents.c.session_id == k.c.session_id))
         .order_by(agents.c.tenant, agents.c.session_id, agents.c.created_at, agents.c.agent_id)
     )
+    if most is not None:
+        stmt = stmt.limit(bindparam("most", most, type_=Integer))
     found: dict[SessionKey, list[AgentRecord]] = {key: [] for key in keys}
     for row in await conn.execute(stmt):
         found[(row.tenant, row.session_id)].append(agent_record(row))
@@ -181,6 +183,21 @@ async def get_messages(conn: AsyncConnection, keys: Sequence[MessageKey]) -> dic
     }
 
 
+def _at_most(stmt: Select[Any], most: int | None) -> Select[Any]:
+    """A batch cut off after ``most`` rows. Without an ORDER BY PostgreSQL can stop early instead of
+    sorting everything first: getting all ``most`` rows means the caller's budget is spent anyway."""
+    return stmt if most is None else stmt.limit(bindparam("most", most, type_=Integer))
+
+
+def _pages(rows: Any, count: int) -> list[list[MessageRecord]]:
+    found: list[list[MessageRecord]] = [[] for _ in range(count)]
+    for row in rows:
+        found[row.idx - 1].append(message_record(row))
+    for page in found:
+        page.sort(key=lambda record: record.message_id)
+    return found
+
+
 def _messages_of_key(k: FromClause) -> list[Any]:
     return [
         messages.c.tenant == k.c.tenant,
@@ -190,9 +207,10 @@ def _messages_of_key(k: FromClause) -> list[Any]:
 
 
 async def list_message_windows(
-    conn: AsyncConnection, windows: Sequence[MessageWindowKey]
+    conn: AsyncConnection, windows: Sequence[MessageWindowKey], *, most: int | None = None
 ) -> list[list[MessageRecord]]:
-    """Messages of many agents, each by ``(tenant, session_id, agent_id, offset, limit)`` in id order."""
+    """Messages of many agents, each by ``(tenant, session_id, agent_id, offset, limit)`` in id order;
+    at most ``most`` rows in all."""
     k = _keys(
         *_session_keys(windows),
         ("agent_id", _text_array("aids", [w[2] for w in windows]), Text),
@@ -207,15 +225,14 @@ async def list_message_windows(
         .limit(k.c.lim)
         .lateral("m")
     )
-    stmt = select(k.c.idx, page).select_from(k.join(page, true())).order_by(k.c.idx, page.c.message_id)
-    found: list[list[MessageRecord]] = [[] for _ in windows]
-    for row in await conn.execute(stmt):
-        found[row.idx - 1].append(message_record(row))
-    return found
+    return _pages(
+        await conn.execute(_at_most(select(k.c.idx, page).select_from(k.join(page, true())), most)),
+        len(windows),
+    )
 
 
 async def list_messages_after(
-    conn: AsyncConnection, pages: Sequence[MessagePageKey]
+    conn: AsyncConnection, pages: Sequence[MessagePageKey], *, most: int | None = None
 ) -> list[list[MessageRecord]]:
     """Keyset pages by ``(tenant, session_id, agent_id, after_message_id, limit)``; None starts at the top."""
     k = _keys(
@@ -231,11 +248,10 @@ async def list_messages_after(
         .limit(k.c.lim)
         .lateral("m")
     )
-    stmt = select(k.c.idx, page).select_from(k.join(page, true())).order_by(k.c.idx, page.c.message_id)
-    found: list[list[MessageRecord]] = [[] for _ in pages]
-    for row in await conn.execute(stmt):
-        found[row.idx - 1].append(message_record(row))
-    return found
+    return _pages(
+        await conn.execute(_at_most(select(k.c.idx, page).select_from(k.join(page, true())), most)),
+        len(pages),
+    )
 
 
 async def count_messages(conn: AsyncConnection, keys: Sequence[AgentKey]) -> list[int]:
@@ -264,7 +280,7 @@ async def get_multi_agents(
 
 
 async def list_multi_agents_of_sessions(
-    conn: AsyncConnection, keys: Sequence[SessionKey]
+    conn: AsyncConnection, keys: Sequence[SessionKey], *, most: int | None = None
 ) -> dict[SessionKey, list[MultiAgentRecord]]:
     k = _keys(*_session_keys(keys))
     stmt = (
@@ -277,6 +293,8 @@ async def list_multi_agents_of_sessions(
             multi_agents.c.multi_agent_id,
         )
     )
+    if most is not None:
+        stmt = stmt.limit(bindparam("most", most, type_=Integer))
     found: dict[SessionKey, list[MultiAgentRecord]] = {key: [] for key in keys}
     for row in await conn.execute(stmt):
         found[(row.tenant, row.session_id)].append(multi_agent_record(row))

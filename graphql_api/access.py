@@ -5,7 +5,8 @@ a forbidden delete changes nothing. ``tests/test_access.py`` fails when a root f
 from the matrix, so a new field cannot be added without deciding who may use it.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from graphql import (
     DocumentNode,
@@ -15,6 +16,8 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    StringValueNode,
+    VariableNode,
 )
 from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
@@ -54,8 +57,12 @@ MUTATION_ROLES: dict[str, Role] = {
 ROLES_BY_OPERATION = {"query": QUERY_ROLES, "mutation": MUTATION_ROLES}
 
 
-def root_fields(document: DocumentNode, operation: OperationDefinitionNode) -> Iterator[str]:
-    """Names of the root fields ``operation`` selects, through fragments; skipped ones included."""
+KEY_FIELDS = frozenset({"createApiKey", "revokeApiKey"})
+"""Root fields whose ``tenant`` argument a tenant's admin may only set to its own tenant."""
+
+
+def root_fields(document: DocumentNode, operation: OperationDefinitionNode) -> Iterator[FieldNode]:
+    """The root fields ``operation`` selects, through fragments; skipped ones included."""
     fragments = {
         definition.name.value: definition
         for definition in document.definitions
@@ -66,7 +73,7 @@ def root_fields(document: DocumentNode, operation: OperationDefinitionNode) -> I
     while pending:
         for selection in pending.pop().selections:
             if isinstance(selection, FieldNode):
-                yield selection.name.value
+                yield selection
             elif isinstance(selection, InlineFragmentNode):
                 pending.append(selection.selection_set)
             elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
@@ -80,7 +87,7 @@ def required_role(document: DocumentNode, operation: OperationDefinitionNode) ->
     """The role the operation needs, and the root field that needs it."""
     roles = ROLES_BY_OPERATION.get(operation.operation.value, {})
     needed, because = Role.READER, ""
-    for name in root_fields(document, operation):
+    for name in (field.name.value for field in root_fields(document, operation)):
         # A field the matrix does not name needs the highest role: forgetting it fails closed.
         role = roles.get(name, Role.ADMIN)
         if role.rank > needed.rank:
@@ -88,8 +95,25 @@ def required_role(document: DocumentNode, operation: OperationDefinitionNode) ->
     return needed, because
 
 
+def named_tenants(
+    document: DocumentNode, operation: OperationDefinitionNode, variables: Mapping[str, Any]
+) -> Iterator[tuple[str, Any]]:
+    """The ``tenant`` arguments given to key commands: (field, value), literal or from a variable."""
+    for field in root_fields(document, operation):
+        if field.name.value not in KEY_FIELDS:
+            continue
+        for argument in field.arguments or ():
+            if argument.name.value == "tenant":
+                value = argument.value
+                if isinstance(value, VariableNode):
+                    yield field.name.value, variables.get(value.name.value)
+                elif isinstance(value, StringValueNode):
+                    yield field.name.value, value.value
+
+
 class AccessControl(SchemaExtension):
-    """Refuses, before execution, an operation any of whose root fields the caller's role lacks."""
+    """Refuses, before execution, an operation any of whose root fields the caller's role lacks,
+    or whose key commands name another tenant than a tenant-bound caller's own."""
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
@@ -102,4 +126,10 @@ class AccessControl(SchemaExtension):
                 raise ForbiddenError(
                     f"{field} needs the {needed} role; these credentials have the {caller.role} role"
                 )
+            if caller.tenant is not None:
+                for key_field, tenant in named_tenants(document, operation, context.variables or {}):
+                    if tenant is not None and tenant != caller.tenant:
+                        raise ForbiddenError(
+                            f"{key_field}: these credentials manage the keys of tenant {caller.tenant!r} only"
+                        )
         yield

@@ -91,7 +91,7 @@ def create_app(settings: Settings) -> Starlette:
                 # Live but not ready: requests are refused until the keys can be read.
                 logger.warning("cannot read API keys yet; retrying in the background: %r", error)
             limiter = RateLimiter(database, settings.limits.rate_per_second, settings.limits.rate_burst)
-            authenticator = Authenticator(keys, jwt)
+            authenticator = Authenticator(keys, jwt, open_to_proxied=settings.insecure)
             if authenticator.open:
                 logger.warning(
                     "no API key exists and no JWT issuer is configured: the server is OPEN, every "

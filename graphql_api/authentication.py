@@ -14,6 +14,8 @@ from graphql_api.identity import OPEN_CALLER, TENANT_PATTERN, Caller
 from graphql_api.jwt_tokens import InvalidToken, JwtVerifier, KeysUnavailable, NoRole
 
 TENANT_HEADER = "x-tenant"
+PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+"""Headers a reverse proxy or load balancer adds to what it forwards."""
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="session-graphql"'}
 
 
@@ -29,9 +31,10 @@ class Authenticator:
     key refresh. Revoking every key does not reopen it.
     """
 
-    def __init__(self, keys: KeyRing, jwt: JwtVerifier | None) -> None:
+    def __init__(self, keys: KeyRing, jwt: JwtVerifier | None, *, open_to_proxied: bool = False) -> None:
         self.keys = keys
         self.jwt = jwt
+        self.open_to_proxied = open_to_proxied
 
     @property
     def open(self) -> bool:
@@ -44,8 +47,15 @@ class Authenticator:
             raise Refusal(503, ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE)
         authorization = headers.get("authorization")
         if authorization is None:
-            if self.open:
+            if self.open and (self.open_to_proxied or not any(name in headers for name in PROXY_HEADERS)):
                 return OPEN_CALLER
+            if self.open:
+                # Bound to loopback, an open server is only for this machine; a proxy forwarding to it
+                # would open it to everyone the proxy serves (unless started with --insecure).
+                raise _unauthenticated(
+                    "This server has no API keys yet and answers only requests made on its own machine, "
+                    "not through a proxy: make a key with `session-graphql token create`."
+                )
             raise _unauthenticated("Credentials needed: send Authorization: Bearer <API key or JWT>.")
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()

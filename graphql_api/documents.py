@@ -19,7 +19,6 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
-    parse,
 )
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
@@ -29,34 +28,33 @@ from graphql_api.errors import ErrorCode, LimitError
 from graphql_api.settings import Limits
 
 MAX_SELECTIONS_PER_SET = 200
-CACHED_DOCUMENT_CHARACTERS = 16_384
-CACHE_BUDGET_CHARACTERS = 4_000_000
-"""The cache keeps parsed small documents only, by their text, within this many characters in all."""
+CACHED_DOCUMENT_CHARACTERS = 8192
+CACHE_BUDGET_CHARACTERS = 256 * 1024
+"""Only valid documents of up to 8 KB are kept, within 256 K characters in all. A parsed valid
+document takes about 60-90 bytes per character (so at most some 25 MB in all); invalid ones, which
+are never kept, can take 280 (``{a a a ...}``)."""
 
 
 class DocumentCache:
-    """Parsed and validated documents by their text, for the few documents clients send again and again.
-
-    Bounded by total text size rather than count, and documents over ``CACHED_DOCUMENT_CHARACTERS``
-    are never kept, so distinct huge documents cannot grow the server's memory.
-    """
+    """Valid parsed documents by their text, for the few documents clients send again and again."""
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[str, tuple[DocumentNode, list[GraphQLError] | None]] = OrderedDict()
+        self._entries: OrderedDict[str, DocumentNode] = OrderedDict()
         self._size = 0
 
-    def get(self, query: str) -> tuple[DocumentNode, list[GraphQLError] | None] | None:
-        entry = self._entries.get(query)
-        if entry is not None:
+    def get(self, query: str) -> DocumentNode | None:
+        document = self._entries.get(query)
+        if document is not None:
             self._entries.move_to_end(query)
-        return entry
+        return document
 
-    def put(self, query: str, document: DocumentNode, errors: list[GraphQLError] | None) -> None:
+    def put(self, query: str, document: DocumentNode) -> None:
+        """Keeps ``document``, which must have passed validation, if it is small enough."""
         if len(query) > CACHED_DOCUMENT_CHARACTERS:
             return
         if query not in self._entries:
             self._size += len(query)
-        self._entries[query] = (document, errors)
+        self._entries[query] = document
         while self._size > CACHE_BUDGET_CHARACTERS:
             evicted, _ = self._entries.popitem(last=False)
             self._size -= len(evicted)
@@ -69,6 +67,9 @@ def document_cache_extension(cache: DocumentCache, limits: Limits) -> type[Schem
         A syntax error is left to strawberry's own parse to report, so it gets its code like any other.
         """
 
+        def __init__(self) -> None:
+            self.cached = False
+
         def on_parse(self) -> Iterator[None]:
             context = self.execution_context
             query = context.query
@@ -78,27 +79,20 @@ def document_cache_extension(cache: DocumentCache, limits: Limits) -> type[Schem
                         ErrorCode.DOCUMENT_TOO_LARGE,
                         f"the document is over {limits.max_document_bytes} bytes; send values as variables",
                     )
-                entry = cache.get(query)
-                if entry is not None:
-                    context.graphql_document = entry[0]
-                elif len(query) <= CACHED_DOCUMENT_CHARACTERS:
-                    try:
-                        context.graphql_document = parse(query, **context.parse_options)
-                    except (GraphQLError, RecursionError):
-                        pass
-                    else:
-                        cache.put(query, context.graphql_document, None)
+                document = cache.get(query)
+                if document is not None:
+                    context.graphql_document = document
+                    self.cached = True
             yield
 
         def on_validate(self) -> Iterator[None]:
             context = self.execution_context
-            entry = cache.get(context.query) if context.query is not None else None
-            if entry is not None and entry[1] is not None:
-                context.pre_execution_errors = list(entry[1])
+            if self.cached:
+                context.pre_execution_errors = []  # validated when it was cached
             elif context.graphql_document is not None:
                 context.pre_execution_errors = _validate(context, limits)
-                if entry is not None and context.graphql_document is entry[0]:
-                    cache.put(context.query or "", entry[0], context.pre_execution_errors)
+                if not context.pre_execution_errors and context.query is not None:
+                    cache.put(context.query, context.graphql_document)
             yield
 
     return CachedDocuments

@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
+from sqlalchemy.exc import DBAPIError, StatementError
 from strawberry.extensions import SchemaExtension
 
 from db.availability import QUERY_CANCELED, is_unavailable, sqlstate_of
@@ -129,6 +130,7 @@ _TOO_MANY_TOKENS_MARK = "tokens. Parsing aborted."
 
 INTERNAL_MESSAGE = "Internal server error."
 UNAVAILABLE_MESSAGE = "The database could not serve this request now; try again."
+DATABASE_REFUSED_MESSAGE = "The database cannot store or compare a value of this request."
 STATEMENT_TIMEOUT_MESSAGE = "The database took longer than the server allows for this request."
 
 
@@ -186,7 +188,7 @@ def log_unexpected(errors: list[GraphQLError]) -> None:
         original = error.original_error
         logger.error(
             "unexpected error in request %s at %s: %r",
-            request_ids.current.get() or "-",
+            request_ids.described(),
             ".".join(str(p) for p in error.path or []) or "(operation)",
             original,
             exc_info=(type(original), original, original.__traceback__) if original else None,
@@ -208,6 +210,9 @@ def with_code(error: GraphQLError) -> GraphQLError:
         message = STATEMENT_TIMEOUT_MESSAGE
     elif code is ErrorCode.JSON_TOO_DEEP and isinstance(original, RecursionError):
         message = "The request nests values too deeply for the server to read."
+    elif isinstance(original, (DBAPIError, StatementError)):
+        # The driver's text quotes the statement and its parameters.
+        message = DATABASE_REFUSED_MESSAGE
     elif isinstance(original, (InputError, LimitError)) and original.field is not None:
         extensions["field"] = original.field
     request_id = request_ids.current.get()

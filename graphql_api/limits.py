@@ -6,6 +6,7 @@ may ask for (``QUERY_TOO_COSTLY``), estimated from its page sizes. ``loaders.Row
 same number while it runs. Size and shape of the document itself: ``graphql_api.documents``.
 """
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -23,10 +24,13 @@ from graphql import (
     InlineFragmentNode,
     ListTypeNode,
     NamedTypeNode,
+    Node,
     NonNullTypeNode,
     OperationDefinitionNode,
     SelectionSetNode,
     TypeNode,
+    VariableDefinitionNode,
+    VariableNode,
     get_named_type,
     value_from_ast,
 )
@@ -35,7 +39,7 @@ from strawberry.extensions import SchemaExtension
 
 from graphql_api.errors import ErrorCode, LimitError
 from graphql_api.settings import Limits
-from graphql_api.validation import json_depth_over
+from graphql_api.validation import json_shape
 
 ASSUMED_LIST_SIZE = 5
 """Rows assumed for a list without a page size (a session's agents): a typical session has a few.
@@ -62,10 +66,59 @@ def _list_input_variables(operation: OperationDefinitionNode, schema: GraphQLSch
             yield definition.variable.name.value
 
 
+def variable_uses(document: DocumentNode, operation: OperationDefinitionNode) -> Counter[str]:
+    """How many times the operation uses each variable, counting a fragment once per spread."""
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    uses_of: dict[str, Counter[str]] = {}
+
+    def direct(node: Node) -> tuple[Counter[str], list[str]]:
+        found: Counter[str] = Counter()
+        spreads: list[str] = []
+        pending: list[Node] = [node]
+        while pending:
+            current = pending.pop()
+            if isinstance(current, VariableNode):
+                found[current.name.value] += 1
+            elif isinstance(current, FragmentSpreadNode):
+                spreads.append(current.name.value)
+            elif isinstance(current, VariableDefinitionNode):
+                continue  # a declaration, not a use
+            for key in current.keys:
+                child = getattr(current, key, None)
+                if isinstance(child, Node):
+                    pending.append(child)
+                elif isinstance(child, (list, tuple)):
+                    pending.extend(item for item in child if isinstance(item, Node))
+        return found, spreads
+
+    def total(name: str, seen: frozenset[str]) -> Counter[str]:
+        # Fragments cannot spread each other in cycles (validation refused those); ``seen`` only guards.
+        if name in uses_of:
+            return uses_of[name]
+        fragment = fragments.get(name)
+        if fragment is None or name in seen:
+            return Counter()
+        found, spreads = direct(fragment.selection_set)
+        for spread in spreads:
+            found.update(total(spread, seen | {name}))
+        uses_of[name] = found
+        return found
+
+    found, spreads = direct(operation.selection_set)
+    for spread in spreads:
+        found.update(total(spread, frozenset()))
+    return found
+
+
 def check_variables(
-    operation: OperationDefinitionNode, schema: GraphQLSchema, variables: Mapping[str, Any], limits: Limits
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    schema: GraphQLSchema,
+    variables: Mapping[str, Any],
+    limits: Limits,
 ) -> None:
-    """Refuses over-long input lists and over-deep values before graphql-core coerces them."""
+    """Refuses over-long input lists, over-deep values, and values used so often that the operation
+    would handle more than a request body may hold, all before graphql-core coerces them."""
     for name in _list_input_variables(operation, schema):
         value = variables.get(name)
         if isinstance(value, list) and len(value) > limits.max_batch:
@@ -74,11 +127,25 @@ def check_variables(
                 f"${name}: at most {limits.max_batch} items per list, got {len(value)}",
                 name,
             )
+    uses = variable_uses(document, operation)
+    expanded = 0
     for name, value in variables.items():
-        if json_depth_over(value, limits.max_json_depth + INPUT_NESTING):
+        shape = json_shape(
+            value, max_depth=limits.max_json_depth + INPUT_NESTING, max_bytes=limits.max_body_bytes
+        )
+        if shape.too_deep:
             raise LimitError(
                 ErrorCode.JSON_TOO_DEEP,
                 f"${name}: nests lists and objects more than {limits.max_json_depth} deep",
+                name,
+            )
+        # A variable used a hundred times inside a literal is a hundred copies once stored.
+        expanded += shape.size * max(1, uses.get(name, 0))
+        if expanded > limits.max_body_bytes:
+            raise LimitError(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"the operation uses its variables ({'$' + name} among them) so often that it would store "
+                f"more than {limits.max_body_bytes} bytes; send each value once",
                 name,
             )
 
@@ -177,7 +244,7 @@ class RequestLimits(SchemaExtension):
             limits: Limits = context.context.limits
             schema = context.schema._schema
             variables = context.variables or {}
-            check_variables(operation, schema, variables, limits)
+            check_variables(document, operation, schema, variables, limits)
             cost = estimate_cost(schema, document, operation, variables, limits)
             if cost > limits.max_cost:
                 raise LimitError(

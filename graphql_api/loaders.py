@@ -26,6 +26,7 @@ from graphql_api.errors import ErrorCode, LimitError
 
 K = TypeVar("K")
 V = TypeVar("V")
+R = TypeVar("R")
 
 
 class RowBudget:
@@ -35,6 +36,17 @@ class RowBudget:
     def __init__(self, rows: int) -> None:
         self.left = rows
         self.total = rows
+
+    def capped(
+        self, fetch: Callable[..., Awaitable[R]]
+    ) -> Callable[[AsyncConnection, list[K]], Awaitable[R]]:
+        """``fetch`` told to return at most one row more than is left, so a batch that would spend
+        the budget stops in the database rather than after all its rows reached the server."""
+
+        def within(conn: AsyncConnection, keys: list[K]) -> Awaitable[R]:
+            return fetch(conn, keys, most=max(0, self.left) + 1)
+
+        return within
 
     def spend(self, values: Sequence[object]) -> None:
         self.left -= sum(len(value) if isinstance(value, list) else value is not None for value in values)
@@ -109,11 +121,13 @@ def create_loaders(db: Database, budget: RowBudget) -> Loaders:
     return Loaders(
         session=_loader(db, budget, _by_key(queries.get_sessions)),
         agent=_loader(db, budget, _by_key(queries.get_agents)),
-        agents_of_session=_loader(db, budget, _grouped(queries.list_agents_of_sessions)),
+        agents_of_session=_loader(db, budget, _grouped(budget.capped(queries.list_agents_of_sessions))),
         message=_loader(db, budget, _by_key(queries.get_messages)),
-        message_window=_loader(db, budget, queries.list_message_windows),
-        message_page=_loader(db, budget, queries.list_messages_after),
+        message_window=_loader(db, budget, budget.capped(queries.list_message_windows)),
+        message_page=_loader(db, budget, budget.capped(queries.list_messages_after)),
         message_count=_loader(db, budget, queries.count_messages),
         multi_agent=_loader(db, budget, _by_key(queries.get_multi_agents)),
-        multi_agents_of_session=_loader(db, budget, _grouped(queries.list_multi_agents_of_sessions)),
+        multi_agents_of_session=_loader(
+            db, budget, _grouped(budget.capped(queries.list_multi_agents_of_sessions))
+        ),
     )

@@ -1,9 +1,10 @@
 """Checks on arguments that the GraphQL type system cannot express. Each raises ``InputError``."""
 
 import unicodedata
+from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
-from db.json_values import dump_json
 from db.models import ID_LENGTH
 from graphql_api.errors import ErrorCode, InputError, LimitError
 
@@ -74,42 +75,69 @@ def check_page_size(field: str, value: int, maximum: int) -> int:
     return value
 
 
-def json_depth_over(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests lists and objects more than ``limit`` deep (without recursing)."""
+@dataclass(frozen=True, slots=True)
+class JsonShape:
+    """How deep a JSON value nests and how many bytes it takes as stored, each counted only up to a
+    bound: past it the walk stops, so a huge or endlessly shared value costs no more."""
+
+    too_deep: bool
+    size: int
+
+
+def _text_size(text: str) -> int:
+    # The quoted, escaped form ``db.json_values.dump_json`` writes, in UTF-8.
+    return len(encode_basestring(text).encode("utf-8", "surrogatepass"))
+
+
+def json_shape(value: Any, *, max_depth: int, max_bytes: int) -> JsonShape:
+    """Walks ``value`` without recursing; a value referenced twice counts twice, as it is stored twice.
+
+    ``size`` is exactly the length of ``dump_json(value)`` in UTF-8 while it is within ``max_bytes``.
+    """
+    size = 0
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
+        if isinstance(item, str):
+            size += _text_size(item)
+        elif isinstance(item, dict):
+            if depth > max_depth:
+                return JsonShape(too_deep=True, size=size)
+            size += 2 + max(0, len(item) - 1) + len(item)  # braces, commas, colons
+            for key, child in item.items():
+                size += _text_size(str(key))
+                pending.append((child, depth + 1))
         elif isinstance(item, list):
-            children = item
+            if depth > max_depth:
+                return JsonShape(too_deep=True, size=size)
+            size += 2 + max(0, len(item) - 1)
+            pending.extend((child, depth + 1) for child in item)
+        elif item is True or item is False:
+            size += 4 if item else 5
+        elif item is None:
+            size += 4
+        elif isinstance(item, int):
+            size += len(str(item))
+        elif isinstance(item, float):
+            size += len(float.__repr__(item))
         else:
-            continue
-        if depth > limit:
-            return True
-        pending.extend((child, depth + 1) for child in children)
-    return False
+            size += len(str(item))
+        if size > max_bytes:
+            return JsonShape(too_deep=False, size=size)
+    return JsonShape(too_deep=False, size=size)
 
 
-def check_json_depth(field: str, value: Any, limit: int) -> Any:
-    if json_depth_over(value, limit):
-        raise LimitError(
-            ErrorCode.JSON_TOO_DEEP, f"{field}: nests lists and objects more than {limit} deep", field
-        )
-    return value
-
-
-def check_message_size(field: str, message: Any, redact_message: Any, limit: int) -> None:
-    """The stored size of one message, its redaction included."""
-    size = len(dump_json(message).encode()) + (
-        0 if redact_message is None else len(dump_json(redact_message).encode())
+def too_deep(field: str, max_depth: int) -> LimitError:
+    return LimitError(
+        ErrorCode.JSON_TOO_DEEP, f"{field}: nests lists and objects more than {max_depth} deep", field
     )
-    if size > limit:
-        raise LimitError(
-            ErrorCode.MESSAGE_TOO_LARGE,
-            f"{field}: is {size} bytes as JSON; the limit is {limit} bytes",
-            field,
-        )
+
+
+def check_document(field: str, value: Any, *, max_depth: int) -> Any:
+    """``value`` nests at most ``max_depth`` deep (its size is bounded by the request's)."""
+    if json_shape(value, max_depth=max_depth, max_bytes=2**62).too_deep:
+        raise too_deep(field, max_depth)
+    return value
 
 
 def _json_kind(value: Any) -> str:

@@ -127,11 +127,13 @@ class SessionGraphQL(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
             return
         request = Request(scope, receive=receive)
-        request_id = request_ids.request_id_for(request.headers.get(request_ids.HEADER))
+        request_id = request_ids.new_request_id()
         token = request_ids.current.set(request_id)
+        theirs = request_ids.upstream.set(request_ids.upstream_id(request.headers.get(request_ids.HEADER)))
         try:
             response = await self._respond(request)
         finally:
+            request_ids.upstream.reset(theirs)
             request_ids.current.reset(token)
         response.headers[request_ids.HEADER] = request_id
         await response(scope, receive, send)

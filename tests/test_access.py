@@ -4,6 +4,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from db.migrate import upgrade
@@ -260,3 +261,45 @@ def _eventually_status(secured: Secured, key: str | None, status: int) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_a_key_command_for_another_tenant_refuses_the_whole_document(
+    secured: Secured, keys: dict[str, str]
+) -> None:
+    document = """mutation($t: String) {
+      createSession(session: {sessionId: "before-the-key"}) { sessionId }
+      createApiKey(role: ADMIN, tenant: $t) { key }
+    }"""
+
+    body = secured.graphql(document, {"t": "globex"}, key=keys["admin"])
+
+    assert_error(body, "FORBIDDEN")
+    assert (
+        data_of(secured.graphql(READ_SESSION, {"s": "before-the-key"}, key=keys["admin"]))["session"] is None
+    )
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+def test_an_open_server_refuses_requests_that_came_through_a_proxy(
+    server: RunningServer, header: str
+) -> None:
+    forwarded = httpx.post(server.url, json={"query": "{ __typename }"}, headers={header: "203.0.113.7"})
+    local = httpx.post(server.url, json={"query": "{ __typename }"})
+
+    assert forwarded.status_code == 401
+    assert "token create" in forwarded.json()["errors"][0]["message"]
+    assert local.status_code == 200
+
+
+def test_an_insecure_server_serves_everyone_it_is_forwarded(database_url: str) -> None:
+    with scratch_database(database_url) as url:
+        upgrade(url)
+        insecure = RunningServer(Settings(database_url=url, insecure=True))
+        insecure.start()
+        try:
+            forwarded = httpx.post(
+                insecure.url, json={"query": "{ __typename }"}, headers={"X-Forwarded-For": "203.0.113.7"}
+            )
+        finally:
+            insecure.stop()
+    assert forwarded.status_code == 200

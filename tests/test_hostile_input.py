@@ -4,6 +4,7 @@ an HTTP 5xx or a traceback, while another client goes on being answered.
 """
 
 import asyncio
+import base64
 import json
 import socket
 import threading
@@ -501,3 +502,98 @@ def test_a_listing_pages_past_a_row_stored_as_infinity_before_times_were_checked
 
     assert [n["sessionId"] for n in first["data"]["sessions"]["nodes"]] == ["forever"]
     assert [n["sessionId"] for n in second["data"]["sessions"]["nodes"]] == ["recent"]
+
+
+# --- found in review: one value used many times, SQL in messages, a bad float in a large request ---
+
+
+def amplifying(session_id: str, agent_id: str, uses: int, kind: str) -> str:
+    refs = ",".join(["$x"] * uses)
+    return (
+        f'mutation($x: {kind}) {{ createMessage(sessionId: "{session_id}", agentId: "{agent_id}", '
+        f'message: {{messageId: 1, message: {{role: "user", c: [{refs}]}}}}) {{ messageId }} }}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("uses", "kind", "value"),
+    [(50, "String", "A" * 1_000_000), (200, "JSON", [0] * 200_000)],
+    ids=["1 MB string 50 times", "200,000 numbers 200 times"],
+)
+def test_a_variable_used_many_times_inside_a_literal_is_refused_before_it_is_copied(
+    graphql: GraphQLCall, new_id: NewId, server: RunningServer, uses: int, kind: str, value: Any
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+    content = json.dumps({"query": amplifying(session_id, agent_id, uses, kind), "variables": {"x": value}})
+
+    with another_client(server.url) as latencies:
+        response, seconds = post_content(server.url, content.encode())
+
+    error = refused(answered(response), "PAYLOAD_TOO_LARGE")
+    assert "$x" in error["message"]
+    assert seconds < QUICK
+    assert max(latencies) < OTHER_CLIENT_WAIT
+    assert stored_message_ids(graphql, session_id, agent_id) == []
+
+
+def test_one_message_variable_appended_hundreds_of_times_is_refused(
+    graphql: GraphQLCall, new_id: NewId, server: RunningServer
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+    batch = ", ".join(f"{{messageId: {n}, message: $m}}" for n in range(300))
+    document = (
+        f'mutation($m: JSON!) {{ appendMessages(sessionId: "{session_id}", agentId: "{agent_id}", '
+        f"messages: [{batch}]) {{ messageId }} }}"
+    )
+    message = {"role": "user", "content": [{"text": "x" * 1_000_000}]}
+
+    response, _ = post_content(
+        server.url, json.dumps({"query": document, "variables": {"m": message}}).encode()
+    )
+
+    refused(answered(response), "PAYLOAD_TOO_LARGE")
+    assert stored_message_ids(graphql, session_id, agent_id) == []
+
+
+def test_a_cursor_time_that_overflows_in_utc_is_refused_without_sql(http: httpx.Client) -> None:
+    position = json.dumps(["9999-12-31T23:59:59-05:00", "x", "default"])
+    cursor = base64.urlsafe_b64encode(f"session:{position}".encode()).decode().rstrip("=")
+    query = "query($c: String) { sessions(after: $c) { nodes { sessionId } } }"
+
+    body = answered(http.post("/graphql", json={"query": query, "variables": {"c": cursor}}))
+
+    error = refused(body, "BAD_USER_INPUT")
+    assert error["extensions"]["field"] == "after"
+    assert "SELECT" not in json.dumps(body) and "sqlalchemy" not in json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        'query { auditEvents(action: "a\\u0000b") { nodes { action } } }',
+        'query { auditEvents(sessionId: "a\\u0000b") { nodes { action } } }',
+        'mutation { revokeApiKey(label: "a\\u0000b") { label } }',
+    ],
+    ids=["audit action", "audit session id", "key label"],
+)
+def test_a_nul_in_an_admin_argument_is_bad_user_input_without_sql(http: httpx.Client, document: str) -> None:
+    body = answered(http.post("/graphql", json={"query": document}))
+
+    refused(body, "BAD_USER_INPUT")
+    assert "SELECT" not in json.dumps(body) and "UPDATE" not in json.dumps(body)
+
+
+def test_an_out_of_range_float_in_a_large_request_is_bad_user_input(
+    graphql: GraphQLCall, new_id: NewId, server: RunningServer
+) -> None:
+    session_id, agent_id = new_agent(graphql, new_id)
+    document = (
+        f'mutation($pad: String) {{ createMessage(sessionId: "{session_id}", agentId: "{agent_id}", '
+        f'message: {{messageId: 0, message: {{role: "user", x: 1e400, p: $pad}}}}) {{ messageId }} }}'
+    )
+    content = json.dumps({"query": document, "variables": {"pad": "p" * 2_000_000}})
+
+    response, _ = post_content(server.url, content.encode())
+
+    refused(answered(response), "BAD_USER_INPUT")
+    assert stored_message_ids(graphql, session_id, agent_id) == []

@@ -23,7 +23,7 @@ import graphql
 import httpx
 import psutil
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -471,6 +471,40 @@ def test_session_with_more_agents_than_estimated_is_stopped_while_running(
     error = refused(body, "QUERY_TOO_COSTLY")
     assert error["path"] == ["session", "agents"]
     assert "more than 20 rows" in error["message"]
+
+
+@pytest.fixture(scope="module")
+def cost_sixty(database_url: str) -> Iterator[RunningServer]:
+    with limited_server(database_url, max_cost=60) as running:
+        yield running
+
+
+def test_a_batch_that_would_overrun_the_row_budget_stops_in_the_database(
+    graphql: GraphQLCall, new_id: NewId, cost_sixty: RunningServer
+) -> None:
+    """The budget is a LIMIT on the batch itself: a reader cannot make the server load 600,000 rows
+    only to refuse them afterwards."""
+    session_id = session_with_agents(graphql, new_id, 20)
+    for i in range(20):
+        append_messages(graphql, session_id, f"agent-{i:02d}", [message_input(n) for n in range(3)])
+    # Estimated 1 + 5 * (1 + 3) = 21 rows; there are 1 + 20 + 60.
+    query = "query($s: String!) { session(sessionId: $s) { agents { messages(limit: 3) { messageId } } } }"
+    fetched: list[int] = []
+
+    def rows_fetched(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "session_messages" in statement:
+            fetched.append(cursor.rowcount)
+
+    engine = cost_sixty.database.engine.sync_engine
+    event.listen(engine, "after_cursor_execute", rows_fetched)
+    try:
+        body = post(cost_sixty, query, {"s": session_id})
+    finally:
+        event.remove(engine, "after_cursor_execute", rows_fetched)
+
+    refused(body, "QUERY_TOO_COSTLY")
+    # 21 rows spent on the session and its agents left 39: the batch fetched 40, not all 60.
+    assert fetched == [40]
 
 
 # --- page and list sizes ---
@@ -922,8 +956,8 @@ def test_cache_keeps_small_documents_and_never_large_ones() -> None:
     small = "{ __typename }"
     large = "{ __typename }" + " " * document_limits.CACHED_DOCUMENT_CHARACTERS
 
-    cache.put(small, graphql.parse(small), None)
-    cache.put(large, graphql.parse(large), None)
+    cache.put(small, graphql.parse(small))
+    cache.put(large, graphql.parse(large))
 
     assert cache.get(small) is not None
     assert cache.get(large) is None
@@ -933,11 +967,11 @@ def test_cache_evicts_the_least_recently_used_past_its_budget() -> None:
     cache = DocumentCache()
     size = document_limits.CACHED_DOCUMENT_CHARACTERS
     parsed = graphql.parse("{ __typename }")
-    documents = [f"{{ __typename }} #{i:08d}".ljust(size) for i in range(300)]
     fit = document_limits.CACHE_BUDGET_CHARACTERS // size
+    documents = [f"{{ __typename }} #{i:08d}".ljust(size) for i in range(fit + fit // 2)]
 
     for i, document in enumerate(documents):
-        cache.put(document, parsed, None)
+        cache.put(document, parsed)
         if i == fit - 1:
             cache.get(documents[0])  # used again: the newest, so kept longer
 
@@ -945,6 +979,28 @@ def test_cache_evicts_the_least_recently_used_past_its_budget() -> None:
     assert len(kept) == fit
     assert kept[0] == 0
     assert kept[1:] == list(range(len(documents) - fit + 1, len(documents)))
+
+
+def distinct_invalid_document(number: int) -> str:
+    """About 8 KB of unknown fields, small enough to cache: invalid, and about 280 bytes of syntax
+    tree per character."""
+    return "{" + " a" * 4000 + f" }} #{number}"
+
+
+def test_documents_that_fail_validation_are_not_kept(http: httpx.Client) -> None:
+    # 60 of these kept would hold about 130 MB.
+    process = psutil.Process()
+    for number in range(3):
+        http.post("/graphql", json={"query": distinct_invalid_document(10_000 + number)})
+    gc.collect()
+    before = process.memory_info().rss
+
+    for number in range(60):
+        response = http.post("/graphql", json={"query": distinct_invalid_document(number)})
+        assert response.json()["errors"][0]["extensions"]["code"] == "DOCUMENT_TOO_LARGE"
+    gc.collect()
+
+    assert process.memory_info().rss - before < 60 * 2**20
 
 
 def distinct_large_document(number: int) -> str:

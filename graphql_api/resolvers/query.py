@@ -81,6 +81,10 @@ class Query:
     ) -> AuditEventConnection:
         check_page_size("first", first, info.context.limits.max_page_size)
         position = None if after is None else decode_audit_cursor("after", after)
+        if action is not None:
+            check_id("action", action)
+        if session_id is not None:
+            check_id("sessionId", session_id)
         tenant = listing_tenant(info)
         records = await info.context.db.run(
             lambda conn: audit.list_events(

@@ -6,21 +6,25 @@ from typing import Any
 import strawberry
 
 from db.records import AgentDraft, MessageDraft, MultiAgentDraft, SessionDraft
+from graphql_api.errors import ErrorCode, LimitError
 from graphql_api.settings import Limits
 from graphql_api.types.scalars import JSON
 from graphql_api.types.session import SessionType
 from graphql_api.validation import (
+    check_document,
     check_id,
-    check_json_depth,
     check_message_id,
     check_object,
+    check_optional_object,
+    json_shape,
     message_role,
+    too_deep,
 )
 
 
 def _document(field: str, value: JSON, limits: Limits) -> dict[str, Any]:
     document = check_object(field, value)
-    check_json_depth(field, document, limits.max_json_depth)
+    check_document(field, document, max_depth=limits.max_json_depth)
     return document
 
 
@@ -81,11 +85,27 @@ class MessageInput:
     updated_at: datetime | None = strawberry.field(default=None, description=UPDATED_AT_HELP)
 
     def to_draft(self, field: str, limits: Limits) -> MessageDraft:
+        """Checked for depth and, with its redaction, for ``max_message_bytes`` as stored."""
+        role = message_role(f"{field}.message", self.message)
+        redaction = check_optional_object(f"{field}.redactMessage", self.redact_message)
+        depth, most = limits.max_json_depth, limits.max_message_bytes
+        message = json_shape(self.message, max_depth=depth, max_bytes=most)
+        redacted = json_shape(redaction, max_depth=depth, max_bytes=most) if redaction is not None else None
+        for name, shape in (("message", message), ("redactMessage", redacted)):
+            if shape is not None and shape.too_deep:
+                raise too_deep(f"{field}.{name}", depth)
+        size = message.size + (redacted.size if redacted else 0)
+        if size > most:
+            raise LimitError(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"{field}: is at least {size} bytes as JSON with its redaction; the limit is {most} bytes",
+                field,
+            )
         return MessageDraft(
             message_id=check_message_id(f"{field}.messageId", self.message_id),
-            role=message_role(f"{field}.message", self.message),
-            message=check_json_depth(f"{field}.message", self.message, limits.max_json_depth),
-            redact_message=_optional_document(f"{field}.redactMessage", self.redact_message, limits),
+            role=role,
+            message=self.message,
+            redact_message=redaction,
             created_at=self.created_at,
             updated_at=self.updated_at,
         )

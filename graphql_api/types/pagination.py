@@ -53,7 +53,12 @@ def _cursor_time(value: object) -> datetime:
     if not isinstance(value, str) or "\x00" in value:
         raise ValueError("not a time")
     parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)  # the instant must exist in UTC for the database to compare it
+    except OverflowError:
+        raise ValueError("not a time") from None
 
 
 def encode_session_cursor(record: SessionRecord) -> str:
