@@ -18,6 +18,7 @@ from db.engine import Database, create_engine
 from db.migrate import upgrade_async
 from graphql_api.api_keys import KeyRing
 from graphql_api.authentication import TENANT_HEADER, Authenticator
+from graphql_api.graphiql.assets import graphiql_static_files
 from graphql_api.jwt_tokens import JwtVerifier
 from graphql_api.rate_limit import RateLimiter
 from graphql_api.request_ids import HEADER as REQUEST_ID_HEADER
@@ -136,6 +137,8 @@ def create_app(settings: Settings) -> Starlette:
             Route("/ready", ready),
             # Every method reaches strawberry, so a wrong one gets its 405 as a GraphQL error body.
             Route("/graphql", graphql),
+            # GraphiQL's scripts and styles, so the page works offline; only while GraphiQL is on.
+            *([graphiql_static_files()] if settings.graphiql else []),
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -27,6 +27,7 @@ from graphql_api import request_ids
 from graphql_api.authentication import TENANT_HEADER, Authenticator, scope_for
 from graphql_api.context import Context
 from graphql_api.errors import ErrorCode, Refusal, with_code
+from graphql_api.graphiql.page import graphiql_response
 from graphql_api.rate_limit import RateLimited, RateLimiter
 from graphql_api.settings import Limits
 
@@ -117,6 +118,10 @@ class SessionGraphQL(GraphQL[Context, None]):
         if not isinstance(decoded, (dict, list)):
             raise HTTPException(400, "The request body must be a JSON object")
         return decoded
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # Our page, not strawberry's: its assets come from this server, not a CDN (graphql_api/graphiql/).
+        return graphiql_response()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
