@@ -1,6 +1,6 @@
 """Tables of the session store.
 
-Session tables (``sessions`` and the three under it) hold the conversations. Every one of their
+Session tables (``sessions`` and the four under it) hold the conversations. Every one of their
 primary keys starts with ``session_id``, then ``tenant``, and no key is a serial, so each table
 can be distributed by ``session_id`` (Citus-style) with all of one session's rows on one shard.
 The same session id in two tenants is two sessions: ``tenant`` is part of every key.
@@ -18,7 +18,10 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     Double,
     ForeignKeyConstraint,
@@ -33,7 +36,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSON
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -48,6 +51,14 @@ ID_LENGTH = 255
 TENANT_LENGTH = 64
 DEFAULT_TENANT = "default"
 """Where rows live when nobody named a tenant: open mode, tenantless keys, and rows from before tenants."""
+
+
+SEARCH_CONFIGURATION = "english"
+"""How message text is split into words for search: English stemming (refunds finds refund)."""
+
+
+def _text_list() -> Mapped[list[str]]:
+    return mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'::text[]"))
 
 
 class Base(DeclarativeBase):
@@ -66,12 +77,27 @@ def _tenant_key() -> Mapped[str]:
     return mapped_column(String(TENANT_LENGTH), primary_key=True)
 
 
+def _counter() -> Mapped[int]:
+    return mapped_column(BigInteger, nullable=False, server_default=text("0"))
+
+
+def _measure() -> Mapped[int | None]:
+    return mapped_column(Integer, nullable=True)
+
+
 class SessionModel(Base):
     __tablename__ = "sessions"
     __table_args__ = (
         # Newest first within a tenant (the usual listing), and across tenants for tenantless admins.
         Index("ix_sessions_tenant_created_at_session_id", "tenant", "created_at", "session_id"),
         Index("ix_sessions_created_at_session_id_tenant", "created_at", "session_id", "tenant"),
+        Index("ix_sessions_tenant_last_activity_at_session_id", "tenant", "last_activity_at", "session_id"),
+        Index(
+            "ix_sessions_labels",
+            "labels",
+            postgresql_using="gin",
+            postgresql_ops={"labels": "jsonb_path_ops"},
+        ),
     )
 
     session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
@@ -79,6 +105,19 @@ class SessionModel(Base):
     session_type: Mapped[str] = mapped_column(String(32), nullable=False)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+    labels: Mapped[Any] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    """Who and where the conversation belongs to: short strings by short keys ({"user": "ana"})."""
+    title: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_activity_at: Mapped[datetime] = _created_at()
+    """When anything inside the session was last written (messages, agents, multi-agents)."""
+    # Running totals of the session's messages, kept by the statements that write them.
+    message_count: Mapped[int] = _counter()
+    input_tokens: Mapped[int] = _counter()
+    output_tokens: Mapped[int] = _counter()
+    total_tokens: Mapped[int] = _counter()
+    cache_read_tokens: Mapped[int] = _counter()
+    tool_calls: Mapped[int] = _counter()
+    tool_errors: Mapped[int] = _counter()
 
 
 class AgentModel(Base):
@@ -97,6 +136,14 @@ class AgentModel(Base):
     internal_state: Mapped[Any] = mapped_column(JSON, nullable=False)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+    last_activity_at: Mapped[datetime] = _created_at()
+    message_count: Mapped[int] = _counter()
+    input_tokens: Mapped[int] = _counter()
+    output_tokens: Mapped[int] = _counter()
+    total_tokens: Mapped[int] = _counter()
+    cache_read_tokens: Mapped[int] = _counter()
+    tool_calls: Mapped[int] = _counter()
+    tool_errors: Mapped[int] = _counter()
 
 
 class MessageModel(Base):
@@ -110,6 +157,9 @@ class MessageModel(Base):
         CheckConstraint("message_id >= 0", name="message_id_not_negative"),
         # Role filters stay within one agent's conversation (the primary key orders it).
         Index("ix_session_messages_role", "session_id", "tenant", "agent_id", "role", "message_id"),
+        # Dashboards read by time across sessions (stats, "what happened between 14:00 and 15:00").
+        Index("ix_session_messages_tenant_created_at", "tenant", "created_at"),
+        Index("ix_session_messages_search", "search", postgresql_using="gin"),
     )
 
     session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
@@ -121,6 +171,49 @@ class MessageModel(Base):
     redact_message: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+    # Facts of the message as the agent sees it (db.derived), written with it.
+    plain_text: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
+    search: Mapped[Any] = mapped_column(
+        TSVECTOR, Computed(f"to_tsvector('{SEARCH_CONFIGURATION}', plain_text)", persisted=True)
+    )
+    content_types: Mapped[list[str]] = _text_list()
+    tool_names: Mapped[list[str]] = _text_list()
+    tool_statuses: Mapped[list[str]] = _text_list()
+    tool_calls: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    tool_errors: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    input_tokens: Mapped[int | None] = _measure()
+    output_tokens: Mapped[int | None] = _measure()
+    total_tokens: Mapped[int | None] = _measure()
+    cache_read_tokens: Mapped[int | None] = _measure()
+    cache_write_tokens: Mapped[int | None] = _measure()
+    latency_ms: Mapped[int | None] = _measure()
+    time_to_first_byte_ms: Mapped[int | None] = _measure()
+    is_redacted: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+
+
+class ToolCallModel(Base):
+    """One tool call and, once it came back, its result: tool statistics without reading messages."""
+
+    __tablename__ = "session_tool_calls"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["session_id", "tenant", "agent_id"],
+            ["session_agents.session_id", "session_agents.tenant", "session_agents.agent_id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_session_tool_calls_tenant_called_at", "tenant", "called_at"),
+    )
+
+    session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tenant: Mapped[str] = _tenant_key()
+    agent_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tool_use_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    called_message_id: Mapped[int | None] = _measure()
+    called_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    status: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """success or error once the result is stored; null while the call is open."""
+    result_message_id: Mapped[int | None] = _measure()
 
 
 class MultiAgentModel(Base):
@@ -206,9 +299,10 @@ sessions = cast(Table, SessionModel.__table__)
 agents = cast(Table, AgentModel.__table__)
 messages = cast(Table, MessageModel.__table__)
 multi_agents = cast(Table, MultiAgentModel.__table__)
+tool_calls = cast(Table, ToolCallModel.__table__)
 api_keys = cast(Table, ApiKeyModel.__table__)
 audit_events = cast(Table, AuditEventModel.__table__)
 rate_limit_buckets = cast(Table, RateLimitBucketModel.__table__)
 
-SESSION_TABLES = (sessions, agents, messages, multi_agents)
+SESSION_TABLES = (sessions, agents, messages, multi_agents, tool_calls)
 CONTROL_TABLES = (api_keys, audit_events, rate_limit_buckets)

@@ -6,17 +6,15 @@ tenant it is looked up in (see ``db.tenancy``), and every listing takes a ``Scop
 """
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, Select, Text, and_, bindparam, column, func, select, true, tuple_
+from sqlalchemy import Integer, Select, Text, and_, bindparam, column, func, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
 from db.models import agents, messages, multi_agents, sessions
-from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
-from db.tenancy import Scope
+from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord, Totals
 
 SessionKey = tuple[str, str]
 """(tenant, session_id)"""
@@ -28,21 +26,17 @@ MultiAgentKey = tuple[str, str, str]
 """(tenant, session_id, multi_agent_id)"""
 MessageWindowKey = tuple[str, str, str, int, int | None]
 """(tenant, session_id, agent_id, offset, limit)"""
-MessagePageKey = tuple[str, str, str, int | None, int]
-"""(tenant, session_id, agent_id, after message_id, limit)"""
-SessionPosition = tuple[datetime, str, str]
-"""Where a page of sessions ends: (created_at, session_id, tenant)."""
 
 
-def _text_array(name: str, values: Sequence[str]) -> Any:
+def text_array(name: str, values: Sequence[str]) -> Any:
     return bindparam(name, list(values), type_=ARRAY(Text))
 
 
-def _int_array(name: str, values: Sequence[int | None]) -> Any:
+def int_array(name: str, values: Sequence[int | None]) -> Any:
     return bindparam(name, list(values), type_=ARRAY(Integer))
 
 
-def _keys(*columns: tuple[str, Any, Any]) -> FromClause:
+def unnested_keys(*columns: tuple[str, Any, Any]) -> FromClause:
     """``unnest(...) WITH ORDINALITY AS k(...)``: one row per requested key, numbered from 1."""
     return (
         func.unnest(*(values for _, values, _ in columns))
@@ -51,16 +45,38 @@ def _keys(*columns: tuple[str, Any, Any]) -> FromClause:
     )
 
 
-def _session_keys(keys: Sequence[tuple[Any, ...]]) -> list[tuple[str, Any, Any]]:
+def session_key_columns(keys: Sequence[tuple[Any, ...]]) -> list[tuple[str, Any, Any]]:
     """The two key columns every session-table batch joins on: tenant and session_id."""
     return [
-        ("tenant", _text_array("tenants", [key[0] for key in keys]), Text),
-        ("session_id", _text_array("sids", [key[1] for key in keys]), Text),
+        ("tenant", text_array("tenants", [key[0] for key in keys]), Text),
+        ("session_id", text_array("sids", [key[1] for key in keys]), Text),
     ]
 
 
+def totals_of(row: Any) -> Totals:
+    return Totals(
+        message_count=row.message_count,
+        input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens,
+        total_tokens=row.total_tokens,
+        cache_read_tokens=row.cache_read_tokens,
+        tool_calls=row.tool_calls,
+        tool_errors=row.tool_errors,
+    )
+
+
 def session_record(row: Any) -> SessionRecord:
-    return SessionRecord(row.session_id, row.tenant, row.session_type, row.created_at, row.updated_at)
+    return SessionRecord(
+        row.session_id,
+        row.tenant,
+        row.session_type,
+        row.created_at,
+        row.updated_at,
+        labels=row.labels,
+        title=row.title,
+        last_activity_at=row.last_activity_at,
+        totals=totals_of(row),
+    )
 
 
 def agent_record(row: Any) -> AgentRecord:
@@ -73,6 +89,8 @@ def agent_record(row: Any) -> AgentRecord:
         row.internal_state,
         row.created_at,
         row.updated_at,
+        last_activity_at=row.last_activity_at,
+        totals=totals_of(row),
     )
 
 
@@ -97,43 +115,17 @@ def multi_agent_record(row: Any) -> MultiAgentRecord:
 
 
 async def get_sessions(conn: AsyncConnection, keys: Sequence[SessionKey]) -> dict[SessionKey, SessionRecord]:
-    k = _keys(*_session_keys(keys))
+    k = unnested_keys(*session_key_columns(keys))
     stmt = select(sessions).join(
         k, and_(sessions.c.tenant == k.c.tenant, sessions.c.session_id == k.c.session_id)
     )
     return {(row.tenant, row.session_id): session_record(row) for row in await conn.execute(stmt)}
 
 
-def sessions_page_statement(scope: Scope, first: int, after: SessionPosition | None) -> Select[Any]:
-    """Newest first; ``first + 1`` rows so the caller can tell whether another page follows.
-
-    Ties (and, across tenants, equal ids) are broken by session id and then tenant, so a cursor
-    names one position exactly.
-    """
-    stmt = select(sessions).where(scope.visible(sessions))
-    if after is not None:
-        created_at, session_id, tenant = after
-        stmt = stmt.where(
-            tuple_(sessions.c.created_at, sessions.c.session_id, sessions.c.tenant)
-            < tuple_(
-                bindparam("after_created_at", created_at, type_=DateTime(timezone=True)),
-                bindparam("after_session_id", session_id, type_=Text),
-                bindparam("after_tenant", tenant, type_=Text),
-            )
-        )
-    return stmt.order_by(
-        sessions.c.created_at.desc(), sessions.c.session_id.desc(), sessions.c.tenant.desc()
-    ).limit(first + 1)
-
-
-async def list_sessions_page(
-    conn: AsyncConnection, scope: Scope, first: int, after: SessionPosition | None
-) -> list[SessionRecord]:
-    return [session_record(row) for row in await conn.execute(sessions_page_statement(scope, first, after))]
-
-
 async def get_agents(conn: AsyncConnection, keys: Sequence[AgentKey]) -> dict[AgentKey, AgentRecord]:
-    k = _keys(*_session_keys(keys), ("agent_id", _text_array("aids", [key[2] for key in keys]), Text))
+    k = unnested_keys(
+        *session_key_columns(keys), ("agent_id", text_array("aids", [key[2] for key in keys]), Text)
+    )
     stmt = select(agents).join(
         k,
         and_(
@@ -148,7 +140,7 @@ async def get_agents(conn: AsyncConnection, keys: Sequence[AgentKey]) -> dict[Ag
 async def list_agents_of_sessions(
     conn: AsyncConnection, keys: Sequence[SessionKey], *, most: int | None = None
 ) -> dict[SessionKey, list[AgentRecord]]:
-    k = _keys(*_session_keys(keys))
+    k = unnested_keys(*session_key_columns(keys))
     stmt = (
         select(agents)
         .join(k, and_(agents.c.tenant == k.c.tenant, agents.c.session_id == k.c.session_id))
@@ -163,10 +155,10 @@ async def list_agents_of_sessions(
 
 
 async def get_messages(conn: AsyncConnection, keys: Sequence[MessageKey]) -> dict[MessageKey, MessageRecord]:
-    k = _keys(
-        *_session_keys(keys),
-        ("agent_id", _text_array("aids", [key[2] for key in keys]), Text),
-        ("message_id", _int_array("mids", [key[3] for key in keys]), Integer),
+    k = unnested_keys(
+        *session_key_columns(keys),
+        ("agent_id", text_array("aids", [key[2] for key in keys]), Text),
+        ("message_id", int_array("mids", [key[3] for key in keys]), Integer),
     )
     stmt = select(messages).join(
         k,
@@ -211,11 +203,11 @@ async def list_message_windows(
 ) -> list[list[MessageRecord]]:
     """Messages of many agents, each by ``(tenant, session_id, agent_id, offset, limit)`` in id order;
     at most ``most`` rows in all."""
-    k = _keys(
-        *_session_keys(windows),
-        ("agent_id", _text_array("aids", [w[2] for w in windows]), Text),
-        ("off", _int_array("offs", [w[3] for w in windows]), Integer),
-        ("lim", _int_array("lims", [w[4] for w in windows]), Integer),
+    k = unnested_keys(
+        *session_key_columns(windows),
+        ("agent_id", text_array("aids", [w[2] for w in windows]), Text),
+        ("off", int_array("offs", [w[3] for w in windows]), Integer),
+        ("lim", int_array("lims", [w[4] for w in windows]), Integer),
     )
     page = (
         select(messages)
@@ -231,40 +223,12 @@ async def list_message_windows(
     )
 
 
-async def list_messages_after(
-    conn: AsyncConnection, pages: Sequence[MessagePageKey], *, most: int | None = None
-) -> list[list[MessageRecord]]:
-    """Keyset pages by ``(tenant, session_id, agent_id, after_message_id, limit)``; None starts at the top."""
-    k = _keys(
-        *_session_keys(pages),
-        ("agent_id", _text_array("aids", [p[2] for p in pages]), Text),
-        ("after_id", _int_array("afters", [-1 if p[3] is None else p[3] for p in pages]), Integer),
-        ("lim", _int_array("lims", [p[4] for p in pages]), Integer),
-    )
-    page = (
-        select(messages)
-        .where(*_messages_of_key(k), messages.c.message_id > k.c.after_id)
-        .order_by(messages.c.message_id)
-        .limit(k.c.lim)
-        .lateral("m")
-    )
-    return _pages(
-        await conn.execute(_at_most(select(k.c.idx, page).select_from(k.join(page, true())), most)),
-        len(pages),
-    )
-
-
-async def count_messages(conn: AsyncConnection, keys: Sequence[AgentKey]) -> list[int]:
-    k = _keys(*_session_keys(keys), ("agent_id", _text_array("aids", [key[2] for key in keys]), Text))
-    counted = select(func.count()).select_from(messages).where(*_messages_of_key(k)).scalar_subquery()
-    stmt = select(k.c.idx, counted.label("n")).select_from(k).order_by(k.c.idx)
-    return [row.n for row in await conn.execute(stmt)]
-
-
 async def get_multi_agents(
     conn: AsyncConnection, keys: Sequence[MultiAgentKey]
 ) -> dict[MultiAgentKey, MultiAgentRecord]:
-    k = _keys(*_session_keys(keys), ("multi_agent_id", _text_array("mids", [key[2] for key in keys]), Text))
+    k = unnested_keys(
+        *session_key_columns(keys), ("multi_agent_id", text_array("mids", [key[2] for key in keys]), Text)
+    )
     stmt = select(multi_agents).join(
         k,
         and_(
@@ -282,7 +246,7 @@ async def get_multi_agents(
 async def list_multi_agents_of_sessions(
     conn: AsyncConnection, keys: Sequence[SessionKey], *, most: int | None = None
 ) -> dict[SessionKey, list[MultiAgentRecord]]:
-    k = _keys(*_session_keys(keys))
+    k = unnested_keys(*session_key_columns(keys))
     stmt = (
         select(multi_agents)
         .join(k, and_(multi_agents.c.tenant == k.c.tenant, multi_agents.c.session_id == k.c.session_id))

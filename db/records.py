@@ -1,8 +1,21 @@
 """Plain values that cross the boundary between storage and the API."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Running totals of a session's or agent's messages."""
+
+    message_count: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cache_read_tokens: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,6 +25,10 @@ class SessionRecord:
     session_type: str
     created_at: datetime
     updated_at: datetime
+    labels: dict[str, str] = field(default_factory=dict)
+    title: str | None = None
+    last_activity_at: datetime | None = None
+    totals: Totals = field(default_factory=Totals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +41,8 @@ class AgentRecord:
     internal_state: Any
     created_at: datetime
     updated_at: datetime
+    last_activity_at: datetime | None = None
+    totals: Totals = field(default_factory=Totals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +74,8 @@ class SessionDraft:
     session_type: str
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    title: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

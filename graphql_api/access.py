@@ -34,12 +34,18 @@ QUERY_ROLES: dict[str, Role] = {
     "agent": Role.READER,
     "message": Role.READER,
     "multiAgent": Role.READER,
+    "agents": Role.READER,
+    "messages": Role.READER,
+    "searchMessages": Role.READER,
+    "conversationStats": Role.READER,
+    "toolStats": Role.READER,
     "auditEvents": Role.ADMIN,
     "apiKeys": Role.ADMIN,
 }
 MUTATION_ROLES: dict[str, Role] = {
     "__typename": Role.READER,
     "createSession": Role.WRITER,
+    "updateSession": Role.WRITER,
     "createAgent": Role.WRITER,
     "updateAgent": Role.WRITER,
     "createMessage": Role.WRITER,

@@ -11,12 +11,12 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
-from db import queries
+from db import listings, queries
 from db.engine import Database
+from db.listings import AgentFilterKey, AgentMessagesKey
 from db.queries import (
     AgentKey,
     MessageKey,
-    MessagePageKey,
     MessageWindowKey,
     MultiAgentKey,
     SessionKey,
@@ -95,8 +95,9 @@ class Loaders:
     agents_of_session: DataLoader[SessionKey, list[AgentRecord]]
     message: DataLoader[MessageKey, MessageRecord | None]
     message_window: DataLoader[MessageWindowKey, list[MessageRecord]]
-    message_page: DataLoader[MessagePageKey, list[MessageRecord]]
-    message_count: DataLoader[AgentKey, int]
+    agent_messages: DataLoader[AgentMessagesKey, list[MessageRecord]]
+    agent_message_count: DataLoader[AgentFilterKey, int]
+    last_message: DataLoader[AgentKey, MessageRecord | None]
     multi_agent: DataLoader[MultiAgentKey, MultiAgentRecord | None]
     multi_agents_of_session: DataLoader[SessionKey, list[MultiAgentRecord]]
 
@@ -124,8 +125,9 @@ def create_loaders(db: Database, budget: RowBudget) -> Loaders:
         agents_of_session=_loader(db, budget, _grouped(budget.capped(queries.list_agents_of_sessions))),
         message=_loader(db, budget, _by_key(queries.get_messages)),
         message_window=_loader(db, budget, budget.capped(queries.list_message_windows)),
-        message_page=_loader(db, budget, budget.capped(queries.list_messages_after)),
-        message_count=_loader(db, budget, queries.count_messages),
+        agent_messages=_loader(db, budget, budget.capped(listings.agent_message_pages)),
+        agent_message_count=_loader(db, budget, listings.count_agent_messages),
+        last_message=_loader(db, budget, listings.latest_messages),
         multi_agent=_loader(db, budget, _by_key(queries.get_multi_agents)),
         multi_agents_of_session=_loader(
             db, budget, _grouped(budget.capped(queries.list_multi_agents_of_sessions))

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from db import commands, queries
+from db import commands, listings, queries
 from tests.api_helpers import (
     APPEND_MESSAGES,
     CREATE_AGENT,
@@ -610,7 +610,7 @@ def boom(*args: Any, **kwargs: Any) -> Any:
     ("module", "function", "document", "make_variables"),
     [
         (queries, "get_agents", GET_AGENT, lambda new_id: {"sessionId": new_id("s"), "agentId": "a"}),
-        (queries, "list_sessions_page", "{ sessions { nodes { sessionId } } }", lambda new_id: {}),
+        (listings, "list_sessions", "{ sessions { nodes { sessionId } } }", lambda new_id: {}),
         (commands, "create_session", CREATE_SESSION, lambda new_id: {"session": {"sessionId": new_id("s")}}),
     ],
     ids=["loader", "query", "mutation"],

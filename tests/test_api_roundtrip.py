@@ -182,12 +182,14 @@ def test_utc_timestamps_come_back_as_the_same_string(
     session_id, agent_id, multi_agent_id = new_id("session"), new_id("agent"), new_id("swarm")
     times = {"createdAt": timestamp, "updatedAt": timestamp}
     create_session(graphql, session_id, **times)
+    # Read before anything is written inside it: a session's updatedAt then moves to that write.
+    session = data_of(graphql(GET_SESSION, {"sessionId": session_id}))["session"]
     create_agent(graphql, session_id, agent_id, **times)
     create_message(graphql, session_id, agent_id, 0, **times)
     create_multi_agent(graphql, session_id, multi_agent_id, **times)
 
     stored = [
-        data_of(graphql(GET_SESSION, {"sessionId": session_id}))["session"],
+        session,
         data_of(graphql(GET_AGENT, {"sessionId": session_id, "agentId": agent_id}))["agent"],
         data_of(graphql(GET_MESSAGE, {"sessionId": session_id, "agentId": agent_id, "messageId": 0}))[
             "message"

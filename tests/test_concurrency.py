@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from db import queries
+from db import listings, queries
 from tests.conftest import GraphQLCall, RunningServer
 
 MESSAGE = {"role": "user", "content": [{"text": "hi"}]}
@@ -63,8 +63,13 @@ def test_sibling_root_fields_run_at_the_same_time_on_different_connections(
 
         return fetch_with_siblings
 
-    for name in ("get_sessions", "get_agents", "get_messages", "list_sessions_page"):
-        monkeypatch.setattr(queries, name, meet_siblings(name, getattr(queries, name)))
+    for module, name in (
+        (queries, "get_sessions"),
+        (queries, "get_agents"),
+        (queries, "get_messages"),
+        (listings, "list_sessions"),
+    ):
+        monkeypatch.setattr(module, name, meet_siblings(name, getattr(module, name)))
 
     body = graphql(
         f"""{{
@@ -80,7 +85,7 @@ def test_sibling_root_fields_run_at_the_same_time_on_different_connections(
     assert body["data"]["agent"] == {"agentId": "agent-0"}
     assert body["data"]["message"] == {"messageId": 0}
     assert len(body["data"]["sessions"]["edges"]) == 1
-    assert sorted(backends) == ["get_agents", "get_messages", "get_sessions", "list_sessions_page"]
+    assert sorted(backends) == ["get_agents", "get_messages", "get_sessions", "list_sessions"]
     assert len(set(backends.values())) == 4, f"concurrent fields shared a connection: {backends}"
 
 

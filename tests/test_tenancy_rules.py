@@ -11,17 +11,33 @@ from types import ModuleType
 
 import pytest
 
-from db import commands, queries
-from db.queries import AgentKey, MessageKey, MessagePageKey, MessageWindowKey, MultiAgentKey, SessionKey
+from db import commands, listings, message_writes, queries, search, stats
+from db.listings import AgentFilterKey, AgentMessagesKey
+from db.queries import AgentKey, MessageKey, MessageWindowKey, MultiAgentKey, SessionKey
 from db.tenancy import Scope
 
-TENANT_FIRST_KEYS = {SessionKey, AgentKey, MessageKey, MultiAgentKey, MessageWindowKey, MessagePageKey}
+TENANT_FIRST_KEYS = {
+    SessionKey,
+    AgentKey,
+    MessageKey,
+    MultiAgentKey,
+    MessageWindowKey,
+    AgentMessagesKey,
+    AgentFilterKey,
+}
 NOT_QUERIES = {
+    "totals_of",
+    "text_array",
+    "int_array",
+    "unnested_keys",
+    "session_key_columns",
     "session_record",
     "agent_record",
     "message_record",
     "multi_agent_record",
     "same_message_content",
+    "facts_json",
+    "bucket_starts",
 }
 
 
@@ -44,7 +60,10 @@ def names_its_tenant(function: typing.Callable[..., object]) -> bool:
     return False
 
 
-@pytest.mark.parametrize("module", [queries, commands], ids=["queries", "commands"])
+MODULES = [queries, commands, listings, message_writes, search, stats]
+
+
+@pytest.mark.parametrize("module", MODULES, ids=[module.__name__ for module in MODULES])
 def test_every_query_and_command_takes_a_scope_or_tenant_first_keys(module: ModuleType) -> None:
     functions = public_functions(module)
 

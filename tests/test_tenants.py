@@ -236,8 +236,59 @@ def _revoke_api_key(t: Tenants) -> None:
     assert not_found_message(theirs, "b-dashboard") == not_found_message(nobody, "nobodys-label")
 
 
+def _agents(t: Tenants) -> None:
+    listed = data_of(t.call(A, "reader", "{ agents(first: 100) { totalCount nodes { sessionId } } }"))[
+        "agents"
+    ]
+    assert listed == {"totalCount": 0, "nodes": []}  # A's "shared" session has no agents
+
+
+def _messages(t: Tenants) -> None:
+    listed = data_of(t.call(A, "reader", "{ messages(first: 100) { totalCount nodes { text } } }"))[
+        "messages"
+    ]
+    assert listed == {"totalCount": 0, "nodes": []}
+
+
+def _search_messages(t: Tenants) -> None:
+    found = data_of(t.call(A, "reader", '{ searchMessages(query: "secret words") { edges { snippet } } }'))
+    assert found["searchMessages"]["edges"] == []
+    assert data_of(t.call(B, "reader", '{ searchMessages(query: "secret words") { edges { snippet } } }'))[
+        "searchMessages"
+    ]["edges"], "the search itself works"
+
+
+def _conversation_stats(t: Tenants) -> None:
+    query = """{
+      conversationStats(bucket: DAY, groupBy: SESSION) { totals { messages sessions } keyTotals { key } }
+    }"""
+
+    stats = data_of(t.call(A, "reader", query))["conversationStats"]
+    assert stats == {"totals": {"messages": 0, "sessions": 0}, "keyTotals": []}
+
+
+def _tool_stats(t: Tenants) -> None:
+    assert data_of(t.call(A, "reader", "{ toolStats { name } }"))["toolStats"] == []
+
+
+def _update_session(t: Tenants) -> None:
+    theirs = t.call(
+        A, "writer", 'mutation { updateSession(sessionId: "b-only", title: "mine now") { title } }'
+    )
+    made_up = t.call(
+        A, "writer", 'mutation { updateSession(sessionId: "no-such-session", title: "x") { title } }'
+    )
+    assert not_found_message(theirs, "b-only") == not_found_message(made_up, "no-such-session")
+
+
 CASES["createApiKey"] = _create_api_key
 CASES["revokeApiKey"] = _revoke_api_key
+CASES["agents"] = _agents
+CASES["messages"] = _messages
+CASES["searchMessages"] = _search_messages
+CASES["conversationStats"] = _conversation_stats
+CASES["toolStats"] = _tool_stats
+CASES["updateSession"] = _update_session
 
 
 def test_every_root_field_is_tried_across_tenants() -> None:

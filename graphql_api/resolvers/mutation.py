@@ -8,7 +8,7 @@ Who may call which mutation is decided before any of them runs, in ``graphql_api
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db import commands
+from db import commands, message_writes
 from db import keys as stored_keys
 from db.errors import NotFoundError
 from db.records import MessageDraft, MessageRecord
@@ -18,9 +18,11 @@ from graphql_api.errors import ErrorCode, ForbiddenError, InputError, LimitError
 from graphql_api.identity import check_tenant
 from graphql_api.types.agent import Agent
 from graphql_api.types.api_key import ApiKey, KeyRole, NewApiKey
-from graphql_api.types.inputs import AgentInput, MessageInput, MultiAgentInput, SessionInput
+from graphql_api.types.filters import check_labels
+from graphql_api.types.inputs import AgentInput, MessageInput, MultiAgentInput, SessionInput, check_title
 from graphql_api.types.message import Message
 from graphql_api.types.multi_agent import MultiAgent
+from graphql_api.types.scalars import JSON
 from graphql_api.types.session import Session
 from graphql_api.validation import check_id, check_message_id
 
@@ -54,6 +56,24 @@ class Mutation:
         scope = info.context.scope
         record = await info.context.database_for_write().run(
             lambda conn: commands.create_session(conn, scope, draft)
+        )
+        return Session.from_record(record)
+
+    @strawberry.mutation(
+        description="Set a session's labels and/or title (what is left out stays); its updatedAt moves."
+    )
+    async def update_session(
+        self, info: Info, session_id: str, labels: JSON | None = None, title: str | None = None
+    ) -> Session:
+        check_id("sessionId", session_id)
+        changes: dict[str, object] = {}
+        if labels is not None:
+            changes["labels"] = check_labels("labels", labels)
+        if title is not None:
+            changes["title"] = check_title("title", title)
+        scope = info.context.scope
+        record = await info.context.database_for_write().run(
+            lambda conn: commands.update_session(conn, scope, session_id, changes)
         )
         return Session.from_record(record)
 
@@ -109,7 +129,8 @@ class Mutation:
         scope = info.context.scope
         # Storing equal content again succeeds, so a retry can never report a false error.
         (record,) = await info.context.database_for_write().run(
-            lambda conn: commands.insert_messages(conn, scope, session_id, agent_id, [draft]), idempotent=True
+            lambda conn: message_writes.insert_messages(conn, scope, session_id, agent_id, [draft]),
+            idempotent=True,
         )
         return Message.from_record(record)
 
@@ -127,8 +148,8 @@ class Mutation:
 
         async def append(conn: AsyncConnection) -> list[MessageRecord]:
             if drafts:
-                return await commands.insert_messages(conn, scope, session_id, agent_id, drafts)
-            if not await commands.agent_exists(conn, scope, session_id, agent_id):
+                return await message_writes.insert_messages(conn, scope, session_id, agent_id, drafts)
+            if not await message_writes.agent_exists(conn, scope, session_id, agent_id):
                 raise NotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
             return []
 
@@ -145,8 +166,8 @@ class Mutation:
         check_id("agentId", agent_id)
         draft = _message_draft(info.context, "message", message)
         scope = info.context.scope
-        record = await info.context.database_for_write().run(
-            lambda conn: commands.update_message(conn, scope, session_id, agent_id, draft)
+        record = await info.context.database_for_write().run_in_transaction(
+            lambda conn: message_writes.update_message(conn, scope, session_id, agent_id, draft)
         )
         return Message.from_record(record)
 
@@ -156,8 +177,8 @@ class Mutation:
         check_id("agentId", agent_id)
         check_message_id("messageId", message_id)
         scope, actor = info.context.scope, info.context.actor
-        await info.context.database_for_write().run(
-            lambda conn: commands.delete_message(conn, scope, session_id, agent_id, message_id, actor)
+        await info.context.database_for_write().run_in_transaction(
+            lambda conn: message_writes.delete_message(conn, scope, session_id, agent_id, message_id, actor)
         )
         return True
 

@@ -6,14 +6,14 @@ the tenant of the row they hang from.
 
 import strawberry
 
-from db import audit, keys, queries
+from db import audit, keys
 from graphql_api.context import Info
+from graphql_api.resolvers.analytics import AnalyticsQuery
 from graphql_api.types.agent import Agent
 from graphql_api.types.api_key import ApiKey
 from graphql_api.types.audit import AuditEventConnection, decode_audit_cursor
 from graphql_api.types.message import Message
 from graphql_api.types.multi_agent import MultiAgent
-from graphql_api.types.pagination import SessionConnection, decode_session_cursor
 from graphql_api.types.session import Session
 from graphql_api.validation import check_id, check_message_id, check_page_size
 
@@ -25,23 +25,12 @@ def listing_tenant(info: Info) -> str | None:
 
 
 @strawberry.type
-class Query:
+class LookupQuery:
     @strawberry.field(description="A session by id, or null.")
     async def session(self, info: Info, session_id: str) -> Session | None:
         key = (info.context.scope.tenant, check_id("sessionId", session_id))
         record = await info.context.loaders.session.load(key)
         return None if record is None else Session.from_record(record)
-
-    @strawberry.field(description="Sessions, newest first, as a cursor connection.")
-    async def sessions(self, info: Info, first: int = 20, after: str | None = None) -> SessionConnection:
-        check_page_size("first", first, info.context.limits.max_page_size)
-        position = None if after is None else decode_session_cursor("after", after)
-        scope = info.context.scope
-        records = await info.context.db.run(
-            lambda conn: queries.list_sessions_page(conn, scope, first, position), idempotent=True
-        )
-        info.context.loaders.prime_sessions(records)
-        return SessionConnection.from_records(records, first)
 
     @strawberry.field(description="An agent by session and agent id, or null.")
     async def agent(self, info: Info, session_id: str, agent_id: str) -> Agent | None:
@@ -101,3 +90,8 @@ class Query:
             lambda conn: keys.list_keys(conn, tenant=tenant, include_revoked=include_revoked), idempotent=True
         )
         return [ApiKey.from_record(record) for record in records]
+
+
+@strawberry.type
+class Query(LookupQuery, AnalyticsQuery):
+    """Look-ups by id, the admin fields, and the listings, search and statistics of analytics."""

@@ -9,13 +9,17 @@ from db.errors import NotFoundError
 from db.records import AgentRecord
 from graphql_api.context import Info
 from graphql_api.errors import InputError
-from graphql_api.types.pagination import MessageConnection, decode_message_cursor
+from graphql_api.types.filters import ConversationFilter, filter_of
+from graphql_api.types.pagination import MessageConnection, decode_message_cursor, page_request
 from graphql_api.types.scalars import JSON
+from graphql_api.types.totals import Totals
 from graphql_api.validation import check_not_negative, check_page_size
 
 if TYPE_CHECKING:
     from graphql_api.types.message import Message
     from graphql_api.types.session import Session
+
+CONVERSATION_PAGE = 50
 
 
 @strawberry.type(description="An agent of a session, with the state Strands restores it from.")
@@ -28,6 +32,10 @@ class Agent:
     internal_state: JSON = strawberry.field(description="Strands-managed state (interrupts, model state).")
     created_at: datetime
     updated_at: datetime
+    last_activity_at: datetime = strawberry.field(
+        description="When the agent or one of its messages was last written."
+    )
+    totals: Totals = strawberry.field(description="What the agent's messages add up to.")
 
     @classmethod
     def from_record(cls, record: AgentRecord) -> "Agent":
@@ -40,6 +48,8 @@ class Agent:
             internal_state=record.internal_state,
             created_at=record.created_at,
             updated_at=record.updated_at,
+            last_activity_at=record.last_activity_at or record.updated_at,
+            totals=Totals.from_record(record.totals),
         )
 
     @strawberry.field
@@ -53,7 +63,7 @@ class Agent:
 
     @strawberry.field(
         description="Messages ordered by messageId; offset and limit are positions in that order, "
-        "as in Strands' list_messages. No limit returns all from offset."
+        "as in Strands' list_messages. No limit returns all from offset (at most the server's largest list)."
     )
     async def messages(
         self, info: Info, offset: int = 0, limit: int | None = None
@@ -81,18 +91,54 @@ class Agent:
         loaders.prime_messages(records)
         return [Message.from_record(record) for record in records]
 
-    @strawberry.field(description="Messages as a cursor connection, keyed by messageId.")
+    @strawberry.field(description="The conversation as a cursor connection in messageId order, filtered.")
     async def messages_connection(
-        self, info: Info, first: int = 50, after: str | None = None
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: ConversationFilter | None = None,
     ) -> MessageConnection:
-        check_page_size("first", first, info.context.limits.max_page_size)
-        after_id = None if after is None else decode_message_cursor("after", after)
+        wanted = page_request(
+            "messagesConnection",
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            default=CONVERSATION_PAGE,
+            maximum=info.context.limits.max_page_size,
+            decode=lambda field, cursor: (decode_message_cursor(field, cursor),),
+        )
+        matching = filter_of(filter)
         loaders = info.context.loaders
-        key = (self.tenant, self.session_id, self.agent_id, after_id, first + 1)
-        records = await loaders.message_page.load(key)
+        position = None if wanted.position is None else wanted.position[0]
+        key = (
+            self.tenant,
+            self.session_id,
+            self.agent_id,
+            matching,
+            position,
+            wanted.size + 1,
+            wanted.backwards,
+        )
+        records = await loaders.agent_messages.load(key)
         loaders.prime_messages(records)
-        return MessageConnection.from_records(records, first)
+        count_key = (self.tenant, self.session_id, self.agent_id, matching)
+        return MessageConnection.of_conversation(
+            records, wanted, lambda: loaders.agent_message_count.load(count_key)
+        )
 
     @strawberry.field(description="How many messages the agent has.")
-    async def message_count(self, info: Info) -> int:
-        return await info.context.loaders.message_count.load((self.tenant, self.session_id, self.agent_id))
+    def message_count(self) -> int:
+        return self.totals.messages
+
+    @strawberry.field(description="The agent's latest message (the highest messageId), or null.")
+    async def last_message(
+        self, info: Info
+    ) -> Annotated["Message", strawberry.lazy("graphql_api.types.message")] | None:
+        from graphql_api.types.message import Message
+
+        record = await info.context.loaders.last_message.load((self.tenant, self.session_id, self.agent_id))
+        return None if record is None else Message.from_record(record)

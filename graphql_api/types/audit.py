@@ -81,5 +81,10 @@ class AuditEventConnection:
             AuditEventEdge(cursor=encode_audit_cursor(r), node=AuditEvent.from_record(r))
             for r in records[:first]
         ]
-        end = edges[-1].cursor if edges else None
-        return cls(edges=edges, page_info=PageInfo(has_next_page=len(records) > first, end_cursor=end))
+        info = PageInfo(
+            has_next_page=len(records) > first,
+            has_previous_page=False,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        )
+        return cls(edges=edges, page_info=info)

@@ -6,8 +6,9 @@ from typing import Any
 import strawberry
 
 from db.records import AgentDraft, MessageDraft, MultiAgentDraft, SessionDraft
-from graphql_api.errors import ErrorCode, LimitError
+from graphql_api.errors import ErrorCode, InputError, LimitError
 from graphql_api.settings import Limits
+from graphql_api.types.filters import check_labels
 from graphql_api.types.scalars import JSON
 from graphql_api.types.session import SessionType
 from graphql_api.validation import (
@@ -16,10 +17,17 @@ from graphql_api.validation import (
     check_message_id,
     check_object,
     check_optional_object,
+    check_unicode,
     json_shape,
     message_role,
     too_deep,
 )
+
+
+def check_title(field: str, title: str) -> str:
+    if len(title) > TITLE_LENGTH or "\x00" in title:
+        raise InputError(field, f"must be at most {TITLE_LENGTH} characters, without NUL")
+    return check_unicode(field, title)
 
 
 def _document(field: str, value: JSON, limits: Limits) -> dict[str, Any]:
@@ -32,6 +40,8 @@ def _optional_document(field: str, value: JSON | None, limits: Limits) -> dict[s
     return None if value is None else _document(field, value, limits)
 
 
+LABELS_HELP = 'Who and where the conversation belongs to: up to 32 short strings by name, e.g. {user: "ana"}.'
+TITLE_LENGTH = 500
 CREATED_AT_HELP = "Defaults to now. Updates ignore it: the stored createdAt is kept."
 UPDATED_AT_HELP = "Defaults to now (to createdAt on create)."
 
@@ -42,6 +52,8 @@ class SessionInput:
     session_type: SessionType = SessionType.AGENT
     created_at: datetime | None = strawberry.field(default=None, description=CREATED_AT_HELP)
     updated_at: datetime | None = strawberry.field(default=None, description=UPDATED_AT_HELP)
+    labels: JSON | None = strawberry.field(default=None, description=LABELS_HELP)
+    title: str | None = None
 
     def to_draft(self, field: str) -> SessionDraft:
         return SessionDraft(
@@ -49,6 +61,8 @@ class SessionInput:
             session_type=self.session_type.value,
             created_at=self.created_at,
             updated_at=self.updated_at,
+            labels={} if self.labels is None else check_labels(f"{field}.labels", self.labels),
+            title=None if self.title is None else check_title(f"{field}.title", self.title),
         )
 
 

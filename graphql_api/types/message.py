@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from db.derived import MessageFacts, effective_message, facts_of
 from db.errors import NotFoundError
 from db.records import MessageRecord
 from graphql_api.context import Info
@@ -12,6 +13,28 @@ from graphql_api.types.scalars import JSON
 
 if TYPE_CHECKING:
     from graphql_api.types.agent import Agent
+
+
+@strawberry.type(description="A tool the message calls.")
+class ToolCall:
+    tool_use_id: str
+    name: str
+    input: JSON
+
+
+@strawberry.type(description="A tool result the message carries.")
+class ToolResult:
+    tool_use_id: str
+    status: str = strawberry.field(description="success or error")
+
+
+@strawberry.type(description="metadata.usage of an assistant message.")
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cache_read_input_tokens: int
+    cache_write_input_tokens: int
 
 
 @strawberry.type(description="A message of an agent's conversation, as Strands stored it.")
@@ -27,6 +50,7 @@ class Message:
     )
     created_at: datetime
     updated_at: datetime
+    facts_cache: strawberry.Private[MessageFacts | None] = None
 
     @classmethod
     def from_record(cls, record: MessageRecord) -> "Message":
@@ -50,3 +74,59 @@ class Message:
         if record is None:  # deleted while this request ran
             raise NotFoundError(f"agent {self.agent_id!r} of message {self.message_id} is gone")
         return Agent.from_record(record)
+
+    @property
+    def _facts(self) -> MessageFacts:
+        # Derived from the stored JSON by the same code that filled the columns filters read.
+        if self.facts_cache is None:
+            self.facts_cache = facts_of(self.message, self.redact_message)
+        return self.facts_cache
+
+    @strawberry.field(
+        description="The message's text as the agent sees it (redacted when it was), block after block."
+    )
+    def text(self) -> str:
+        return self._facts.text
+
+    @strawberry.field(description="The kinds of content block the message holds (text, toolUse, image, ...).")
+    def content_types(self) -> list[str]:
+        return self._facts.content_types
+
+    @strawberry.field(description="The tools the message calls.")
+    def tool_calls(self) -> list[ToolCall]:
+        return [
+            ToolCall(tool_use_id=c.tool_use_id, name=c.name, input=c.input) for c in self._facts.tool_calls
+        ]
+
+    @strawberry.field(description="The tool results the message carries.")
+    def tool_results(self) -> list[ToolResult]:
+        return [ToolResult(tool_use_id=r.tool_use_id, status=r.status) for r in self._facts.tool_results]
+
+    @strawberry.field(description="Tokens of the model call that produced the message (assistant messages).")
+    def usage(self) -> Usage | None:
+        found = self._facts.usage
+        if found is None:
+            return None
+        return Usage(
+            input_tokens=found.input_tokens,
+            output_tokens=found.output_tokens,
+            total_tokens=found.total_tokens,
+            cache_read_input_tokens=found.cache_read_tokens,
+            cache_write_input_tokens=found.cache_write_tokens,
+        )
+
+    @strawberry.field(description="How long the model call took, in milliseconds (metadata.metrics).")
+    def latency_ms(self) -> int | None:
+        return self._facts.latency_ms
+
+    @strawberry.field(description="How long until the model's first byte, in milliseconds.")
+    def time_to_first_byte_ms(self) -> int | None:
+        return self._facts.time_to_first_byte_ms
+
+    @strawberry.field(description="Whether a guardrail redacted the message.")
+    def is_redacted(self) -> bool:
+        return self._facts.is_redacted
+
+    @strawberry.field(description="What the agent sees: redactMessage when there is one, else message.")
+    def effective_message(self) -> JSON:
+        return JSON(effective_message(self.message, self.redact_message))

@@ -1,25 +1,32 @@
-"""Cursor connections and their opaque cursors."""
+"""Cursor connections of sessions, agents and messages, and their opaque cursors.
+
+A listing's cursor names a position in one ordering (the order's value and the row's key), not a
+row: given to another tenant it only says where that tenant's own listing resumes. A cursor of one
+ordering is refused by another.
+"""
 
 import base64
 import binascii
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from db.queries import SessionPosition
-from db.records import MessageRecord, SessionRecord
+from db.listings import Order, Page, PageRequest, Position
+from db.records import AgentRecord, MessageRecord, SessionRecord
 from graphql_api.errors import InputError
 from graphql_api.identity import check_tenant
-from graphql_api.validation import MAX_MESSAGE_ID, check_id
+from graphql_api.validation import MAX_MESSAGE_ID, check_id, check_page_size
 
 if TYPE_CHECKING:
+    from graphql_api.types.agent import Agent
     from graphql_api.types.message import Message
     from graphql_api.types.session import Session
 
 _MESSAGE_PREFIX = "message:"
-_SESSION_PREFIX = "session:"
+NOT_OURS = "is not a cursor this API returned"
 
 
 def _encode(text: str) -> str:
@@ -30,20 +37,21 @@ def _decode(field: str, cursor: str, prefix: str) -> str:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InputError(field, "is not a cursor this API returned") from None
+        raise InputError(field, NOT_OURS) from None
     if not text.startswith(prefix):
         raise InputError(field, "is not a cursor of this connection")
     return text[len(prefix) :]
 
 
 def encode_message_cursor(message_id: int) -> str:
+    """A position in one agent's conversation: its message id."""
     return _encode(f"{_MESSAGE_PREFIX}{message_id}")
 
 
 def decode_message_cursor(field: str, cursor: str) -> int:
     raw = _decode(field, cursor, _MESSAGE_PREFIX)
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 10 and int(raw) <= MAX_MESSAGE_ID):
-        raise InputError(field, "is not a cursor this API returned")
+        raise InputError(field, NOT_OURS)
     return int(raw)
 
 
@@ -61,59 +69,94 @@ def _cursor_time(value: object) -> datetime:
         raise ValueError("not a time") from None
 
 
-def encode_session_cursor(record: SessionRecord) -> str:
-    position = [record.created_at.isoformat(), record.session_id, record.tenant]
-    return _encode(_SESSION_PREFIX + json.dumps(position))
+KEY_PARTS = {
+    "session": ("id", "tenant"),
+    "agent": ("id", "tenant", "id"),
+    "message": ("id", "tenant", "id", "int"),
+}
 
 
-def decode_session_cursor(field: str, cursor: str) -> SessionPosition:
-    """Where the page ends. A cursor names a position in an ordering, not a row: given to another
-    tenant it only says where that tenant's own listing resumes."""
-    raw = _decode(field, cursor, _SESSION_PREFIX)
+def encode_position(kind: str, order: Order, position: Position) -> str:
+    value, *key = position
+    shown = value.isoformat() if isinstance(value, datetime) else value
+    return _encode(f"{kind}:" + json.dumps([order.field, order.descending, shown, *key]))
+
+
+def decode_position(field: str, cursor: str, kind: str, order: Order) -> Position:
+    raw = _decode(field, cursor, f"{kind}:")
     try:
-        created_at, session_id, tenant = json.loads(raw)
-        position = _cursor_time(created_at), check_id(field, session_id), check_tenant(tenant)
+        order_field, descending, value, *key = json.loads(raw)
     except (ValueError, TypeError):
-        raise InputError(field, "is not a cursor this API returned") from None
-    return position
+        raise InputError(field, NOT_OURS) from None
+    if (order_field, descending) != (order.field, order.descending):
+        raise InputError(field, "is a cursor of another order; page with the orderBy it came from")
+    try:
+        parsed_value = _cursor_time(value) if order.field.endswith("_AT") else _whole(value)
+        parts = KEY_PARTS[kind]
+        if len(key) != len(parts):
+            raise ValueError("wrong key")
+        parsed_key = [
+            check_id(field, part)
+            if what == "id"
+            else check_tenant(part)
+            if what == "tenant"
+            else _whole(part)
+            for what, part in zip(parts, key, strict=True)
+        ]
+    except (ValueError, TypeError):
+        raise InputError(field, NOT_OURS) from None
+    return (parsed_value, *parsed_key)
 
 
-@strawberry.type(description="Where a page ends and whether another follows.")
+def _whole(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not -(2**62) < value < 2**62:
+        raise ValueError("not a whole number")
+    return value
+
+
+def page_request(
+    field_prefix: str,
+    *,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    default: int,
+    maximum: int,
+    decode: Callable[[str, str], Any],
+) -> PageRequest:
+    """``first``/``after`` forward or ``last``/``before`` backward, checked; one direction at a time."""
+    if last is not None or before is not None:
+        if first is not None or after is not None:
+            raise InputError("last", "page with first/after or with last/before, not both")
+        size = check_page_size("last", default if last is None else last, maximum)
+        return PageRequest(size, None if before is None else decode("before", before), backwards=True)
+    size = check_page_size("first", default if first is None else first, maximum)
+    return PageRequest(size, None if after is None else decode("after", after))
+
+
+@strawberry.type(description="Where a page starts and ends, and whether more lie on either side.")
 class PageInfo:
     has_next_page: bool
+    has_previous_page: bool = strawberry.field(
+        description="Going forward, whether this page started after a cursor (rows may lie before it)."
+    )
+    start_cursor: str | None
     end_cursor: str | None
 
 
-@strawberry.type
-class MessageEdge:
-    cursor: str
-    node: Annotated["Message", strawberry.lazy("graphql_api.types.message")]
+def page_info(cursors: Sequence[str], page: Page[Any], request: PageRequest) -> PageInfo:
+    # Relay's rules: the direction read reports exactly whether more follow; the other direction
+    # reports whether the page started at a cursor, which is as much as a keyset knows cheaply.
+    return PageInfo(
+        has_next_page=page.more if not request.backwards else request.position is not None,
+        has_previous_page=page.more if request.backwards else request.position is not None,
+        start_cursor=cursors[0] if cursors else None,
+        end_cursor=cursors[-1] if cursors else None,
+    )
 
 
-@strawberry.type(description="A page of an agent's messages in messageId order.")
-class MessageConnection:
-    edges: list[MessageEdge]
-    page_info: PageInfo
-
-    @strawberry.field(description="The page's messages, without cursors.")
-    def nodes(self) -> list[Annotated["Message", strawberry.lazy("graphql_api.types.message")]]:
-        return [edge.node for edge in self.edges]
-
-    @classmethod
-    def from_records(cls, records: list[MessageRecord], first: int) -> "MessageConnection":
-        """``records`` holds up to ``first + 1`` rows; the extra one only says a next page exists."""
-        from graphql_api.types.message import Message
-
-        edges = [
-            MessageEdge(cursor=encode_message_cursor(r.message_id), node=Message.from_record(r))
-            for r in records[:first]
-        ]
-        return cls(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=len(records) > first, end_cursor=edges[-1].cursor if edges else None
-            ),
-        )
+CountOf = Callable[[], Awaitable[int]]
 
 
 @strawberry.type
@@ -122,25 +165,120 @@ class SessionEdge:
     node: Annotated["Session", strawberry.lazy("graphql_api.types.session")]
 
 
-@strawberry.type(description="A page of sessions, newest first.")
+@strawberry.type(description="A page of sessions.")
 class SessionConnection:
     edges: list[SessionEdge]
     page_info: PageInfo
+    count_of: strawberry.Private[CountOf]
 
     @strawberry.field(description="The page's sessions, without cursors.")
     def nodes(self) -> list[Annotated["Session", strawberry.lazy("graphql_api.types.session")]]:
         return [edge.node for edge in self.edges]
 
+    @strawberry.field(description="How many sessions match the filter in all (counted only when asked for).")
+    async def total_count(self) -> int:
+        return await self.count_of()
+
     @classmethod
-    def from_records(cls, records: list[SessionRecord], first: int) -> "SessionConnection":
+    def of(
+        cls, page: Page[SessionRecord], request: PageRequest, order: Order, count_of: CountOf
+    ) -> "SessionConnection":
         from graphql_api.types.session import Session
 
         edges = [
-            SessionEdge(cursor=encode_session_cursor(r), node=Session.from_record(r)) for r in records[:first]
+            SessionEdge(cursor=encode_position("session", order, position), node=Session.from_record(record))
+            for record, position in page.rows
+        ]
+        info = page_info([edge.cursor for edge in edges], page, request)
+        return cls(edges=edges, page_info=info, count_of=count_of)
+
+
+@strawberry.type
+class AgentEdge:
+    cursor: str
+    node: Annotated["Agent", strawberry.lazy("graphql_api.types.agent")]
+
+
+@strawberry.type(description="A page of agents.")
+class AgentConnection:
+    edges: list[AgentEdge]
+    page_info: PageInfo
+    count_of: strawberry.Private[CountOf]
+
+    @strawberry.field(description="The page's agents, without cursors.")
+    def nodes(self) -> list[Annotated["Agent", strawberry.lazy("graphql_api.types.agent")]]:
+        return [edge.node for edge in self.edges]
+
+    @strawberry.field(description="How many agents match the filter in all (counted only when asked for).")
+    async def total_count(self) -> int:
+        return await self.count_of()
+
+    @classmethod
+    def of(
+        cls, page: Page[AgentRecord], request: PageRequest, order: Order, count_of: CountOf
+    ) -> "AgentConnection":
+        from graphql_api.types.agent import Agent
+
+        edges = [
+            AgentEdge(cursor=encode_position("agent", order, position), node=Agent.from_record(record))
+            for record, position in page.rows
         ]
         return cls(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=len(records) > first, end_cursor=edges[-1].cursor if edges else None
-            ),
+            edges=edges, page_info=page_info([e.cursor for e in edges], page, request), count_of=count_of
+        )
+
+
+@strawberry.type
+class MessageEdge:
+    cursor: str
+    node: Annotated["Message", strawberry.lazy("graphql_api.types.message")]
+
+
+@strawberry.type(description="A page of messages.")
+class MessageConnection:
+    edges: list[MessageEdge]
+    page_info: PageInfo
+    count_of: strawberry.Private[CountOf]
+
+    @strawberry.field(description="The page's messages, without cursors.")
+    def nodes(self) -> list[Annotated["Message", strawberry.lazy("graphql_api.types.message")]]:
+        return [edge.node for edge in self.edges]
+
+    @strawberry.field(description="How many messages match the filter in all (counted only when asked for).")
+    async def total_count(self) -> int:
+        return await self.count_of()
+
+    @classmethod
+    def of(
+        cls, page: Page[MessageRecord], request: PageRequest, order: Order, count_of: CountOf
+    ) -> "MessageConnection":
+        from graphql_api.types.message import Message
+
+        edges = [
+            MessageEdge(cursor=encode_position("message", order, position), node=Message.from_record(record))
+            for record, position in page.rows
+        ]
+        return cls(
+            edges=edges, page_info=page_info([e.cursor for e in edges], page, request), count_of=count_of
+        )
+
+    @classmethod
+    def of_conversation(
+        cls, records: list[MessageRecord], request: PageRequest, count_of: CountOf
+    ) -> "MessageConnection":
+        """One agent's messages in message id order; ``records`` holds one more when more follow."""
+        from graphql_api.types.message import Message
+
+        shown = records[: request.size]
+        if request.backwards:
+            shown.reverse()  # fetched nearest first, read in conversation order
+        page = Page(
+            rows=[(record, (record.message_id,)) for record in shown], more=len(records) > request.size
+        )
+        edges = [
+            MessageEdge(cursor=encode_message_cursor(record.message_id), node=Message.from_record(record))
+            for record, _ in page.rows
+        ]
+        return cls(
+            edges=edges, page_info=page_info([e.cursor for e in edges], page, request), count_of=count_of
         )

@@ -3,12 +3,23 @@
 import json
 import re
 from datetime import UTC, datetime
+from typing import NewType
 
 import strawberry
 from strawberry.exceptions import StrawberryInputCoercionError
 from strawberry.scalars import JSON
 
-__all__ = ["EARLIEST", "JSON", "LATEST", "DateTimeScalar", "parse_datetime", "parse_stored_time"]
+__all__ = [
+    "EARLIEST",
+    "JSON",
+    "LATEST",
+    "DateTimeScalar",
+    "Time",
+    "TimeScalar",
+    "parse_datetime",
+    "parse_stored_time",
+    "parse_time",
+]
 
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
@@ -80,4 +91,37 @@ DateTimeScalar = strawberry.scalar(
     "when it is zero).",
     serialize=serialize_datetime,
     parse_value=parse_datetime,
+)
+
+
+def parse_time(value: object) -> datetime:
+    """ISO 8601 with a UTC offset, or milliseconds since 1970 (what Grafana's ``$__from`` sends)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _from_epoch_ms(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return _from_epoch_ms(int(value.strip()))
+    return parse_datetime(value)
+
+
+def _from_epoch_ms(value: float) -> datetime:
+    try:
+        instant = datetime.fromtimestamp(value / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise StrawberryInputCoercionError(
+            f"Time {_quoted(value)} is not a time in milliseconds since 1970"
+        ) from None
+    if not EARLIEST <= instant < LATEST:
+        raise StrawberryInputCoercionError(f"Time {_quoted(value)} is outside the years 1900 to 9998")
+    return instant
+
+
+Time = NewType("Time", datetime)
+"""An instant in a filter or a statistics range (``TimeScalar`` reads and writes it)."""
+
+TimeScalar = strawberry.scalar(
+    name="Time",
+    description="An instant for filters and statistics: ISO 8601 with a UTC offset, or milliseconds "
+    "since 1970 as a number or a string of digits (Grafana's ${__from} and ${__to}). Returned as ISO 8601.",
+    serialize=serialize_datetime,
+    parse_value=parse_time,
 )

@@ -8,6 +8,8 @@ import strawberry
 
 from db.records import SessionRecord
 from graphql_api.context import Info
+from graphql_api.types.scalars import JSON
+from graphql_api.types.totals import Totals
 from graphql_api.validation import check_id
 
 if TYPE_CHECKING:
@@ -26,7 +28,17 @@ class Session:
     tenant: str = strawberry.field(description="The tenant the session belongs to.")
     session_type: SessionType
     created_at: datetime
-    updated_at: datetime
+    updated_at: datetime = strawberry.field(
+        description="Moves whenever anything inside the session is written."
+    )
+    labels: JSON = strawberry.field(
+        description='Who and where the conversation belongs to, e.g. {"user": "ana"}.'
+    )
+    title: str | None
+    last_activity_at: datetime = strawberry.field(
+        description="When a message, agent or multi-agent of the session was last written."
+    )
+    totals: Totals = strawberry.field(description="What the session's messages add up to.")
 
     @classmethod
     def from_record(cls, record: SessionRecord) -> "Session":
@@ -36,7 +48,15 @@ class Session:
             session_type=SessionType(record.session_type),
             created_at=record.created_at,
             updated_at=record.updated_at,
+            labels=JSON(record.labels),
+            title=record.title,
+            last_activity_at=record.last_activity_at or record.updated_at,
+            totals=Totals.from_record(record.totals),
         )
+
+    @strawberry.field(description="How many messages the session's agents have.")
+    def message_count(self) -> int:
+        return self.totals.messages
 
     @strawberry.field(description="The session's agents, oldest first.")
     async def agents(

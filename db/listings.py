@@ -1,0 +1,267 @@
+"""Filtered, ordered keyset pages of sessions, agents and messages, and their counts.
+
+A page goes forward (``first``/``after``) or backward (``last``/``before``) from a position: the
+order's value and the primary key of the row it ends on, compared as one row value, so pages stay
+stable while rows are added and no query scans past the rows it skips (no OFFSET).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Integer, Select, Text, bindparam, func, select, true, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.filters import ConversationFilter, agents_matching, messages_matching, sessions_matching
+from db.models import agents, messages, sessions
+from db.queries import (
+    agent_record,
+    int_array,
+    message_record,
+    session_key_columns,
+    session_record,
+    text_array,
+    unnested_keys,
+)
+from db.records import AgentRecord, MessageRecord, SessionRecord
+from db.tenancy import Scope
+
+R = TypeVar("R")
+Position = tuple[Any, ...]
+"""(the order's value, then the primary key) of the row a page ends on."""
+
+SESSION_ORDERS: dict[str, Any] = {
+    "CREATED_AT": sessions.c.created_at,
+    "LAST_ACTIVITY_AT": sessions.c.last_activity_at,
+    "MESSAGE_COUNT": sessions.c.message_count,
+    "TOTAL_TOKENS": sessions.c.total_tokens,
+}
+AGENT_ORDERS: dict[str, Any] = {
+    "CREATED_AT": agents.c.created_at,
+    "LAST_ACTIVITY_AT": agents.c.last_activity_at,
+    "MESSAGE_COUNT": agents.c.message_count,
+    "TOTAL_TOKENS": agents.c.total_tokens,
+}
+MESSAGE_ORDERS: dict[str, Any] = {
+    "CREATED_AT": messages.c.created_at,
+    "TOTAL_TOKENS": func.coalesce(messages.c.total_tokens, 0),
+}
+SESSION_KEY = (sessions.c.session_id, sessions.c.tenant)
+AGENT_KEY = (agents.c.session_id, agents.c.tenant, agents.c.agent_id)
+MESSAGE_KEY = (messages.c.session_id, messages.c.tenant, messages.c.agent_id, messages.c.message_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    field: str
+    descending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """``size`` rows after ``position`` (before it, reading backwards); None starts at the end."""
+
+    size: int
+    position: Position | None = None
+    backwards: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[R]):
+    """Rows in the order asked for, each with its position, and whether more lie beyond."""
+
+    rows: list[tuple[R, Position]]
+    more: bool
+
+
+def _keyset(
+    stmt: Select[Any],
+    order_by: Any,
+    key: Sequence[Any],
+    order: Order,
+    page: PageRequest,
+    names: Sequence[str],
+) -> Select[Any]:
+    columns = [order_by, *key]
+    descending = order.descending != page.backwards
+    if page.position is not None:
+        position = tuple_(
+            *(
+                bindparam(f"after_{name}", value, type_=column.type)
+                for name, value, column in zip(names, page.position, columns, strict=True)
+            )
+        )
+        stmt = stmt.where(tuple_(*columns) < position if descending else tuple_(*columns) > position)
+    ordering = [column.desc() if descending else column.asc() for column in columns]
+    return stmt.order_by(*ordering).limit(page.size + 1)
+
+
+def _page(rows: Sequence[tuple[R, Position]], page: PageRequest) -> Page[R]:
+    found = list(rows[: page.size])
+    if page.backwards:
+        found.reverse()
+    return Page(rows=found, more=len(rows) > page.size)
+
+
+def _position(row: Any, order_value: str, names: Sequence[str]) -> Position:
+    return (getattr(row, order_value), *(getattr(row, name) for name in names))
+
+
+async def list_sessions(
+    conn: AsyncConnection, scope: Scope, f: ConversationFilter, order: Order, page: PageRequest
+) -> Page[SessionRecord]:
+    order_by = SESSION_ORDERS[order.field].label("order_value")
+    stmt = select(sessions, order_by).where(scope.visible(sessions), *sessions_matching(f))
+    stmt = _keyset(
+        stmt, SESSION_ORDERS[order.field], SESSION_KEY, order, page, ("order", "session_id", "tenant")
+    )
+    rows = [
+        (session_record(row), _position(row, "order_value", ("session_id", "tenant")))
+        for row in await conn.execute(stmt)
+    ]
+    return _page(rows, page)
+
+
+async def count_sessions(conn: AsyncConnection, scope: Scope, f: ConversationFilter) -> int:
+    stmt = select(func.count()).select_from(sessions).where(scope.visible(sessions), *sessions_matching(f))
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def list_agents(
+    conn: AsyncConnection, scope: Scope, f: ConversationFilter, order: Order, page: PageRequest
+) -> Page[AgentRecord]:
+    order_by = AGENT_ORDERS[order.field].label("order_value")
+    stmt = select(agents, order_by).where(scope.visible(agents), *agents_matching(f))
+    names = ("session_id", "tenant", "agent_id")
+    stmt = _keyset(stmt, AGENT_ORDERS[order.field], AGENT_KEY, order, page, ("order", *names))
+    rows = [(agent_record(row), _position(row, "order_value", names)) for row in await conn.execute(stmt)]
+    return _page(rows, page)
+
+
+async def count_agents(conn: AsyncConnection, scope: Scope, f: ConversationFilter) -> int:
+    stmt = select(func.count()).select_from(agents).where(scope.visible(agents), *agents_matching(f))
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+MESSAGE_COLUMNS = [c for c in messages.c if c.name not in ("plain_text", "search")]
+"""A message's columns without its text and search vector, which the API derives from the JSON."""
+
+
+async def list_messages(
+    conn: AsyncConnection, scope: Scope, f: ConversationFilter, order: Order, page: PageRequest
+) -> Page[MessageRecord]:
+    order_by = MESSAGE_ORDERS[order.field]
+    stmt = select(*MESSAGE_COLUMNS, order_by.label("order_value")).where(
+        scope.visible(messages), *messages_matching(f)
+    )
+    names = ("session_id", "tenant", "agent_id", "message_id")
+    stmt = _keyset(stmt, order_by, MESSAGE_KEY, order, page, ("order", *names))
+    rows = [(message_record(row), _position(row, "order_value", names)) for row in await conn.execute(stmt)]
+    return _page(rows, page)
+
+
+async def count_messages(conn: AsyncConnection, scope: Scope, f: ConversationFilter) -> int:
+    stmt = select(func.count()).select_from(messages).where(scope.visible(messages), *messages_matching(f))
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+AgentMessagesKey = tuple[str, str, str, ConversationFilter, int | None, int, bool]
+"""(tenant, session_id, agent_id, filter, position (a message id), size + 1, backwards)"""
+AgentFilterKey = tuple[str, str, str, ConversationFilter]
+"""(tenant, session_id, agent_id, filter)"""
+
+
+def _agent_keys(keys: Sequence[tuple[Any, ...]], *extra: tuple[str, Any, Any]) -> Any:
+    return unnested_keys(
+        *session_key_columns(keys), ("agent_id", text_array("aids", [key[2] for key in keys]), Text), *extra
+    )
+
+
+async def agent_message_pages(
+    conn: AsyncConnection, keys: Sequence[AgentMessagesKey], *, most: int | None = None
+) -> list[list[MessageRecord]]:
+    """Pages of many agents' messages in conversation order: a statement per distinct filter and direction."""
+    found: list[list[MessageRecord]] = [[] for _ in keys]
+    groups: dict[tuple[ConversationFilter, bool], list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault((key[3], key[6]), []).append(index)
+    for (f, backwards), indexes in groups.items():
+        group = [keys[i] for i in indexes]
+        far = 2**31 if backwards else -1
+        k = _agent_keys(
+            group,
+            (
+                "position",
+                int_array("positions", [far if key[4] is None else key[4] for key in group]),
+                Integer,
+            ),
+            ("lim", int_array("lims", [key[5] for key in group]), Integer),
+        )
+        beyond = messages.c.message_id < k.c.position if backwards else messages.c.message_id > k.c.position
+        page = (
+            select(*MESSAGE_COLUMNS)
+            .where(
+                messages.c.tenant == k.c.tenant,
+                messages.c.session_id == k.c.session_id,
+                messages.c.agent_id == k.c.agent_id,
+                beyond,
+                *messages_matching(f),
+            )
+            .order_by(messages.c.message_id.desc() if backwards else messages.c.message_id)
+            .limit(k.c.lim)
+            .lateral("m")
+        )
+        stmt = select(k.c.idx, page).select_from(k.join(page, true()))
+        if most is not None:
+            stmt = stmt.limit(bindparam("most", most, type_=Integer))  # see queries.list_message_windows
+        for row in await conn.execute(stmt):
+            found[indexes[row.idx - 1]].append(message_record(row))
+    for records, key in zip(found, keys, strict=True):
+        records.sort(key=lambda record: record.message_id, reverse=key[6])
+    return found
+
+
+async def count_agent_messages(conn: AsyncConnection, keys: Sequence[AgentFilterKey]) -> list[int]:
+    """How many messages of each agent match its filter, one statement per distinct filter."""
+    counts = [0] * len(keys)
+    groups: dict[ConversationFilter, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key[3], []).append(index)
+    for f, indexes in groups.items():
+        k = _agent_keys([keys[i] for i in indexes])
+        counted = (
+            select(func.count())
+            .select_from(messages)
+            .where(
+                messages.c.tenant == k.c.tenant,
+                messages.c.session_id == k.c.session_id,
+                messages.c.agent_id == k.c.agent_id,
+                *messages_matching(f),
+            )
+            .scalar_subquery()
+        )
+        for row in await conn.execute(select(k.c.idx, counted.label("n")).select_from(k)):
+            counts[indexes[row.idx - 1]] = int(row.n)
+    return counts
+
+
+async def latest_messages(
+    conn: AsyncConnection, keys: Sequence[tuple[str, str, str]]
+) -> list[MessageRecord | None]:
+    """Each agent's last message (the highest message id), or None."""
+    k = _agent_keys(keys)
+    last = (
+        select(*MESSAGE_COLUMNS)
+        .where(
+            messages.c.tenant == k.c.tenant,
+            messages.c.session_id == k.c.session_id,
+            messages.c.agent_id == k.c.agent_id,
+        )
+        .order_by(messages.c.message_id.desc())
+        .limit(1)
+        .lateral("m")
+    )
+    found: list[MessageRecord | None] = [None] * len(keys)
+    for row in await conn.execute(select(k.c.idx, last).select_from(k.join(last, true()))):
+        found[row.idx - 1] = message_record(row)
+    return found

@@ -1,0 +1,263 @@
+"""Conversation statistics for dashboards, aggregated by PostgreSQL from the message facts.
+
+Buckets are cut in the time zone asked for (an hour or a day in Europe/Lisbon, not in UTC), from
+the indexed ``(tenant, created_at)`` of the messages. One statement computes every bucket of every
+key, every key's total and the grand total (GROUPING SETS); the empty buckets come from a second,
+tiny one, so a chart has a point for every bucket.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    distinct,
+    func,
+    literal,
+    null,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.filters import ConversationFilter, messages_matching
+from db.models import messages, sessions, tool_calls
+from db.tenancy import Scope
+
+UNITS = {"MINUTE": "minute", "HOUR": "hour", "DAY": "day", "WEEK": "week"}
+STEPS = {
+    "MINUTE": timedelta(minutes=1),
+    "HOUR": timedelta(hours=1),
+    "DAY": timedelta(days=1),
+    "WEEK": timedelta(weeks=1),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRow:
+    bucket_start: datetime | None
+    key: str | None
+    messages: int
+    sessions: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cache_read_tokens: int
+    avg_latency_ms: float | None
+    p95_latency_ms: float | None
+    tool_calls: int
+    tool_errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    rows: list[StatsRow]
+    key_totals: list[StatsRow]
+    totals: StatsRow
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRequest:
+    bucket: str
+    start: datetime
+    end: datetime
+    group_by: str
+    label: str | None
+    time_zone: str
+
+
+def _empty(bucket_start: datetime | None, key: str | None) -> StatsRow:
+    return StatsRow(bucket_start, key, 0, 0, 0, 0, 0, 0, None, None, 0, 0)
+
+
+async def bucket_starts(conn: AsyncConnection, request: StatsRequest) -> list[datetime]:
+    """Every bucket of the range, as instants: local bucket starts, mapped back through the zone."""
+    rows = await conn.execute(
+        text(
+            "SELECT timezone(:tz, local_start) AS bucket_start FROM generate_series("
+            "date_trunc(:unit, timezone(:tz, CAST(:start AS timestamptz))), "
+            "date_trunc(:unit, timezone(:tz, CAST(:end AS timestamptz) - interval '1 microsecond')), "
+            "CAST(:step AS interval)) AS local_start ORDER BY 1"
+        ),
+        {
+            "tz": request.time_zone,
+            "unit": UNITS[request.bucket],
+            "start": request.start,
+            "end": request.end,
+            "step": STEPS[request.bucket],
+        },
+    )
+    return [row.bucket_start for row in rows]
+
+
+def _message_facts(scope: Scope, f: ConversationFilter, request: StatsRequest) -> Any:
+    """One row per message in range (per tool call, grouped by tool), with its bucket and key."""
+    local = func.timezone(bindparam("tz", request.time_zone), messages.c.created_at)
+    bucket = func.date_trunc(bindparam("unit", UNITS[request.bucket]), local).label("local_start")
+    in_range = and_(messages.c.created_at >= request.start, messages.c.created_at < request.end)
+    columns: list[ColumnElement[Any]] = [
+        messages.c.session_id,
+        messages.c.tenant,
+        messages.c.input_tokens,
+        messages.c.output_tokens,
+        messages.c.total_tokens,
+        messages.c.cache_read_tokens,
+        messages.c.latency_ms,
+        messages.c.tool_calls,
+        messages.c.tool_errors,
+    ]
+    if request.group_by == "TOOL":
+        # A call per row: its tool, and whether its result was an error.
+        calls = (
+            select(
+                bucket,
+                tool_calls.c.name.label("key"),
+                *columns[:7],
+                literal(1).label("tool_calls"),
+                cast(tool_calls.c.status == "error", Integer).label("tool_errors"),
+            )
+            .select_from(
+                tool_calls.join(
+                    messages,
+                    and_(
+                        messages.c.session_id == tool_calls.c.session_id,
+                        messages.c.tenant == tool_calls.c.tenant,
+                        messages.c.agent_id == tool_calls.c.agent_id,
+                        messages.c.message_id == tool_calls.c.called_message_id,
+                    ),
+                )
+            )
+            .where(scope.visible(messages), in_range, *messages_matching(f))
+        )
+        return calls.subquery("facts")
+    keys: dict[str, ColumnElement[Any]] = {
+        "NONE": null(),
+        "ROLE": messages.c.role,
+        "AGENT": messages.c.agent_id,
+        "SESSION": messages.c.session_id,
+    }
+    stmt = select(bucket, *columns)
+    if request.group_by == "LABEL":
+        stmt = stmt.add_columns(
+            sessions.c.labels.op("->>")(bindparam("label", request.label, type_=Text)).label("key")
+        )
+        stmt = stmt.select_from(
+            messages.join(
+                sessions,
+                and_(sessions.c.session_id == messages.c.session_id, sessions.c.tenant == messages.c.tenant),
+            )
+        )
+    else:
+        stmt = stmt.add_columns(cast(keys[request.group_by], Text).label("key"))
+    return stmt.where(scope.visible(messages), in_range, *messages_matching(f)).subquery("facts")
+
+
+def _row(row: Any, bucket_start: datetime | None) -> StatsRow:
+    return StatsRow(
+        bucket_start=bucket_start,
+        key=row.key,
+        messages=int(row.messages),
+        sessions=int(row.sessions),
+        input_tokens=int(row.input_tokens),
+        output_tokens=int(row.output_tokens),
+        total_tokens=int(row.total_tokens),
+        cache_read_tokens=int(row.cache_read_tokens),
+        avg_latency_ms=None if row.avg_latency_ms is None else float(row.avg_latency_ms),
+        p95_latency_ms=None if row.p95_latency_ms is None else float(row.p95_latency_ms),
+        tool_calls=int(row.tool_calls),
+        tool_errors=int(row.tool_errors),
+    )
+
+
+async def conversation_stats(
+    conn: AsyncConnection, scope: Scope, f: ConversationFilter, request: StatsRequest, *, most_rows: int
+) -> Stats:
+    """Rows for every bucket of every key (empty ones included), each key's totals and the totals.
+
+    ``most_rows``: a grouping with more buckets times keys than this is refused with ``TooManyRows``.
+    """
+    facts = _message_facts(scope, f, request)
+    local_instant = func.timezone(bindparam("tz", request.time_zone), facts.c.local_start)
+    grouped = select(
+        func.grouping(facts.c.local_start, facts.c.key).label("level"),
+        local_instant.label("bucket_start"),
+        facts.c.key,
+        func.count().label("messages"),
+        func.count(distinct(tuple_(facts.c.session_id, facts.c.tenant))).label("sessions"),
+        *(
+            func.coalesce(func.sum(facts.c[name]), 0).label(name)
+            for name in (
+                "input_tokens",
+                "output_tokens",
+                "total_tokens",
+                "cache_read_tokens",
+                "tool_calls",
+                "tool_errors",
+            )
+        ),
+        func.avg(facts.c.latency_ms).label("avg_latency_ms"),
+        func.percentile_cont(0.95).within_group(facts.c.latency_ms).label("p95_latency_ms"),
+    ).group_by(func.grouping_sets(tuple_(facts.c.local_start, facts.c.key), tuple_(facts.c.key), tuple_()))
+    found = (await conn.execute(grouped)).all()
+    starts = await bucket_starts(conn, request)
+    cells: dict[tuple[datetime, str | None], StatsRow] = {}
+    key_totals: dict[str | None, StatsRow] = {}
+    totals = _empty(None, None)
+    for row in found:
+        if row.level == 0:
+            cells[(row.bucket_start, row.key)] = _row(row, row.bucket_start)
+        elif row.level == 2:  # grouped by key alone
+            key_totals[row.key] = _row(row, None)
+        else:
+            totals = _row(row, None)
+    keys = sorted(key_totals, key=lambda k: (k is None, k or ""))
+    if request.group_by == "NONE":
+        keys = [None]
+    if len(starts) * max(1, len(keys)) > most_rows:
+        raise TooManyRows(len(starts) * len(keys))
+    rows = [cells.get((start, key)) or _empty(start, key) for start in starts for key in keys]
+    return Stats(rows=rows, key_totals=[key_totals[k] for k in keys if k in key_totals], totals=totals)
+
+
+class TooManyRows(Exception):
+    def __init__(self, rows: int) -> None:
+        super().__init__(f"{rows} rows")
+        self.rows = rows
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStat:
+    name: str
+    calls: int
+    errors: int
+
+
+async def tool_stats(conn: AsyncConnection, scope: Scope, f: ConversationFilter, most: int) -> list[ToolStat]:
+    """Calls and errors per tool, most errors first, for calls made by messages matching ``f``."""
+    errors = func.count().filter(tool_calls.c.status == "error")
+    stmt = (
+        select(tool_calls.c.name, func.count().label("calls"), errors.label("errors"))
+        .select_from(
+            tool_calls.join(
+                messages,
+                and_(
+                    messages.c.session_id == tool_calls.c.session_id,
+                    messages.c.tenant == tool_calls.c.tenant,
+                    messages.c.agent_id == tool_calls.c.agent_id,
+                    messages.c.message_id == tool_calls.c.called_message_id,
+                ),
+            )
+        )
+        .where(scope.visible(tool_calls), tool_calls.c.name != "", *messages_matching(f))
+        .group_by(tool_calls.c.name)
+        .order_by(errors.desc(), func.count().desc(), tool_calls.c.name)
+        .limit(most)
+    )
+    return [ToolStat(row.name, int(row.calls), int(row.errors)) for row in await conn.execute(stmt)]

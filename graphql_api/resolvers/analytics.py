@@ -1,0 +1,231 @@
+"""Root fields for people and dashboards reading conversations: listings, search and statistics.
+
+Every one reads the caller's tenant (all tenants for a tenantless admin's listings), takes the same
+``ConversationFilter``, and pages with keyset cursors.
+"""
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import strawberry
+
+from db import listings, search, stats
+from db.listings import PageRequest
+from graphql_api.context import Info
+from graphql_api.errors import ErrorCode, InputError, LimitError
+from graphql_api.types.filters import NEWEST_FIRST, ConversationFilter, ListOrder, MessageOrder, filter_of
+from graphql_api.types.pagination import (
+    AgentConnection,
+    MessageConnection,
+    SessionConnection,
+    decode_position,
+    page_request,
+)
+from graphql_api.types.scalars import Time
+from graphql_api.types.search import SearchConnection, decode_search_cursor
+from graphql_api.types.stats import Bucket, ConversationStats, GroupBy, ToolStat
+from graphql_api.validation import check_page_size
+
+LIST_PAGE = 20
+SEARCH_PAGE = 20
+MOST_BUCKETS = 5000
+MOST_TOOLS = 1000
+QUERY_LENGTH = 1000
+DEFAULT_RANGE = timedelta(days=1)
+
+
+def _request(
+    info: Info,
+    kind: str,
+    order: listings.Order,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> PageRequest:
+    return page_request(
+        kind,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        default=LIST_PAGE,
+        maximum=info.context.limits.max_page_size,
+        decode=lambda field, cursor: decode_position(field, cursor, kind, order),
+    )
+
+
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError("timeZone", f"is not a time zone name like Europe/Lisbon or UTC: {name!r}") from None
+    return name
+
+
+@strawberry.type
+class AnalyticsQuery:
+    @strawberry.field(description="Sessions, newest first unless ordered otherwise, filtered.")
+    async def sessions(
+        self,
+        info: Info,
+        filter: ConversationFilter | None = None,
+        order_by: ListOrder | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> SessionConnection:
+        matching, order = filter_of(filter), order_by.to_db() if order_by else NEWEST_FIRST
+        wanted = _request(info, "session", order, first, after, last, before)
+        scope, db = info.context.scope, info.context.db
+        page = await db.run(
+            lambda conn: listings.list_sessions(conn, scope, matching, order, wanted), idempotent=True
+        )
+        info.context.loaders.prime_sessions([record for record, _ in page.rows])
+        return SessionConnection.of(
+            page,
+            wanted,
+            order,
+            lambda: db.run(lambda conn: listings.count_sessions(conn, scope, matching), idempotent=True),
+        )
+
+    @strawberry.field(description="Agents across sessions, newest first unless ordered otherwise, filtered.")
+    async def agents(
+        self,
+        info: Info,
+        filter: ConversationFilter | None = None,
+        order_by: ListOrder | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> AgentConnection:
+        matching, order = filter_of(filter), order_by.to_db() if order_by else NEWEST_FIRST
+        wanted = _request(info, "agent", order, first, after, last, before)
+        scope, db = info.context.scope, info.context.db
+        page = await db.run(
+            lambda conn: listings.list_agents(conn, scope, matching, order, wanted), idempotent=True
+        )
+        info.context.loaders.prime_agents([record for record, _ in page.rows])
+        return AgentConnection.of(
+            page,
+            wanted,
+            order,
+            lambda: db.run(lambda conn: listings.count_agents(conn, scope, matching), idempotent=True),
+        )
+
+    @strawberry.field(
+        description="Messages across sessions and agents, newest first unless ordered otherwise, filtered."
+    )
+    async def messages(
+        self,
+        info: Info,
+        filter: ConversationFilter | None = None,
+        order_by: MessageOrder | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> MessageConnection:
+        matching, order = filter_of(filter), order_by.to_db() if order_by else NEWEST_FIRST
+        wanted = _request(info, "message", order, first, after, last, before)
+        scope, db = info.context.scope, info.context.db
+        page = await db.run(
+            lambda conn: listings.list_messages(conn, scope, matching, order, wanted), idempotent=True
+        )
+        info.context.loaders.prime_messages([record for record, _ in page.rows])
+        return MessageConnection.of(
+            page,
+            wanted,
+            order,
+            lambda: db.run(lambda conn: listings.count_messages(conn, scope, matching), idempotent=True),
+        )
+
+    @strawberry.field(
+        description="Messages whose text matches `query`, best first. The query takes web search syntax: "
+        'words, "a phrase", or, -excluded. Redacted messages are found by their redaction only.'
+    )
+    async def search_messages(
+        self,
+        info: Info,
+        query: str,
+        filter: ConversationFilter | None = None,
+        first: int = SEARCH_PAGE,
+        after: str | None = None,
+    ) -> SearchConnection:
+        check_page_size("first", first, info.context.limits.max_page_size)
+        if len(query) > QUERY_LENGTH:
+            raise InputError("query", f"must be at most {QUERY_LENGTH} characters, got {len(query)}")
+        words = query.replace("\x00", " ")
+        position = None if after is None else decode_search_cursor("after", after)
+        matching, scope = filter_of(filter), info.context.scope
+        matches, more = await info.context.db.run(
+            lambda conn: search.search_messages(conn, scope, words, matching, first, position),
+            idempotent=True,
+        )
+        info.context.loaders.prime_messages([match.record for match in matches])
+        return SearchConnection.of(matches, more, after is not None)
+
+    @strawberry.field(
+        description="Messages, sessions, tokens, latency and tool calls per bucket of time, per key. "
+        "`from` and `to` default to the last day; buckets are cut in `timeZone`."
+    )
+    async def conversation_stats(
+        self,
+        info: Info,
+        bucket: Bucket = Bucket.HOUR,
+        from_: Annotated[Time | None, strawberry.argument(name="from")] = None,
+        to: Time | None = None,
+        group_by: GroupBy = GroupBy.NONE,
+        label: Annotated[
+            str | None, strawberry.argument(description="The label to group by (LABEL).")
+        ] = None,
+        time_zone: str = "UTC",
+        filter: ConversationFilter | None = None,
+    ) -> ConversationStats:
+        end = to or datetime.now(UTC)
+        start = from_ or end - DEFAULT_RANGE
+        if start >= end:
+            raise InputError("from", "must be before to")
+        step = {
+            "MINUTE": timedelta(minutes=1),
+            "HOUR": timedelta(hours=1),
+            "DAY": timedelta(days=1),
+            "WEEK": timedelta(weeks=1),
+        }
+        if (end - start) / step[bucket.value] > MOST_BUCKETS:
+            raise InputError(
+                "bucket",
+                f"the range holds more than {MOST_BUCKETS} {bucket.value.lower()} buckets; use longer ones",
+            )
+        if group_by is GroupBy.LABEL and not label:
+            raise InputError("label", 'name the label to group by, e.g. label: "user"')
+        request = stats.StatsRequest(bucket.value, start, end, group_by.value, label, _zone(time_zone))
+        matching, scope = filter_of(filter), info.context.scope
+        most = info.context.limits.max_cost
+        try:
+            found = await info.context.db.run(
+                lambda conn: stats.conversation_stats(conn, scope, matching, request, most_rows=most),
+                idempotent=True,
+            )
+        except stats.TooManyRows as error:
+            raise LimitError(
+                ErrorCode.QUERY_TOO_COSTLY,
+                f"{error.rows} rows (buckets times keys) are over {most}: narrow the range or the grouping",
+            ) from None
+        return ConversationStats.from_stats(found)
+
+    @strawberry.field(
+        description="Each tool's calls and errors, most errors first, for calls the filter keeps."
+    )
+    async def tool_stats(
+        self, info: Info, filter: ConversationFilter | None = None, first: int = 100
+    ) -> list[ToolStat]:
+        check_page_size("first", first, MOST_TOOLS)
+        matching, scope = filter_of(filter), info.context.scope
+        found = await info.context.db.run(
+            lambda conn: stats.tool_stats(conn, scope, matching, first), idempotent=True
+        )
+        return [ToolStat(name=tool.name, calls=tool.calls, errors=tool.errors) for tool in found]

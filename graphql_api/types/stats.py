@@ -1,0 +1,91 @@
+"""Conversation statistics and tool statistics, shaped for charts: flat rows, every bucket present."""
+
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+
+from db import stats as stored
+
+
+@strawberry.enum(description="How long one bucket of a chart is (a WEEK starts on Monday).")
+class Bucket(Enum):
+    MINUTE = "MINUTE"
+    HOUR = "HOUR"
+    DAY = "DAY"
+    WEEK = "WEEK"
+
+
+@strawberry.enum(
+    description="What one line of a chart is: the whole, or one role, agent, session, tool or label value."
+)
+class GroupBy(Enum):
+    NONE = "NONE"
+    ROLE = "ROLE"
+    AGENT = "AGENT"
+    SESSION = "SESSION"
+    TOOL = "TOOL"
+    LABEL = "LABEL"
+
+
+@strawberry.type(description="What the messages of one bucket (and one key) add up to.")
+class StatsRow:
+    bucket_start: datetime | None = strawberry.field(description="Null in totals.")
+    key: str | None = strawberry.field(
+        description="The role, agent id, session id, tool name or label value; null without grouping."
+    )
+    messages: int = strawberry.field(description="Messages (grouped by tool: calls of the tool).")
+    sessions: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cache_read_tokens: int
+    avg_latency_ms: float | None
+    p95_latency_ms: float | None
+    tool_calls: int
+    tool_errors: int
+
+    @classmethod
+    def from_row(cls, row: stored.StatsRow) -> "StatsRow":
+        return cls(
+            bucket_start=row.bucket_start,
+            key=row.key,
+            messages=row.messages,
+            sessions=row.sessions,
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            total_tokens=row.total_tokens,
+            cache_read_tokens=row.cache_read_tokens,
+            avg_latency_ms=row.avg_latency_ms,
+            p95_latency_ms=row.p95_latency_ms,
+            tool_calls=row.tool_calls,
+            tool_errors=row.tool_errors,
+        )
+
+
+@strawberry.type(description="A chart's rows, each key's totals, and the totals of the whole range.")
+class ConversationStats:
+    rows: list[StatsRow] = strawberry.field(
+        description="Every bucket for every key, empty ones included, oldest first."
+    )
+    key_totals: list[StatsRow] = strawberry.field(description="Each key over the whole range.")
+    totals: StatsRow = strawberry.field(description="All keys over the whole range.")
+
+    @classmethod
+    def from_stats(cls, found: stored.Stats) -> "ConversationStats":
+        return cls(
+            rows=[StatsRow.from_row(row) for row in found.rows],
+            key_totals=[StatsRow.from_row(row) for row in found.key_totals],
+            totals=StatsRow.from_row(found.totals),
+        )
+
+
+@strawberry.type(description="How often a tool was called and how often its result was an error.")
+class ToolStat:
+    name: str
+    calls: int
+    errors: int
+
+    @strawberry.field(description="errors / calls, from 0 to 1.")
+    def error_rate(self) -> float:
+        return self.errors / self.calls if self.calls else 0.0
