@@ -52,8 +52,10 @@ class AsyncGraphQLSessionRepository:
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
         message_page_size: int = calls.MAX_LIST_SIZE,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.url = url
+        self.labels = calls.check_labels(labels)
         self._backoff = Backoff(retries=retries, base=backoff, longest_asked=timeout)
         self._message_page_size = message_page_size
         sent_headers = credentials.connection_headers(headers, token)
@@ -130,7 +132,7 @@ class AsyncGraphQLSessionRepository:
 
     async def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Creates the session; raises ``SessionAlreadyExistsError`` if its id is taken."""
-        return await self._run(calls.create_session(session))
+        return await self._run(calls.create_session(session, self.labels))
 
     async def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         """The session, or None."""
@@ -144,6 +146,13 @@ class AsyncGraphQLSessionRepository:
         while (call := listing.next_call()) is not None:
             await self._run(call)
         return listing.sessions
+
+    async def update_session(
+        self, session_id: str, *, labels: Mapping[str, str] | None = None, title: str | None = None
+    ) -> None:
+        """Sets the session's labels (all of them: ``{}`` removes them) and/or its title (``""``
+        removes it); raises ``SessionNotFoundError`` if it is missing."""
+        await self._run(calls.update_session(session_id, labels, title))
 
     async def delete_session(self, session_id: str, **kwargs: Any) -> None:
         """Deletes the session with all it holds; raises ``SessionNotFoundError`` if it is missing."""

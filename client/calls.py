@@ -6,7 +6,7 @@ arguments before anything is sent), the repository executes it and hands the res
 ``Attempts`` what they do after each failure.
 """
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -41,6 +41,7 @@ from client.operations import (
     UPDATE_AGENT,
     UPDATE_MESSAGE,
     UPDATE_MULTI_AGENT,
+    UPDATE_SESSION,
     Operation,
 )
 
@@ -170,6 +171,19 @@ def check_message_id(message_id: int) -> int:
     return message_id
 
 
+def check_labels(labels: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Labels are names to strings; the server checks the rest (how many, how long) and answers
+    BAD_USER_INPUT, as ``SessionBadInputError``, naming the label."""
+    if labels is None:
+        return None
+    if not isinstance(labels, Mapping):
+        raise ValueError(f"labels={labels!r} | labels must be a mapping of names to strings")
+    for name, value in labels.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ValueError(f"labels[{name!r}]={value!r} | label names and values must be strings")
+    return dict(labels)
+
+
 def _ignore(_: Data) -> None:
     return None
 
@@ -188,13 +202,23 @@ def _encoding(operation: Operation) -> Iterator[None]:
         ) from error
 
 
-def create_session(session: Session) -> Call[Session]:
+def create_session(session: Session, labels: dict[str, str] | None = None) -> Call[Session]:
     check_id(session.session_id, "session")
     return Call(
         CREATE_SESSION,
-        {"session": mapping.session_input(session)},
+        {"session": mapping.session_input(session, labels)},
         lambda data: mapping.session_from_result(data["createSession"]),
     )
+
+
+def update_session(session_id: str, labels: Mapping[str, str] | None, title: str | None) -> Call[None]:
+    if labels is None and title is None:
+        raise ValueError("update_session needs labels or title (or both)")
+    if title is not None and not isinstance(title, str):
+        raise ValueError(f"title={title!r} | title must be a string")
+    variables = {"sessionId": check_id(session_id, "session"), "labels": check_labels(labels), "title": title}
+    # Setting the same labels and title twice leaves what setting them once does.
+    return Call(UPDATE_SESSION, variables, _ignore, retry_safe=True)
 
 
 def read_session(session_id: str) -> Call[Session | None]:

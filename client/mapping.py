@@ -13,13 +13,16 @@ if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
 
 
-def session_input(session: Session) -> dict[str, Any]:
-    return {
+def session_input(session: Session, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    variables: dict[str, Any] = {
         "sessionId": session.session_id,
         "sessionType": SessionType(session.session_type).value,
         "createdAt": session.created_at,
         "updatedAt": session.updated_at,
     }
+    if labels:
+        variables["labels"] = labels
+    return variables
 
 
 def session_from_result(data: dict[str, Any]) -> Session:

@@ -60,6 +60,7 @@ OPERATIONS = load_operations(document_text())
 CREATE_SESSION = OPERATIONS["CreateSession"]
 READ_SESSION = OPERATIONS["ReadSession"]
 LIST_SESSIONS = OPERATIONS["ListSessions"]
+UPDATE_SESSION = OPERATIONS["UpdateSession"]
 DELETE_SESSION = OPERATIONS["DeleteSession"]
 CREATE_AGENT = OPERATIONS["CreateAgent"]
 READ_AGENT = OPERATIONS["ReadAgent"]

@@ -73,6 +73,9 @@ class GraphQLSessionRepository(SessionRepository):
         backoff: Seconds to wait before the first retry.
         message_page_size: Messages asked for per request when restoring an agent: at most the
             server's SESSION_GRAPHQL_MAX_LIST_SIZE (10,000 by default).
+        labels: Labels for every session this repository creates, e.g. ``{"user": "ana",
+            "channel": "web"}``: who and where a conversation belongs to, for filtering and
+            grouping in dashboards. Names and values are strings.
     """
 
     def __init__(
@@ -85,8 +88,10 @@ class GraphQLSessionRepository(SessionRepository):
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
         message_page_size: int = calls.MAX_LIST_SIZE,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.url = url
+        self.labels = calls.check_labels(labels)
         self._backoff = Backoff(retries=retries, base=backoff, longest_asked=timeout)
         self._message_page_size = message_page_size
         sent_headers = credentials.connection_headers(headers, token)
@@ -138,8 +143,9 @@ class GraphQLSessionRepository(SessionRepository):
         return credentials.request_args(token, operation)
 
     def create_session(self, session: Session, **kwargs: Any) -> Session:
-        """Creates the session; raises ``SessionAlreadyExistsError`` if its id is taken."""
-        return self._run(calls.create_session(session))
+        """Creates the session, with this repository's ``labels``; raises
+        ``SessionAlreadyExistsError`` if its id is taken."""
+        return self._run(calls.create_session(session, self.labels))
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         """The session, or None."""
@@ -156,6 +162,15 @@ class GraphQLSessionRepository(SessionRepository):
         while (call := listing.next_call()) is not None:
             self._run(call)
         return listing.sessions
+
+    def update_session(
+        self, session_id: str, *, labels: Mapping[str, str] | None = None, title: str | None = None
+    ) -> None:
+        """Sets the session's labels (all of them: ``{}`` removes them) and/or its title (``""``
+        removes it), e.g. a title once the conversation says what it is about; raises
+        ``SessionNotFoundError`` if the session is missing and ``SessionBadInputError`` for labels
+        the server refuses (at most 32, names of letters, digits, ``_-.``)."""
+        self._run(calls.update_session(session_id, labels, title))
 
     def delete_session(self, session_id: str, **kwargs: Any) -> None:
         """Deletes the session with all it holds; raises ``SessionNotFoundError`` if it is missing."""

@@ -212,8 +212,12 @@ async def create_session(conn: AsyncConnection, scope: Scope, draft: SessionDraf
 async def update_session(
     conn: AsyncConnection, scope: Scope, session_id: str, changes: dict[str, Any]
 ) -> SessionRecord:
-    """Sets the session's labels and/or title (``changes``), moving its updatedAt and activity."""
-    values = {**changes, "updated_at": func.now(), "last_activity_at": func.now()}
+    """Sets the session's labels and/or title (``changes``), moving its updatedAt.
+
+    Not its last activity: that is the conversation's, so labelling old sessions in bulk does not
+    bring them to the top of "recent sessions".
+    """
+    values = {**changes, "updated_at": func.now()}
     stmt = update(sessions).where(*_where(sessions, _session_key(scope, session_id))).values(values)
     row = (await conn.execute(stmt.returning(*sessions.c))).first()
     if row is None:

@@ -60,7 +60,9 @@ class Mutation:
         return Session.from_record(record)
 
     @strawberry.mutation(
-        description="Set a session's labels and/or title (what is left out stays); its updatedAt moves."
+        description="Set a session's labels (replacing them all; {} removes them) and/or title (\"\" "
+        "removes it); what is left out stays. Its updatedAt moves, its lastActivityAt (the "
+        "conversation's) does not."
     )
     async def update_session(
         self, info: Info, session_id: str, labels: JSON | None = None, title: str | None = None
@@ -70,7 +72,7 @@ class Mutation:
         if labels is not None:
             changes["labels"] = check_labels("labels", labels)
         if title is not None:
-            changes["title"] = check_title("title", title)
+            changes["title"] = check_title("title", title) or None
         scope = info.context.scope
         record = await info.context.database_for_write().run(
             lambda conn: commands.update_session(conn, scope, session_id, changes)

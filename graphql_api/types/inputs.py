@@ -62,7 +62,7 @@ class SessionInput:
             created_at=self.created_at,
             updated_at=self.updated_at,
             labels={} if self.labels is None else check_labels(f"{field}.labels", self.labels),
-            title=None if self.title is None else check_title(f"{field}.title", self.title),
+            title=None if self.title is None else check_title(f"{field}.title", self.title) or None,
         )
 
 
