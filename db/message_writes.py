@@ -49,14 +49,19 @@ _FACTS_FROM_JSON = """
 _ADD_TOTALS = ", ".join(f"{name} = t.{name} + d.{name}" for name in ("message_count", *TOTALS))
 _SUMS = "count(*) AS message_count, " + ", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in TOTALS)
 
+# A call and its result usually come in different messages: each fills in its half of the row.
+_TOOL_CALL_MERGE = """
+    ON CONFLICT (session_id, tenant, agent_id, tool_use_id) DO UPDATE SET
+        name = coalesce(nullif(excluded.name, ''), c.name),
+        called_message_id = coalesce(excluded.called_message_id, c.called_message_id),
+        called_at = coalesce(excluded.called_at, c.called_at),
+        status = coalesce(excluded.status, c.status),
+        result_message_id = coalesce(excluded.result_message_id, c.result_message_id)
+"""
+
 # One statement for a whole batch: the messages, their agent's and session's totals and activity,
 # and their tool calls (a call and its result in one batch are one row: grouped, then upserted).
-_INSERT = text(
-    f"""
-    WITH given AS (
-        SELECT * FROM unnest(:ids, :roles, :bodies, :redactions, :created, :updated, :facts)
-            AS g(message_id, role, body, redaction, created_at, updated_at, f)
-    ),
+_INSERT_AFTER_GIVEN = f"""
     inserted AS (
         INSERT INTO session_messages AS m (
             session_id, tenant, agent_id, message_id, role, message, redact_message, created_at, updated_at,
@@ -96,16 +101,28 @@ _INSERT = text(
             FROM inserted i JOIN given g USING (message_id), jsonb_array_elements(g.f->'results') x
         ) u
         GROUP BY u.id
-        ON CONFLICT (session_id, tenant, agent_id, tool_use_id) DO UPDATE SET
-            name = coalesce(nullif(excluded.name, ''), c.name),
-            called_message_id = coalesce(excluded.called_message_id, c.called_message_id),
-            called_at = coalesce(excluded.called_at, c.called_at),
-            status = coalesce(excluded.status, c.status),
-            result_message_id = coalesce(excluded.result_message_id, c.result_message_id)
+        {_TOOL_CALL_MERGE}
         RETURNING 1
     )
     SELECT * FROM inserted
+"""
+_MANY = {
+    "id": "ids",
+    "role": "roles",
+    "body": "bodies",
+    "redaction": "redactions",
+    "created": "created",
+    "updated": "updated",
+    "f": "facts",
+}
+"""The batch statement's array parameter for each column of the one-message statement."""
+_INSERT_MANY = text(
     """
+    WITH given AS (
+        SELECT * FROM unnest(:ids, :roles, :bodies, :redactions, :created, :updated, :facts)
+            AS g(message_id, role, body, redaction, created_at, updated_at, f)
+    ),"""
+    + _INSERT_AFTER_GIVEN
 ).bindparams(
     bindparam("ids", type_=ARRAY(Integer)),
     bindparam("roles", type_=ARRAY(Text)),
@@ -114,6 +131,25 @@ _INSERT = text(
     bindparam("created", type_=ARRAY(DateTime(timezone=True))),
     bindparam("updated", type_=ARRAY(DateTime(timezone=True))),
     bindparam("facts", type_=ARRAY(JSONB)),
+)
+# The same for one message (createMessage, the busiest call) with plain parameters. With arrays,
+# PostgreSQL knows their length only when it plans for their values, so it keeps planning the
+# statement anew on every call (a third of its time); plain parameters let it reuse one plan.
+_INSERT_ONE = text(
+    """
+    WITH given AS (
+        SELECT :id AS message_id, :role AS role, :body AS body, :redaction AS redaction,
+            :created AS created_at, :updated AS updated_at, :f AS f
+    ),"""
+    + _INSERT_AFTER_GIVEN
+).bindparams(
+    bindparam("id", type_=Integer),
+    bindparam("role", type_=Text),
+    bindparam("body", type_=Text),
+    bindparam("redaction", type_=Text),
+    bindparam("created", type_=DateTime(timezone=True)),
+    bindparam("updated", type_=DateTime(timezone=True)),
+    bindparam("f", type_=JSONB),
 )
 
 
@@ -200,22 +236,24 @@ async def insert_messages(
         redactions = [None if d.redact_message is None else dump_json(d.redact_message) for d in ordered]
     except (ValueError, TypeError) as error:
         raise InvalidDataError(f"value cannot be stored as JSON: {error}") from None
-    params = {
-        "session_id": session_id,
-        "tenant": scope.tenant,
-        "agent_id": agent_id,
-        "ids": [draft.message_id for draft in ordered],
-        "roles": [draft.role for draft in ordered],
-        "bodies": bodies,
-        "redactions": redactions,
+    columns: dict[str, list[Any]] = {
+        "id": [draft.message_id for draft in ordered],
+        "role": [draft.role for draft in ordered],
+        "body": bodies,
+        "redaction": redactions,
         "created": created,
         "updated": [draft.updated_at or at for draft, at in zip(ordered, created, strict=True)],
-        "facts": [
+        "f": [
             facts_json(facts_of(draft.message, draft.redact_message), draft.message_id) for draft in ordered
         ],
     }
+    key: dict[str, Any] = {"session_id": session_id, "tenant": scope.tenant, "agent_id": agent_id}
+    if len(ordered) == 1:
+        statement, params = _INSERT_ONE, {**key, **{name: values[0] for name, values in columns.items()}}
+    else:
+        statement, params = _INSERT_MANY, {**key, **{_MANY[name]: values for name, values in columns.items()}}
     try:
-        written = {row.message_id: message_record(row) for row in await conn.execute(_INSERT, params)}
+        written = {row.message_id: message_record(row) for row in await conn.execute(statement, params)}
     except (DBAPIError, StatementError) as error:
         raise_for(error, f"{_agent_name(session_id, agent_id)} not found")
     missing = [draft for draft in drafts if draft.message_id not in written]
@@ -265,6 +303,53 @@ async def _shift_totals(
     )
 
 
+_AGENT_TOOL_CALLS = "session_id = :s AND tenant = :tn AND agent_id = :a"
+# What a message said about tool calls, undone: the calls it made lose their name and time, the
+# calls it answered are open again; a row that is then neither called nor answered goes.
+_FORGET_TOOL_CALLS = (
+    text(
+        f"""
+        UPDATE session_tool_calls SET
+            status = CASE WHEN result_message_id = :m THEN NULL ELSE status END,
+            result_message_id = CASE WHEN result_message_id = :m THEN NULL ELSE result_message_id END,
+            name = CASE WHEN called_message_id = :m THEN '' ELSE name END,
+            called_at = CASE WHEN called_message_id = :m THEN NULL ELSE called_at END,
+            called_message_id = CASE WHEN called_message_id = :m THEN NULL ELSE called_message_id END
+        WHERE {_AGENT_TOOL_CALLS} AND (called_message_id = :m OR result_message_id = :m)
+        """
+    ),
+    text(
+        f"DELETE FROM session_tool_calls WHERE {_AGENT_TOOL_CALLS} "
+        "AND called_message_id IS NULL AND result_message_id IS NULL"
+    ),
+)
+# One message's calls and results (``facts_json``), merged as the insert merges them.
+_RECORD_TOOL_CALLS = text(
+    f"""
+    INSERT INTO session_tool_calls AS c (
+        session_id, tenant, agent_id, tool_use_id, name, called_message_id, called_at, status,
+        result_message_id
+    )
+    SELECT :s, :tn, :a, u.id, max(u.name), max(u.called), max(u.called_at), max(u.status), max(u.answered)
+    FROM (
+        SELECT x->>'id' AS id, x->>'name' AS name, CAST(:m AS integer) AS called,
+            CAST(:at AS timestamptz) AS called_at, NULL::text AS status, NULL::int AS answered
+        FROM jsonb_array_elements(CAST(:facts AS jsonb)->'calls') x
+        UNION ALL
+        SELECT x->>'id', '', NULL, NULL, x->>'status', CAST(:m AS integer)
+        FROM jsonb_array_elements(CAST(:facts AS jsonb)->'results') x
+    ) u
+    GROUP BY u.id
+    {_TOOL_CALL_MERGE}
+    """
+)
+
+
+async def _forget_tool_calls(conn: AsyncConnection, key: dict[str, Any]) -> None:
+    for statement in _FORGET_TOOL_CALLS:
+        await conn.execute(statement, key)
+
+
 async def update_message(
     conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, draft: MessageDraft
 ) -> MessageRecord:
@@ -297,6 +382,8 @@ async def update_message(
         ).one()
     except (DBAPIError, StatementError, ValueError) as error:
         raise_for(error, f"{_message_name(session_id, agent_id, draft.message_id)} not found")
+    await _forget_tool_calls(conn, key)
+    await conn.execute(_RECORD_TOOL_CALLS, {**key, "at": row.created_at, "facts": dump_json(facts)})
     await _shift_totals(conn, scope, session_id, agent_id, before, row)
     return message_record(row)
 
@@ -317,13 +404,7 @@ async def delete_message(
     ).first()
     if gone is None:
         raise NotFoundError(f"{_message_name(session_id, agent_id, message_id)} not found")
-    await conn.execute(
-        text(
-            "DELETE FROM session_tool_calls WHERE session_id = :s AND tenant = :tn AND agent_id = :a "
-            "AND called_message_id = :m"
-        ),
-        key,
-    )
+    await _forget_tool_calls(conn, key)
     await _shift_totals(conn, scope, session_id, agent_id, gone, None)
     await record_event(
         conn,
