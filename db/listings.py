@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Integer, Select, Text, bindparam, func, select, true, tuple_
+from sqlalchemy import BigInteger, Integer, Select, Text, bindparam, func, select, true, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.filters import ConversationFilter, agents_matching, messages_matching, sessions_matching
@@ -187,14 +188,12 @@ async def agent_message_pages(
         groups.setdefault((key[3], key[6]), []).append(index)
     for (f, backwards), indexes in groups.items():
         group = [keys[i] for i in indexes]
+        # Past every message id either way; 2**31 is beyond PostgreSQL's integer, hence bigint.
         far = 2**31 if backwards else -1
+        positions = [far if key[4] is None else key[4] for key in group]
         k = _agent_keys(
             group,
-            (
-                "position",
-                int_array("positions", [far if key[4] is None else key[4] for key in group]),
-                Integer,
-            ),
+            ("position", bindparam("positions", positions, type_=ARRAY(BigInteger)), BigInteger),
             ("lim", int_array("lims", [key[5] for key in group]), Integer),
         )
         beyond = messages.c.message_id < k.c.position if backwards else messages.c.message_id > k.c.position

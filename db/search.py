@@ -26,7 +26,8 @@ SearchPosition = tuple[float, str, str, str, int]
 MARK = "**"
 """Around each matched word in a snippet (Markdown's bold), not HTML: dashboards show text as text."""
 _HEADLINE_OPTIONS = (
-    f"StartSel={MARK}, StopSel={MARK}, MaxFragments=2, MaxWords=18, MinWords=6, FragmentDelimiter= … "
+    # Quoted: PostgreSQL trims the spaces around an unquoted value.
+    f'StartSel={MARK}, StopSel={MARK}, MaxFragments=2, MaxWords=18, MinWords=6, FragmentDelimiter=" … "'
 )
 
 

@@ -25,12 +25,15 @@ from sqlalchemy import (
     text,
     tuple_,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.availability import sqlstate_of
 from db.filters import ConversationFilter, messages_matching
 from db.models import messages, sessions, tool_calls
 from db.tenancy import Scope
 
+INVALID_PARAMETER_VALUE = "22023"
 UNITS = {"MINUTE": "minute", "HOUR": "hour", "DAY": "day", "WEEK": "week"}
 STEPS = {
     "MINUTE": timedelta(minutes=1),
@@ -77,23 +80,36 @@ def _empty(bucket_start: datetime | None, key: str | None) -> StatsRow:
     return StatsRow(bucket_start, key, 0, 0, 0, 0, 0, 0, None, None, 0, 0)
 
 
+class UnknownTimeZone(Exception):
+    """PostgreSQL knows no zone of that name (its zone database and Python's can differ)."""
+
+
 async def bucket_starts(conn: AsyncConnection, request: StatsRequest) -> list[datetime]:
-    """Every bucket of the range, as instants: local bucket starts, mapped back through the zone."""
-    rows = await conn.execute(
-        text(
-            "SELECT timezone(:tz, local_start) AS bucket_start FROM generate_series("
-            "date_trunc(:unit, timezone(:tz, CAST(:start AS timestamptz))), "
-            "date_trunc(:unit, timezone(:tz, CAST(:end AS timestamptz) - interval '1 microsecond')), "
-            "CAST(:step AS interval)) AS local_start ORDER BY 1"
-        ),
-        {
-            "tz": request.time_zone,
-            "unit": UNITS[request.bucket],
-            "start": request.start,
-            "end": request.end,
-            "step": STEPS[request.bucket],
-        },
-    )
+    """Every bucket of the range, as instants: local bucket starts, mapped back through the zone.
+
+    Raises ``UnknownTimeZone`` when PostgreSQL does not know ``request.time_zone``.
+    """
+    try:
+        rows = await conn.execute(
+            text(
+                # DISTINCT: the local hour a clock skips (spring forward) maps to the instant of the next.
+                "SELECT DISTINCT timezone(:tz, local_start) AS bucket_start FROM generate_series("
+                "date_trunc(:unit, timezone(:tz, CAST(:start AS timestamptz))), "
+                "date_trunc(:unit, timezone(:tz, CAST(:end AS timestamptz) - interval '1 microsecond')), "
+                "CAST(:step AS interval)) AS local_start ORDER BY 1"
+            ),
+            {
+                "tz": request.time_zone,
+                "unit": UNITS[request.bucket],
+                "start": request.start,
+                "end": request.end,
+                "step": STEPS[request.bucket],
+            },
+        )
+    except DBAPIError as error:
+        if sqlstate_of(error) == INVALID_PARAMETER_VALUE:  # the zone is the only parameter it can be
+            raise UnknownTimeZone(request.time_zone) from None
+        raise
     return [row.bucket_start for row in rows]
 
 
@@ -145,13 +161,15 @@ def _message_facts(scope: Scope, f: ConversationFilter, request: StatsRequest) -
     }
     stmt = select(bucket, *columns)
     if request.group_by == "LABEL":
+        # An alias: the filter's own EXISTS on ``sessions`` must not correlate with this join.
+        labelled = sessions.alias("labelled")
         stmt = stmt.add_columns(
-            sessions.c.labels.op("->>")(bindparam("label", request.label, type_=Text)).label("key")
+            labelled.c.labels.op("->>")(bindparam("label", request.label, type_=Text)).label("key")
         )
         stmt = stmt.select_from(
             messages.join(
-                sessions,
-                and_(sessions.c.session_id == messages.c.session_id, sessions.c.tenant == messages.c.tenant),
+                labelled,
+                and_(labelled.c.session_id == messages.c.session_id, labelled.c.tenant == messages.c.tenant),
             )
         )
     else:
@@ -183,6 +201,7 @@ async def conversation_stats(
 
     ``most_rows``: a grouping with more buckets times keys than this is refused with ``TooManyRows``.
     """
+    starts = await bucket_starts(conn, request)  # first: it checks the zone
     facts = _message_facts(scope, f, request)
     local_instant = func.timezone(bindparam("tz", request.time_zone), facts.c.local_start)
     grouped = select(
@@ -206,7 +225,6 @@ async def conversation_stats(
         func.percentile_cont(0.95).within_group(facts.c.latency_ms).label("p95_latency_ms"),
     ).group_by(func.grouping_sets(tuple_(facts.c.local_start, facts.c.key), tuple_(facts.c.key), tuple_()))
     found = (await conn.execute(grouped)).all()
-    starts = await bucket_starts(conn, request)
     cells: dict[tuple[datetime, str | None], StatsRow] = {}
     key_totals: dict[str | None, StatsRow] = {}
     totals = _empty(None, None)
@@ -255,7 +273,14 @@ async def tool_stats(conn: AsyncConnection, scope: Scope, f: ConversationFilter,
                 ),
             )
         )
-        .where(scope.visible(tool_calls), tool_calls.c.name != "", *messages_matching(f))
+        .where(
+            scope.visible(tool_calls),
+            tool_calls.c.name != "",
+            # A call's time is its message's creation, repeated here so the (tenant, called_at)
+            # index narrows the calls before the join instead of reading all of a tenant's.
+            f.created.condition(tool_calls.c.called_at),
+            *messages_matching(f),
+        )
         .group_by(tool_calls.c.name)
         .order_by(errors.desc(), func.count().desc(), tool_calls.c.name)
         .limit(most)

@@ -39,6 +39,7 @@ from strawberry.extensions import SchemaExtension
 
 from graphql_api.errors import ErrorCode, LimitError
 from graphql_api.settings import Limits
+from graphql_api.types.pagination import LARGEST_DEFAULT_PAGE
 from graphql_api.validation import json_shape
 
 ASSUMED_LIST_SIZE = 5
@@ -47,6 +48,10 @@ Where a document meets more, ``loaders.RowBudget`` stops it while it runs."""
 PAGE_ARGUMENTS = ("first", "last", "limit")
 INPUT_NESTING = 3
 """Levels of input objects around a stored document in a variable (a list of MessageInput)."""
+
+
+def _count(value: Any) -> int | None:
+    return max(0, value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _list_input_variables(operation: OperationDefinitionNode, schema: GraphQLSchema) -> Iterator[str]:
@@ -164,22 +169,26 @@ class _Cost:
         }
 
     def page_size(self, node: FieldNode, field: GraphQLField) -> int | None:
-        """The field's own page size argument, its schema default when not given; None: it has none."""
+        """The field's own page size argument, its schema default when not given; None: it has none.
+
+        A connection given neither ``first`` nor ``last`` serves its default page, not everything.
+        """
+        if "first" in field.args and "last" in field.args:
+            asked = [_count(self.argument(node, field, name)) for name in ("first", "last")]
+            sizes = [size for size in asked if size is not None]
+            return max(sizes) if sizes else LARGEST_DEFAULT_PAGE
         for name in PAGE_ARGUMENTS:
-            argument = field.args.get(name)
-            if argument is None:
-                continue
-            given = next((a for a in node.arguments or () if a.name.value == name), None)
-            value = (
-                argument.default_value
-                if given is None
-                else value_from_ast(given.value, argument.type, dict(self.variables))
-            )
-            if isinstance(value, int) and not isinstance(value, bool):
-                return max(0, value)
-            # An explicit null (or no default) on ``limit`` asks for everything, up to the list maximum.
-            return self.limits.max_list_size
+            if name in field.args:
+                # An explicit null (or no default) on ``limit`` asks for everything, up to the list maximum.
+                size = _count(self.argument(node, field, name))
+                return self.limits.max_list_size if size is None else size
         return None
+
+    def argument(self, node: FieldNode, field: GraphQLField, name: str) -> Any:
+        given = next((a for a in node.arguments or () if a.name.value == name), None)
+        if given is None:
+            return field.args[name].default_value
+        return value_from_ast(given.value, field.args[name].type, dict(self.variables))
 
     def of(
         self, selection_set: SelectionSetNode | None, parent: Any, page: int | None, seen: frozenset[str]

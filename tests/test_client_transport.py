@@ -210,6 +210,7 @@ def test_each_repository_call_is_one_request_with_only_its_own_operation(
         ("CreateSession", lambda r: r.create_session(session)),
         ("ReadSession", lambda r: r.read_session(sid)),
         ("ListSessions", lambda r: r.list_sessions(limit=3)),
+        ("UpdateSession", lambda r: r.update_session(sid, title="t", labels={"user": "ana"})),
         ("CreateAgent", lambda r: r.create_agent(sid, agent)),
         ("ReadAgent", lambda r: r.read_agent(sid, "agent")),
         ("UpdateAgent", lambda r: r.update_agent(sid, agent)),

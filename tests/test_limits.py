@@ -387,6 +387,18 @@ def test_estimated_cost_follows_page_sizes_and_list_sizes(graphql: GraphQLCall) 
     assert body.get("data") is None
 
 
+def test_a_connection_without_first_or_last_costs_its_default_page(graphql: GraphQLCall) -> None:
+    # 1 connection + 20 sessions x (1 + 5 agents x (1 connection + 50 messages)): served, not refused
+    # as if each messagesConnection returned the list maximum.
+    document = "{ sessions(first: 20) { nodes { agents { messagesConnection { nodes { messageId } } } } } }"
+    assert "errors" not in graphql(document)
+
+    pages = "messagesConnection(last: 40) { nodes { messageId } }"
+    body = graphql(f"{{ sessions(first: 1000) {{ nodes {{ agents {{ {pages} }} }} }} }}")
+    error = refused(body, "QUERY_TOO_COSTLY")
+    assert f"about {1 + 1000 * (1 + 5 * (1 + 1 + 40))} rows" in error["message"]
+
+
 def ten_agents_of(page: int) -> str:
     """Ten look-ups, each 1 agent + ``page`` messages."""
     one = 'agent(sessionId: "nobody", agentId: "a") {{ messages(limit: {page}) {{ messageId }} }}'

@@ -16,6 +16,7 @@ from graphql_api.context import Info
 from graphql_api.errors import ErrorCode, InputError, LimitError
 from graphql_api.types.filters import NEWEST_FIRST, ConversationFilter, ListOrder, MessageOrder, filter_of
 from graphql_api.types.pagination import (
+    LIST_PAGE,
     AgentConnection,
     MessageConnection,
     SessionConnection,
@@ -27,8 +28,6 @@ from graphql_api.types.search import SearchConnection, decode_search_cursor
 from graphql_api.types.stats import Bucket, ConversationStats, GroupBy, ToolStat
 from graphql_api.validation import check_page_size
 
-LIST_PAGE = 20
-SEARCH_PAGE = 20
 MOST_BUCKETS = 5000
 MOST_TOOLS = 1000
 QUERY_LENGTH = 1000
@@ -56,11 +55,15 @@ def _request(
     )
 
 
+def _unknown_zone(name: str) -> InputError:
+    return InputError("timeZone", f"is not a time zone name like Europe/Lisbon or UTC: {name!r}")
+
+
 def _zone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InputError("timeZone", f"is not a time zone name like Europe/Lisbon or UTC: {name!r}") from None
+        raise _unknown_zone(name) from None
     return name
 
 
@@ -152,7 +155,7 @@ class AnalyticsQuery:
         info: Info,
         query: str,
         filter: ConversationFilter | None = None,
-        first: int = SEARCH_PAGE,
+        first: int = LIST_PAGE,
         after: str | None = None,
     ) -> SearchConnection:
         check_page_size("first", first, info.context.limits.max_page_size)
@@ -188,7 +191,7 @@ class AnalyticsQuery:
         end = to or datetime.now(UTC)
         start = from_ or end - DEFAULT_RANGE
         if start >= end:
-            raise InputError("from", "must be before to")
+            raise InputError("from", "must be before to" if to else "must be in the past when to is left out")
         step = {
             "MINUTE": timedelta(minutes=1),
             "HOUR": timedelta(hours=1),
@@ -210,6 +213,8 @@ class AnalyticsQuery:
                 lambda conn: stats.conversation_stats(conn, scope, matching, request, most_rows=most),
                 idempotent=True,
             )
+        except stats.UnknownTimeZone:
+            raise _unknown_zone(time_zone) from None
         except stats.TooManyRows as error:
             raise LimitError(
                 ErrorCode.QUERY_TOO_COSTLY,

@@ -60,7 +60,7 @@ class Mutation:
         return Session.from_record(record)
 
     @strawberry.mutation(
-        description="Set a session's labels (replacing them all; {} removes them) and/or title (\"\" "
+        description='Set a session\'s labels (replacing them all; {} removes them) and/or title ("" '
         "removes it); what is left out stays. Its updatedAt moves, its lastActivityAt (the "
         "conversation's) does not."
     )

@@ -10,7 +10,12 @@ from db.records import AgentRecord
 from graphql_api.context import Info
 from graphql_api.errors import InputError
 from graphql_api.types.filters import ConversationFilter, filter_of
-from graphql_api.types.pagination import MessageConnection, decode_message_cursor, page_request
+from graphql_api.types.pagination import (
+    CONVERSATION_PAGE,
+    MessageConnection,
+    decode_message_cursor,
+    page_request,
+)
 from graphql_api.types.scalars import JSON
 from graphql_api.types.totals import Totals
 from graphql_api.validation import check_not_negative, check_page_size
@@ -18,8 +23,6 @@ from graphql_api.validation import check_not_negative, check_page_size
 if TYPE_CHECKING:
     from graphql_api.types.message import Message
     from graphql_api.types.session import Session
-
-CONVERSATION_PAGE = 50
 
 
 @strawberry.type(description="An agent of a session, with the state Strands restores it from.")

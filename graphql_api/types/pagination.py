@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from graphql_api.types.message import Message
     from graphql_api.types.session import Session
 
+LIST_PAGE = 20
+"""Rows per page of the root listings (sessions, agents, messages, searchMessages) without first/last."""
+CONVERSATION_PAGE = 50
+"""Messages per page of Agent.messagesConnection without first/last: a screenful of conversation."""
+LARGEST_DEFAULT_PAGE = max(LIST_PAGE, CONVERSATION_PAGE)
+
 _MESSAGE_PREFIX = "message:"
 NOT_OURS = "is not a cursor this API returned"
 

@@ -24,7 +24,11 @@ class GroupBy(Enum):
     ROLE = "ROLE"
     AGENT = "AGENT"
     SESSION = "SESSION"
-    TOOL = "TOOL"
+    TOOL = strawberry.enum_value(
+        "TOOL",
+        description="Per tool called: the messages calling it, their tokens and latency (a message "
+        "calling two tools counts for each), and its calls and errors, at the time of the call.",
+    )
     LABEL = "LABEL"
 
 
