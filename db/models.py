@@ -88,10 +88,12 @@ def _measure() -> Mapped[int | None]:
 class SessionModel(Base):
     __tablename__ = "sessions"
     __table_args__ = (
-        # Newest first within a tenant (the usual listing), and across tenants for tenantless admins.
+        # Newest (and most recently active) first within a tenant, the usual listings, and across
+        # tenants for tenantless admins.
         Index("ix_sessions_tenant_created_at_session_id", "tenant", "created_at", "session_id"),
         Index("ix_sessions_created_at_session_id_tenant", "created_at", "session_id", "tenant"),
         Index("ix_sessions_tenant_last_activity_at_session_id", "tenant", "last_activity_at", "session_id"),
+        Index("ix_sessions_last_activity_at_session_id_tenant", "last_activity_at", "session_id", "tenant"),
         Index(
             "ix_sessions_labels",
             "labels",

@@ -145,6 +145,11 @@ def upgrade() -> None:
         ["tenant", "last_activity_at", "session_id"],
     )
     op.create_index(
+        "ix_sessions_last_activity_at_session_id_tenant",
+        "sessions",
+        ["last_activity_at", "session_id", "tenant"],
+    )
+    op.create_index(
         "ix_sessions_labels",
         "sessions",
         ["labels"],
@@ -259,6 +264,7 @@ def downgrade() -> None:
     op.drop_index("ix_session_messages_tenant_created_at", table_name="session_messages")
     op.drop_index("ix_sessions_labels", table_name="sessions")
     op.drop_index("ix_sessions_tenant_last_activity_at_session_id", table_name="sessions")
+    op.drop_index("ix_sessions_last_activity_at_session_id_tenant", table_name="sessions")
     op.drop_table("session_tool_calls")
     for name in (
         "search",
