@@ -3,8 +3,13 @@
 Bytes travel as Strands' own base64 envelopes (``{"__bytes_encoded__": true, "data": ...}``):
 ``to_dict()`` makes them and ``from_dict()`` turns them back into bytes, as Strands' file and S3
 stores do, so the server stores exactly what those stores would write.
+
+Messages are the hot path (an agent writes one per turn and restores thousands at once), so they
+are mapped field by field: Strands' ``to_dict()`` copies a message twice and ``from_dict()`` calls
+``inspect.signature`` five times per message, which was two thirds of a 10,000-message restore.
 """
 
+import base64
 from typing import TYPE_CHECKING, Any
 
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType, encode_bytes_values
@@ -59,27 +64,80 @@ def agent_from_result(data: dict[str, Any]) -> SessionAgent:
     )
 
 
+STRANDS_DEPTH = 450
+"""Levels of nesting Strands' own recursive encoder and decoder reach (about 495, by Python's
+recursion limit): a message deeper than that would break the agent at its next save, so reading it
+raises RecursionError here, as Strands' ``from_dict`` would."""
+
+
 def message_input(message: SessionMessage) -> dict[str, Any]:
-    stored = message.to_dict()
+    """What ``message.to_dict()`` would send, sharing every part of the message that holds no bytes."""
+    redacted = message.redact_message
     return {
-        "messageId": stored["message_id"],
-        "message": stored["message"],
-        "redactMessage": stored["redact_message"],
-        "createdAt": stored["created_at"],
-        "updatedAt": stored["updated_at"],
+        "messageId": message.message_id,
+        "message": _with_envelopes(message.message),
+        "redactMessage": None if redacted is None else _with_envelopes(redacted),
+        "createdAt": message.created_at,
+        "updatedAt": message.updated_at,
     }
 
 
 def message_from_result(data: dict[str, Any]) -> SessionMessage:
-    return SessionMessage.from_dict(
-        {
-            "message_id": data["messageId"],
-            "message": data["message"],
-            "redact_message": data["redactMessage"],
-            "created_at": data["createdAt"],
-            "updated_at": data["updatedAt"],
-        }
+    """What ``SessionMessage.from_dict`` would build; ``data`` is a fresh answer, decoded in place."""
+    redacted = data["redactMessage"]
+    return SessionMessage(
+        message=_without_envelopes(data["message"]),
+        message_id=data["messageId"],
+        redact_message=None if redacted is None else _without_envelopes(redacted),
+        created_at=data["createdAt"],
+        updated_at=data["updatedAt"],
     )
+
+
+def _with_envelopes(value: Any, depth: int = 0) -> Any:
+    """``encode_bytes_values(value)``, copying only the dicts and lists on the way to some bytes."""
+    if depth > STRANDS_DEPTH:
+        raise RecursionError(f"nested more than {STRANDS_DEPTH} levels deep, beyond what Strands handles")
+    if isinstance(value, bytes):
+        return {"__bytes_encoded__": True, "data": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        items = list(value.items())
+        for index, (key, item) in enumerate(items):
+            encoded = _with_envelopes(item, depth + 1)
+            if encoded is not item:
+                copy = dict(items[:index])
+                copy[key] = encoded
+                copy.update((later, _with_envelopes(rest, depth + 1)) for later, rest in items[index + 1 :])
+                return copy
+        return value
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            encoded = _with_envelopes(item, depth + 1)
+            if encoded is not item:
+                return (
+                    value[:index]
+                    + [encoded]
+                    + [_with_envelopes(rest, depth + 1) for rest in value[index + 1 :]]
+                )
+        return value
+    return value
+
+
+def _without_envelopes(value: Any, depth: int = 0) -> Any:
+    """``decode_bytes_values(value)``, replacing the envelopes inside ``value`` itself."""
+    if depth > STRANDS_DEPTH:
+        raise RecursionError(f"nested more than {STRANDS_DEPTH} levels deep, beyond what Strands handles")
+    if isinstance(value, dict):
+        if value.get("__bytes_encoded__") is True and "data" in value:
+            return base64.b64decode(value["data"])
+        for key, item in value.items():
+            if isinstance(item, dict | list):
+                value[key] = _without_envelopes(item, depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, dict | list):
+                value[index] = _without_envelopes(item, depth + 1)
+    return value
 
 
 def multi_agent_input(multi_agent: "MultiAgentBase") -> dict[str, Any]:
