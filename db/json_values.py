@@ -25,3 +25,45 @@ def canonical_json(value: Any) -> str:
     Python equality would blur.
     """
     return json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"))
+
+
+_UNSET: Any = object()
+
+
+class StoredJSON:
+    """A document as stored, read as its text: answers embed the text as is (no decoding and
+    encoding again of every message a restore reads), and code that looks inside decodes it once.
+
+    Made from the text (a query that reads the column as ``text``) or from a decoded value (a
+    write's RETURNING), whichever the row held.
+    """
+
+    __slots__ = ("_text", "_value")
+
+    def __init__(self, *, text: str = _UNSET, value: Any = _UNSET) -> None:
+        self._text = text
+        self._value = value
+
+    @classmethod
+    def of(cls, stored: Any) -> "StoredJSON":
+        return cls(text=stored) if isinstance(stored, str) else cls(value=stored)
+
+    @property
+    def value(self) -> Any:
+        if self._value is _UNSET:
+            self._value = load_json(self._text)
+        return self._value
+
+    @property
+    def text(self) -> str:
+        if self._text is _UNSET:
+            self._text = dump_json(self._value)
+        return self._text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StoredJSON) and canonical_json(self.value) == canonical_json(other.value)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable cache, equal by content
+
+    def __repr__(self) -> str:
+        return f"StoredJSON({self.text[:60]!r})"

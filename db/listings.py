@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from db.filters import ConversationFilter, agents_matching, messages_matching, sessions_matching
 from db.models import agents, messages, sessions
 from db.queries import (
+    MESSAGE_COLUMNS,
     agent_record,
     int_array,
     message_record,
@@ -142,10 +143,6 @@ async def list_agents(
 async def count_agents(conn: AsyncConnection, scope: Scope, f: ConversationFilter) -> int:
     stmt = select(func.count()).select_from(agents).where(scope.visible(agents), *agents_matching(f))
     return int((await conn.execute(stmt)).scalar_one())
-
-
-MESSAGE_COLUMNS = [c for c in messages.c if c.name not in ("plain_text", "search")]
-"""A message's columns without its text and search vector, which the API derives from the JSON."""
 
 
 async def list_messages(

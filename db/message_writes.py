@@ -202,8 +202,9 @@ def _message_name(session_id: str, agent_id: str, message_id: int) -> str:
 
 def same_message_content(stored: MessageRecord, draft: MessageDraft) -> bool:
     """Whether a create repeats what is stored (a retry), ignoring timestamps."""
-    return canonical_json(stored.message) == canonical_json(draft.message) and canonical_json(
-        stored.redact_message
+    redaction = None if stored.redact_message is None else stored.redact_message.value
+    return canonical_json(stored.message.value) == canonical_json(draft.message) and canonical_json(
+        redaction
     ) == canonical_json(draft.redact_message)
 
 

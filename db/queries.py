@@ -8,11 +8,12 @@ tenant it is looked up in (see ``db.tenancy``), and every listing takes a ``Scop
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Integer, Select, Text, and_, bindparam, column, func, select, true
+from sqlalchemy import Integer, Select, Text, and_, bindparam, cast, column, func, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
+from db.json_values import StoredJSON
 from db.models import agents, messages, multi_agents, sessions
 from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord, Totals
 
@@ -94,15 +95,31 @@ def agent_record(row: Any) -> AgentRecord:
     )
 
 
+MESSAGE_COLUMNS = [
+    messages.c.session_id,
+    messages.c.tenant,
+    messages.c.agent_id,
+    messages.c.message_id,
+    messages.c.role,
+    # As text: answers embed the stored JSON as it is (see StoredJSON).
+    cast(messages.c.message, Text).label("message"),
+    cast(messages.c.redact_message, Text).label("redact_message"),
+    messages.c.created_at,
+    messages.c.updated_at,
+]
+"""What a MessageRecord holds: the API derives the rest (text, tools, tokens) from the JSON when asked."""
+
+
 def message_record(row: Any) -> MessageRecord:
+    redaction = row.redact_message
     return MessageRecord(
         row.session_id,
         row.tenant,
         row.agent_id,
         row.message_id,
         row.role,
-        row.message,
-        row.redact_message,
+        StoredJSON.of(row.message),
+        None if redaction is None else StoredJSON.of(redaction),
         row.created_at,
         row.updated_at,
     )
@@ -160,7 +177,7 @@ async def get_messages(conn: AsyncConnection, keys: Sequence[MessageKey]) -> dic
         ("agent_id", text_array("aids", [key[2] for key in keys]), Text),
         ("message_id", int_array("mids", [key[3] for key in keys]), Integer),
     )
-    stmt = select(messages).join(
+    stmt = select(*MESSAGE_COLUMNS).join(
         k,
         and_(
             messages.c.tenant == k.c.tenant,
@@ -210,7 +227,7 @@ async def list_message_windows(
         ("lim", int_array("lims", [w[4] for w in windows]), Integer),
     )
     page = (
-        select(messages)
+        select(*MESSAGE_COLUMNS)
         .where(*_messages_of_key(k))
         .order_by(messages.c.message_id)
         .offset(k.c.off)

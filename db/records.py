@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from db.json_values import StoredJSON
+
 
 @dataclass(frozen=True, slots=True)
 class Totals:
@@ -52,8 +54,8 @@ class MessageRecord:
     agent_id: str
     message_id: int
     role: str
-    message: Any
-    redact_message: Any | None
+    message: StoredJSON
+    redact_message: StoredJSON | None
     created_at: datetime
     updated_at: datetime
 

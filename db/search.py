@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import REAL
 
 from db.filters import ConversationFilter, messages_matching
-from db.listings import MESSAGE_COLUMNS, MESSAGE_KEY
+from db.listings import MESSAGE_KEY
 from db.models import SEARCH_CONFIGURATION, messages
-from db.queries import message_record
+from db.queries import MESSAGE_COLUMNS, message_record
 from db.records import MessageRecord
 from db.tenancy import Scope
 

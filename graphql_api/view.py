@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import ClientDisconnect, Request
@@ -23,6 +24,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from db.engine import Database
+from db.json_values import StoredJSON
 from graphql_api import request_ids
 from graphql_api.authentication import TENANT_HEADER, Authenticator, scope_for
 from graphql_api.context import Context
@@ -103,6 +105,18 @@ def _rate_limited(error: RateLimited) -> Refusal:
     )
 
 
+def _embedded(value: object) -> orjson.Fragment:
+    if isinstance(value, StoredJSON):
+        return orjson.Fragment(value.text)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _decoded(value: object) -> object:
+    if isinstance(value, StoredJSON):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 class SessionGraphQL(GraphQL[Context, None]):
     def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -118,6 +132,15 @@ class SessionGraphQL(GraphQL[Context, None]):
         if not isinstance(decoded, (dict, list)):
             raise HTTPException(400, "The request body must be a JSON object")
         return decoded
+
+    def encode_json(self, data: object) -> bytes:
+        # orjson: a tenth of json.dumps' time on a large answer, and stored messages go in as the
+        # text PostgreSQL holds. It refuses what JSON cannot hold exactly (integers beyond 64 bits
+        # in a stored state, lone surrogates), which json writes as Python always has.
+        try:
+            return orjson.dumps(data, default=_embedded)
+        except TypeError:
+            return json.dumps(data, separators=(",", ":"), default=_decoded).encode()
 
     async def render_graphql_ide(self, request: Request) -> Response:
         # Our page, not strawberry's: its assets come from this server, not a CDN (graphql_api/graphiql/).

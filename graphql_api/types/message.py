@@ -7,6 +7,7 @@ import strawberry
 
 from db.derived import MessageFacts, effective_message, facts_of
 from db.errors import NotFoundError
+from db.json_values import StoredJSON
 from db.records import MessageRecord
 from graphql_api.context import Info
 from graphql_api.types.scalars import JSON
@@ -44,9 +45,12 @@ class Message:
     agent_id: str
     message_id: int = strawberry.field(description="Position of the message in the conversation, from 0.")
     role: str = strawberry.field(description="The message's role (user, assistant), copied for filtering.")
-    message: JSON = strawberry.field(description="The Strands message, bytes as base64 envelopes.")
-    redact_message: JSON | None = strawberry.field(
-        description="What a guardrail replaced the message with, if it did."
+    # StoredJSON: the view embeds the stored text in the answer (graphql_api/view.py).
+    message: StoredJSON = strawberry.field(
+        graphql_type=JSON, description="The Strands message, bytes as base64 envelopes."
+    )
+    redact_message: StoredJSON | None = strawberry.field(
+        graphql_type=JSON | None, description="What a guardrail replaced the message with, if it did."
     )
     created_at: datetime
     updated_at: datetime
@@ -79,7 +83,8 @@ class Message:
     def _facts(self) -> MessageFacts:
         # Derived from the stored JSON by the same code that filled the columns filters read.
         if self.facts_cache is None:
-            self.facts_cache = facts_of(self.message, self.redact_message)
+            redaction = None if self.redact_message is None else self.redact_message.value
+            self.facts_cache = facts_of(self.message.value, redaction)
         return self.facts_cache
 
     @strawberry.field(
@@ -129,4 +134,4 @@ class Message:
 
     @strawberry.field(description="What the agent sees: redactMessage when there is one, else message.")
     def effective_message(self) -> JSON:
-        return JSON(effective_message(self.message, self.redact_message))
+        return JSON(effective_message(self.message, self.redact_message))  # StoredJSON, as the two above
