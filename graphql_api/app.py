@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -102,6 +103,10 @@ def create_app(settings: Settings) -> Starlette:
                 database=database, authenticator=authenticator, rate_limiter=limiter
             )
             tasks = [asyncio.create_task(keys.keep_fresh()), asyncio.create_task(_housekeeping(limiter))]
+            # What start-up made (modules, the schema, caches) lives as long as the process: out of
+            # the collector's sight, full collections only walk what requests make, not all of it.
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:

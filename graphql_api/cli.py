@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
@@ -119,6 +120,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _serve(settings: Settings) -> None:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from graphql_api.app import create_app
 
@@ -139,13 +141,25 @@ def _serve(settings: Settings) -> None:
             )
         print(f"session-graphql: GraphiQL at http://{settings.host}:{settings.port}/graphql", flush=True)
         # The database is started and migrated already: the app's lifespan only opens its pool.
-        app = create_app(replace(settings, database_url=prepared.url, migrate_on_start=False))
+        served = replace(settings, database_url=prepared.url, migrate_on_start=False)
+        # Built here even for workers, so that settings it refuses are one line, not one per worker.
+        app = create_app(served)
+        # Workers get a factory: each process builds its own app, and pool, from the settings.
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level=settings.log_level, proxy_headers=True
+            app if settings.workers == 1 else partial(create_app, served),
+            factory=settings.workers > 1,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            proxy_headers=True,
         )
         # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again.
         with suppress(KeyboardInterrupt, Terminated):
-            uvicorn.Server(config).run(sockets=[listening])
+            if settings.workers == 1:
+                uvicorn.Server(config).run(sockets=[listening])
+            else:
+                Multiprocess(config, sockets=[listening]).run()
     finally:
         prepared.release()
 
@@ -203,6 +217,12 @@ def _port(raw: str) -> int:
     return port
 
 
+def _workers(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 256:
+        raise argparse.ArgumentTypeError(f"must be a number of processes from 1 to 256, not {raw!r}")
+    return int(raw)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="session-graphql", description="GraphQL session store for Strands agents, on PostgreSQL."
@@ -212,6 +232,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="port to listen on (default 8000)")
     serve.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data directory")
+    serve.add_argument(
+        "--workers", type=_workers, help="server processes sharing the port (default 1; up to one per core)"
+    )
     serve.add_argument(
         "--insecure",
         action="store_true",
@@ -247,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings.from_env(
             host=getattr(args, "host", None),
             port=getattr(args, "port", None),
+            workers=getattr(args, "workers", None),
             data_dir=getattr(args, "data_dir", None),
             insecure=getattr(args, "insecure", None),
         )

@@ -249,6 +249,8 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 1
+    """Server processes sharing the port: the API keeps no state of its own, so up to one per core."""
     pool_size: int = 10
     max_overflow: int = 20
     graphiql: bool = True
@@ -277,6 +279,7 @@ class Settings:
             else default_data_dir(),
             host=env.get("SESSION_GRAPHQL_HOST") or "127.0.0.1",
             port=_int(env, "SESSION_GRAPHQL_PORT", 8000, 1, 65535),
+            workers=_int(env, "SESSION_GRAPHQL_WORKERS", 1, 1, 256),
             pool_size=_int(env, "SESSION_GRAPHQL_POOL_SIZE", 10, 1, 1000),
             max_overflow=_int(env, "SESSION_GRAPHQL_MAX_OVERFLOW", 20, 0, 1000),
             graphiql=_bool(env, "SESSION_GRAPHQL_GRAPHIQL", True),

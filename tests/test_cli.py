@@ -65,12 +65,12 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 class Served:
     """``session-graphql serve`` in a child process, its output in a file."""
 
-    def __init__(self, data_dir: Path, log: Path) -> None:
+    def __init__(self, data_dir: Path, log: Path, *more: str) -> None:
         self.port = free_port()
         self.log = log
         with log.open("w") as output:
             self.process = subprocess.Popen(
-                [*CLI, "serve", "--data-dir", str(data_dir), "--port", str(self.port)],
+                [*CLI, "serve", "--data-dir", str(data_dir), "--port", str(self.port), *more],
                 env=clean_env(),
                 cwd=REPO,
                 stdout=output,
@@ -119,8 +119,8 @@ def serve(data_dir: Path) -> Iterator[list[Served]]:
         served.close()
 
 
-def start(started: list[Served], data_dir: Path, name: str) -> Served:
-    served = Served(data_dir, data_dir.parent / f"{name}.log")
+def start(started: list[Served], data_dir: Path, name: str, *more: str) -> Served:
+    served = Served(data_dir, data_dir.parent / f"{name}.log", *more)
     started.append(served)
     served.wait_ready()
     return served
@@ -188,6 +188,43 @@ def test_two_servers_share_one_data_dir_and_the_database_outlives_the_first_to_s
     assert still_ready == 200
     assert created == {"data": {"createSession": {"sessionId": "kept", "sessionType": "AGENT"}}}
     assert postmasters_of(data_dir) == []
+
+
+def test_serve_with_workers_answers_from_each_process_and_stops_them_all(
+    serve: list[Served], data_dir: Path
+) -> None:
+    served = start(serve, data_dir, "workers", "--workers", "2")
+    workers = [
+        child
+        for child in psutil.Process(served.process.pid).children()
+        if "spawn_main" in " ".join(child.cmdline())
+    ]
+    # New connections, so that the kernel spreads them over both processes' accepts.
+    answers = [
+        httpx.post(f"http://127.0.0.1:{served.port}/graphql", json={"query": READ}).json() for _ in range(20)
+    ]
+    created = served.graphql(CREATE)
+    found = served.graphql(READ)
+
+    code = served.stop(signal.SIGTERM)
+
+    assert len(workers) == 2
+    assert answers == [{"data": {"session": None}}] * 20
+    assert created == {"data": {"createSession": {"sessionId": "kept", "sessionType": "AGENT"}}}
+    assert found == {"data": {"session": {"sessionId": "kept", "sessionType": "AGENT"}}}
+    assert code in (0, -signal.SIGTERM, 128 + signal.SIGTERM), served.output()
+    assert not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers)
+    assert "Traceback" not in served.output()
+    assert postmasters_of(data_dir) == []
+
+
+def test_workers_must_be_a_positive_number() -> None:
+    result = subprocess.run(
+        [*CLI, "serve", "--workers", "0"], env=clean_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "--workers: must be a number of processes from 1 to 256, not '0'" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def alembic_version(url: str) -> list[str]:
