@@ -28,12 +28,18 @@ class Context:
     request_id: str | None = None
     body_bytes: int = 0
     """Size of the request body: a message cannot be larger, so small requests skip measuring."""
-    loaders: Loaders = field(init=False)
     rows: RowBudget = field(init=False)
+    _loaders: Loaders | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.rows = RowBudget(self.limits.max_cost)
-        self.loaders = create_loaders(self.db, self.rows)
+
+    @property
+    def loaders(self) -> Loaders:
+        """Made on first use: most mutations (an agent's appends) load nothing nested."""
+        if self._loaders is None:
+            self._loaders = create_loaders(self.db, self.rows)
+        return self._loaders
 
     @property
     def actor(self) -> Actor:
@@ -47,7 +53,7 @@ class Context:
         the data after the mutation, not what an earlier field of the same request cached. Mutations
         run one after another, so swapping the loaders here cannot disturb a field in flight.
         """
-        self.loaders = create_loaders(self.db, self.rows)
+        self._loaders = None
         return self.db
 
 
