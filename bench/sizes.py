@@ -1,0 +1,61 @@
+"""How much each case does: ``--quick`` (about two minutes) and the full run."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sizes:
+    name: str
+    append_calls: int
+    """Calls per candidate per round (raw insert, sync client, async client)."""
+    append_rounds: int
+    restore_messages: int
+    restore_rounds: int
+    dashboard_seconds: float
+    """Length of one round of load on one server."""
+    dashboard_rounds: int
+    writers: int
+    writer_messages: int
+    """Messages each concurrent writer appends per round."""
+    writer_rounds: int
+    stored_messages: int
+    """Messages bulk-loaded for search, stats and memory."""
+    query_calls: int
+    """Requests per query for search and stats percentiles..."""
+    query_seconds: float
+    """...unless they take longer than this (and at least MIN_QUERY_CALLS were made)."""
+    memory_restores: int
+
+
+QUICK = Sizes(
+    name="quick",
+    append_calls=150,
+    append_rounds=4,
+    restore_messages=10_000,
+    restore_rounds=3,
+    dashboard_seconds=3.0,
+    dashboard_rounds=3,
+    writers=32,
+    writer_messages=25,
+    writer_rounds=2,
+    stored_messages=100_000,
+    query_calls=60,
+    query_seconds=15.0,
+    memory_restores=3,
+)
+FULL = Sizes(
+    name="full",
+    append_calls=300,
+    append_rounds=10,
+    restore_messages=10_000,
+    restore_rounds=7,
+    dashboard_seconds=5.0,
+    dashboard_rounds=7,
+    writers=32,
+    writer_messages=100,
+    writer_rounds=5,
+    stored_messages=1_000_000,
+    query_calls=300,
+    query_seconds=60.0,
+    memory_restores=10,
+)
