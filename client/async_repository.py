@@ -2,6 +2,8 @@
 
 import asyncio
 import inspect
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -14,9 +16,11 @@ from gql.transport.exceptions import TransportError
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from client import calls, credentials, failures
+from client.async_write_behind import AsyncWriteBehind
 from client.backoff import Backoff
 from client.credentials import AsyncTokenProvider
 from client.repository import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, IDLE_CONNECTION_SECONDS
+from client.write_queue import DEFAULT_MAX_PENDING, DEFAULT_RETRY_SECONDS
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -40,6 +44,14 @@ class AsyncGraphQLSessionRepository:
     it should share one refresh among them::
 
         repo = AsyncGraphQLSessionRepository(url, token=identity.fresh_token)  # async def fresh_token()
+
+    ``write_behind=True``, ``max_pending`` and ``write_behind_retry_seconds`` work as for
+    ``GraphQLSessionRepository`` (read its docstring for what is delivered when, and what a crash
+    loses), with an asyncio task instead of a thread: ``create_message``, ``update_agent`` and
+    ``update_message`` return once the write is queued, and a full queue waits without blocking
+    the loop. Nothing delivers at exit: ``await repository.aclose()`` (or ``flush()``) before the
+    event loop ends, or use ``async with``, which does; when ``asyncio.run`` returns first, it
+    cancels the sender and the writes still queued are lost, as in a crash.
     """
 
     def __init__(
@@ -53,10 +65,19 @@ class AsyncGraphQLSessionRepository:
         backoff: float = DEFAULT_BACKOFF,
         message_page_size: int = calls.MAX_LIST_SIZE,
         labels: Mapping[str, str] | None = None,
+        write_behind: bool = False,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        write_behind_retry_seconds: float = DEFAULT_RETRY_SECONDS,
     ) -> None:
         self.url = url
         self.labels = calls.check_labels(labels)
         self._backoff = Backoff(retries=retries, base=backoff, longest_asked=timeout)
+        # Delivery counts time, not retries: the deadline passed to _run ends it.
+        self._delivery_backoff = Backoff(
+            retries=sys.maxsize, base=backoff, longest_asked=write_behind_retry_seconds
+        )
+        self._delivery_seconds = write_behind_retry_seconds
+        self._write_behind = AsyncWriteBehind(self._deliver, max_pending, url) if write_behind else None
         self._message_page_size = message_page_size
         sent_headers = credentials.connection_headers(headers, token)
         self._token_provider = None if token is None or isinstance(token, str) else token
@@ -83,13 +104,26 @@ class AsyncGraphQLSessionRepository:
                     self._session = session
         return self._session
 
+    async def flush(self) -> None:
+        """With write-behind, waits until every write made so far is delivered or has failed, and
+        raises the oldest failure not raised yet (call again for the next one). Without, returns."""
+        if self._write_behind is not None:
+            await self._write_behind.flush()
+
     async def aclose(self) -> None:
-        """Closes the HTTP connections; later calls raise ``SessionTransportError``."""
-        async with self._connecting:
-            self._closed = True
-            if self._session is not None:
-                self._session = None
-                await self._client.close_async()  # type: ignore[no-untyped-call]  # gql leaves it bare
+        """Delivers the pending writes (as ``flush``), then closes the HTTP connections; later calls
+        raise ``SessionTransportError``. Raises the oldest undelivered write's failure (noting the
+        others') after closing."""
+        try:
+            failure = await self._write_behind.aclose() if self._write_behind is not None else None
+        finally:
+            async with self._connecting:
+                self._closed = True
+                if self._session is not None:
+                    self._session = None
+                    await self._client.close_async()  # type: ignore[no-untyped-call]  # gql leaves it bare
+        if failure is not None:
+            raise failure
 
     async def __aenter__(self) -> "AsyncGraphQLSessionRepository":
         return self
@@ -102,9 +136,17 @@ class AsyncGraphQLSessionRepository:
     def __repr__(self) -> str:
         return f"AsyncGraphQLSessionRepository({self.url!r})"
 
-    async def _run(self, call: calls.Call[T]) -> T:
+    async def _run(
+        self, call: calls.Call[T], backoff: Backoff | None = None, deadline: float | None = None
+    ) -> T:
         session = await self._connected(call.name)
-        attempts = calls.Attempts(call, self._backoff, self.url, refreshable=self._token_provider is not None)
+        attempts = calls.Attempts(
+            call,
+            self._backoff if backoff is None else backoff,
+            self.url,
+            refreshable=self._token_provider is not None,
+            deadline=deadline,
+        )
         while True:
             extra_args = await self._request_args(call.name)
             try:
@@ -119,6 +161,16 @@ class AsyncGraphQLSessionRepository:
                 raise attempts.not_confirmed()
             await asyncio.sleep(step)
 
+    async def _deliver(self, call: calls.Call[None]) -> None:
+        """How the write-behind task sends a write: retried for ``write_behind_retry_seconds``."""
+        await self._run(call, self._delivery_backoff, time.monotonic() + self._delivery_seconds)
+
+    async def _wait_for_writes(self, session_id: str | None) -> None:
+        """With write-behind: waits until the session's queued writes (None: every session's) are
+        delivered, and raises the failure of one that could not be."""
+        if self._write_behind is not None:
+            await self._write_behind.wait_for(session_id)
+
     async def _request_args(self, operation: str) -> dict[str, Any] | None:
         if self._token_provider is None:
             return None
@@ -132,10 +184,12 @@ class AsyncGraphQLSessionRepository:
 
     async def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Creates the session; raises ``SessionAlreadyExistsError`` if its id is taken."""
+        await self._wait_for_writes(session.session_id)
         return await self._run(calls.create_session(session, self.labels))
 
     async def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         """The session, or None."""
+        await self._wait_for_writes(session_id)
         return await self._run(calls.read_session(session_id))
 
     async def list_sessions(
@@ -143,6 +197,7 @@ class AsyncGraphQLSessionRepository:
     ) -> list[Session]:
         """Sessions newest first: all of them, or the ``limit`` newest, ``page_size`` per request."""
         listing = calls.SessionListing(limit, page_size)
+        await self._wait_for_writes(None)
         while (call := listing.next_call()) is not None:
             await self._run(call)
         return listing.sessions
@@ -152,71 +207,94 @@ class AsyncGraphQLSessionRepository:
     ) -> None:
         """Sets the session's labels (all of them: ``{}`` removes them) and/or its title (``""``
         removes it); raises ``SessionNotFoundError`` if it is missing."""
+        await self._wait_for_writes(session_id)
         await self._run(calls.update_session(session_id, labels, title))
 
     async def delete_session(self, session_id: str, **kwargs: Any) -> None:
         """Deletes the session with all it holds; raises ``SessionNotFoundError`` if it is missing."""
+        await self._wait_for_writes(session_id)
         await self._run(calls.delete_session(session_id))
 
     async def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         """Creates the agent; raises ``SessionNotFoundError`` without the session."""
+        await self._wait_for_writes(session_id)
         await self._run(calls.create_agent(session_id, session_agent))
 
     async def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
         """The agent, or None (also when the session is missing)."""
+        await self._wait_for_writes(session_id)
         return await self._run(calls.read_agent(session_id, agent_id))
 
     async def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         """Replaces the agent's states, keeping its created_at (also set on ``session_agent``)."""
-        await self._run(calls.update_agent(session_id, session_agent))
+        call = calls.update_agent(session_id, session_agent)
+        if self._write_behind is None:
+            await self._run(call)
+        else:
+            await self._write_behind.add(session_id, call)
 
     async def delete_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> None:
         """Deletes the agent and its messages; raises ``SessionNotFoundError`` if it is missing."""
+        await self._wait_for_writes(session_id)
         await self._run(calls.delete_agent(session_id, agent_id))
 
     async def create_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
         """Stores the message; resending it unchanged is harmless, changed is ``SessionConflictError``."""
-        await self._run(calls.create_message(session_id, agent_id, session_message))
+        call = calls.create_message(session_id, agent_id, session_message)
+        if self._write_behind is None:
+            await self._run(call)
+        else:
+            await self._write_behind.add(session_id, call, appends_to=agent_id)
 
     async def append_messages(
         self, session_id: str, agent_id: str, messages: Sequence[SessionMessage], **kwargs: Any
     ) -> None:
         """Stores several messages in one request and one transaction: all of them or none."""
+        await self._wait_for_writes(session_id)
         await self._run(calls.append_messages(session_id, agent_id, messages))
 
     async def read_message(
         self, session_id: str, agent_id: str, message_id: int, **kwargs: Any
     ) -> SessionMessage | None:
         """The message, or None."""
+        await self._wait_for_writes(session_id)
         return await self._run(calls.read_message(session_id, agent_id, message_id))
 
     async def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
         """Replaces the message's content (a redaction), keeping its created_at."""
-        await self._run(calls.update_message(session_id, agent_id, session_message))
+        call = calls.update_message(session_id, agent_id, session_message)
+        if self._write_behind is None:
+            await self._run(call)
+        else:
+            await self._write_behind.add(session_id, call)
 
     async def list_messages(
         self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
     ) -> list[SessionMessage]:
         """The agent's messages by message id from position ``offset``, at most ``limit``; or ``[]``."""
         listing = calls.MessageListing(session_id, agent_id, limit, offset, self._message_page_size)
+        await self._wait_for_writes(session_id)
         while (call := listing.next_call()) is not None:
             await self._run(call)
         return listing.messages
 
     async def create_multi_agent(self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any) -> None:
         """Stores the Graph's or Swarm's ``serialize_state()`` under its id."""
+        await self._wait_for_writes(session_id)
         await self._run(calls.create_multi_agent(session_id, multi_agent))
 
     async def read_multi_agent(
         self, session_id: str, multi_agent_id: str, **kwargs: Any
     ) -> dict[str, Any] | None:
         """The stored state exactly as written, or None."""
+        await self._wait_for_writes(session_id)
         return await self._run(calls.read_multi_agent(session_id, multi_agent_id))
 
     async def update_multi_agent(self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any) -> None:
         """Replaces the stored state with ``serialize_state()``; keeps its created_at."""
+        await self._wait_for_writes(session_id)
         await self._run(calls.update_multi_agent(session_id, multi_agent))

@@ -35,5 +35,6 @@ class Backoff:
             return None
         if asked is not None:
             return asked if asked <= self.longest_asked else None
-        longest = min(self.cap, self.base * 2 ** (attempts - 1))
+        # The exponent stops growing long after the cap is reached: 2 ** 1024 is no float.
+        longest = min(self.cap, self.base * 2 ** min(attempts - 1, 64))
         return random.uniform(longest / 2, longest)

@@ -6,6 +6,7 @@ arguments before anything is sent), the repository executes it and hands the res
 ``Attempts`` what they do after each failure.
 """
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -110,13 +111,24 @@ class Attempts(Generic[T]):
     stored, see ``Call.confirm``) or with seconds to wait before sending again; when the failure is
     final it raises it. The repository asks its token provider before every attempt, so
     ``RESEND_NOW`` after UNAUTHENTICATED (once per call, when ``refreshable``) is how a token that
-    just expired gets replaced.
+    just expired gets replaced. With a ``deadline`` (``time.monotonic()``), the call is resent until
+    then, the last time at the deadline, and a failure after it is final, whatever retries the
+    backoff has left.
     """
 
-    def __init__(self, call: Call[T], backoff: Backoff, url: str, *, refreshable: bool = False) -> None:
+    def __init__(
+        self,
+        call: Call[T],
+        backoff: Backoff,
+        url: str,
+        *,
+        refreshable: bool = False,
+        deadline: float | None = None,
+    ) -> None:
         self.call = call
         self.backoff = backoff
         self.url = url
+        self.deadline = deadline
         self.count = 0
         self.retries = 0  # resends charged to the backoff's budget; a token refresh is not one
         self.may_be_stored = False  # whether an earlier attempt may have reached the server
@@ -144,6 +156,11 @@ class Attempts(Generic[T]):
         delay = self.backoff.delay(self.retries, asked)
         if delay is None:
             raise failure
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise failure
+            delay = min(delay, left)  # one last attempt at the deadline
         return delay
 
     def not_confirmed(self) -> GraphQLSessionError:
@@ -195,11 +212,38 @@ def _encoding(operation: Operation) -> Iterator[None]:
     try:
         yield
     except RecursionError as error:
-        raise SessionBadInputError(
-            f"{operation.name} could not be sent: a value is nested too deeply to encode",
-            code="BAD_USER_INPUT",
-            operation=operation.name,
-        ) from error
+        raise _too_deep(operation) from error
+
+
+def _too_deep(operation: Operation) -> SessionBadInputError:
+    return SessionBadInputError(
+        f"{operation.name} could not be sent: a value is nested too deeply to encode",
+        code="BAD_USER_INPUT",
+        operation=operation.name,
+    )
+
+
+def copied(call: Call[T]) -> Call[T]:
+    """The call with its own copy of every dict and list in its variables, to be sent later.
+
+    The variables share parts of the objects they were made from (a message's content), which the
+    caller may change once the method has returned (Strands edits its agent's messages); a call
+    sent later must send what it was given.
+    """
+    try:
+        variables = _json_copy(call.variables)
+    except RecursionError as error:
+        raise _too_deep(call.operation) from error
+    return Call(call.operation, variables, call.read, retry_safe=call.retry_safe, confirm=call.confirm)
+
+
+def _json_copy(value: Any) -> Any:
+    # Strings and numbers cannot change, so they are shared: a few microseconds per message.
+    if isinstance(value, dict):
+        return {key: _json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(item) for item in value]
+    return value
 
 
 def create_session(session: Session, labels: dict[str, str] | None = None) -> Call[Session]:
@@ -298,7 +342,13 @@ def append_messages(session_id: str, agent_id: str, messages: Sequence[SessionMe
         check_message_id(message.message_id)
     with _encoding(APPEND_MESSAGES):
         inputs = [mapping.message_input(message) for message in messages]
+    return append_message_inputs(session_id, agent_id, inputs)
+
+
+def append_message_inputs(session_id: str, agent_id: str, inputs: list[Data]) -> Call[None]:
+    """``append_messages`` of messages already encoded (``create_message`` calls' ``message`` variables)."""
     variables = {**_agent_key(session_id, agent_id), "messages": inputs}
+    # Each message follows createMessage's rule: resending one stored with equal content succeeds.
     return Call(APPEND_MESSAGES, variables, _ignore, retry_safe=True)
 
 

@@ -1,5 +1,6 @@
 """``GraphQLSessionRepository``: Strands' ``SessionRepository`` over the GraphQL session store."""
 
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -15,6 +16,8 @@ from strands.types.session import Session, SessionAgent, SessionMessage
 from client import calls, credentials
 from client.backoff import Backoff
 from client.credentials import TokenProvider
+from client.write_behind import ThreadedWriteBehind
+from client.write_queue import DEFAULT_MAX_PENDING, DEFAULT_RETRY_SECONDS
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -62,6 +65,39 @@ class GraphQLSessionRepository(SessionRepository):
 
         repo = GraphQLSessionRepository(url, token=identity.access_token)  # identity caches
 
+    Write-behind (``write_behind=True``): ``create_message``, ``update_agent`` and ``update_message``
+    return as soon as the write is queued, with a copy of what was passed (changing the object
+    afterwards changes nothing; an update's ``created_at`` is set on it once delivered). One daemon
+    thread, started by the first such write, sends the queue in order; consecutive
+    ``create_message`` calls of one agent go as one ``appendMessages`` request (at most 100
+    messages; a batch the server refuses is resent message by message, so only the refused
+    message fails). Each write follows the retry rules above, but since no caller waits on it, it
+    is retried for ``write_behind_retry_seconds`` rather than ``retries`` times: long enough for a
+    server restart. Every other method first waits until its session's queued writes are
+    delivered, so an agent always reads its own writes and creates and deletes keep their order
+    (``list_sessions`` waits for every session's). ``flush()`` waits for all of them, and so do
+    ``close()`` and the interpreter's exit (``atexit``) for a repository not closed. At most
+    ``max_pending`` writes wait to be delivered; one more blocks until the sender makes room. The
+    token provider is then also called from the sender thread.
+
+    A write that fails for good (a refusal such as ``SessionBadInputError``, or retries that found
+    no server for ``write_behind_retry_seconds``) is raised once, as the exception the call would
+    have raised without write-behind, by the next call for its session (instead of doing what it
+    was asked), or else by ``flush()`` or ``close()`` (at exit: logged). The writes of that session
+    queued after it are dropped unsent, since storing them would leave a gap; a note on the
+    exception says how many. So the stored session holds every write made before the failed one
+    and none after it: restore the agent from the store to go on.
+
+    What a crash loses with write-behind: the writes not delivered yet, at most ``max_pending``
+    and usually the last few of a turn, always the newest of their session (the store keeps a
+    prefix of each session's writes, as if the program had stopped a moment earlier; a write
+    being sent at that moment is stored whole or not at all). A crash is whatever ends the
+    process without ``atexit``: SIGKILL (the out-of-memory killer), ``os._exit``, a fatal signal,
+    power loss, and SIGTERM's default action: ``docker stop`` and Kubernetes send it, so install a
+    handler that exits, ``signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))``, or call
+    ``close()`` when told to stop. At exit, writes the server does not take within
+    ``write_behind_retry_seconds`` are logged as lost.
+
     Args:
         url: The server's GraphQL endpoint, e.g. ``http://localhost:8000/graphql``.
         token: A bearer token, or a function returning one (see above); not together with an
@@ -76,6 +112,12 @@ class GraphQLSessionRepository(SessionRepository):
         labels: Labels for every session this repository creates, e.g. ``{"user": "ana",
             "channel": "web"}``: who and where a conversation belongs to, for filtering and
             grouping in dashboards. Names and values are strings.
+        write_behind: Return from message writes and agent updates before they are delivered
+            (see above).
+        max_pending: With write-behind, how many writes may wait to be delivered before the next
+            one blocks.
+        write_behind_retry_seconds: With write-behind, for how long a write that may be resent is
+            retried (with ``backoff``, at most 2 s apart) before it fails.
     """
 
     def __init__(
@@ -89,10 +131,19 @@ class GraphQLSessionRepository(SessionRepository):
         backoff: float = DEFAULT_BACKOFF,
         message_page_size: int = calls.MAX_LIST_SIZE,
         labels: Mapping[str, str] | None = None,
+        write_behind: bool = False,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        write_behind_retry_seconds: float = DEFAULT_RETRY_SECONDS,
     ) -> None:
         self.url = url
         self.labels = calls.check_labels(labels)
         self._backoff = Backoff(retries=retries, base=backoff, longest_asked=timeout)
+        # Delivery counts time, not retries: the deadline passed to _run ends it.
+        self._delivery_backoff = Backoff(
+            retries=sys.maxsize, base=backoff, longest_asked=write_behind_retry_seconds
+        )
+        self._delivery_seconds = write_behind_retry_seconds
+        self._write_behind = ThreadedWriteBehind(self._deliver, max_pending, url) if write_behind else None
         self._message_page_size = message_page_size
         sent_headers = credentials.connection_headers(headers, token)
         self._token_provider = None if token is None or isinstance(token, str) else token
@@ -102,9 +153,20 @@ class GraphQLSessionRepository(SessionRepository):
         self._client = Client(transport=transport)
         self._session = self._client.connect_sync()  # type: ignore[no-untyped-call]  # gql leaves it bare
 
+    def flush(self) -> None:
+        """With write-behind, waits until every write made so far is delivered or has failed, and
+        raises the oldest failure not raised yet (call again for the next one). Without, returns."""
+        if self._write_behind is not None:
+            self._write_behind.flush()
+
     def close(self) -> None:
-        """Closes the HTTP connection; later calls raise ``SessionTransportError``."""
+        """Delivers the pending writes (as ``flush``), then closes the HTTP connection; later calls
+        raise ``SessionTransportError``. Raises the oldest undelivered write's failure (noting the
+        others') after closing."""
+        failure = self._write_behind.close() if self._write_behind is not None else None
         self._client.close_sync()  # type: ignore[no-untyped-call]  # gql leaves it bare
+        if failure is not None:
+            raise failure
 
     def __enter__(self) -> "GraphQLSessionRepository":
         return self
@@ -117,8 +179,14 @@ class GraphQLSessionRepository(SessionRepository):
     def __repr__(self) -> str:
         return f"GraphQLSessionRepository({self.url!r})"
 
-    def _run(self, call: calls.Call[T]) -> T:
-        attempts = calls.Attempts(call, self._backoff, self.url, refreshable=self._token_provider is not None)
+    def _run(self, call: calls.Call[T], backoff: Backoff | None = None, deadline: float | None = None) -> T:
+        attempts = calls.Attempts(
+            call,
+            self._backoff if backoff is None else backoff,
+            self.url,
+            refreshable=self._token_provider is not None,
+            deadline=deadline,
+        )
         while True:
             extra_args = self._request_args(call.name)
             try:
@@ -133,6 +201,16 @@ class GraphQLSessionRepository(SessionRepository):
                 raise attempts.not_confirmed()
             time.sleep(step)
 
+    def _deliver(self, call: calls.Call[None]) -> None:
+        """How the write-behind thread sends a write: retried for ``write_behind_retry_seconds``."""
+        self._run(call, self._delivery_backoff, time.monotonic() + self._delivery_seconds)
+
+    def _wait_for_writes(self, session_id: str | None) -> None:
+        """With write-behind: waits until the session's queued writes (None: every session's) are
+        delivered, and raises the failure of one that could not be."""
+        if self._write_behind is not None:
+            self._write_behind.wait_for(session_id)
+
     def _request_args(self, operation: str) -> dict[str, Any] | None:
         if self._token_provider is None:
             return None
@@ -145,10 +223,12 @@ class GraphQLSessionRepository(SessionRepository):
     def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Creates the session, with this repository's ``labels``; raises
         ``SessionAlreadyExistsError`` if its id is taken."""
+        self._wait_for_writes(session.session_id)
         return self._run(calls.create_session(session, self.labels))
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         """The session, or None."""
+        self._wait_for_writes(session_id)
         return self._run(calls.read_session(session_id))
 
     def list_sessions(
@@ -159,6 +239,7 @@ class GraphQLSessionRepository(SessionRepository):
         Takes one request per ``page_size`` sessions (at most 1000, the server's largest page).
         """
         listing = calls.SessionListing(limit, page_size)
+        self._wait_for_writes(None)
         while (call := listing.next_call()) is not None:
             self._run(call)
         return listing.sessions
@@ -170,51 +251,70 @@ class GraphQLSessionRepository(SessionRepository):
         removes it), e.g. a title once the conversation says what it is about; raises
         ``SessionNotFoundError`` if the session is missing and ``SessionBadInputError`` for labels
         the server refuses (at most 32, names of letters, digits, ``_-.``)."""
+        self._wait_for_writes(session_id)
         self._run(calls.update_session(session_id, labels, title))
 
     def delete_session(self, session_id: str, **kwargs: Any) -> None:
         """Deletes the session with all it holds; raises ``SessionNotFoundError`` if it is missing."""
+        self._wait_for_writes(session_id)
         self._run(calls.delete_session(session_id))
 
     def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         """Creates the agent; raises ``SessionNotFoundError`` without the session."""
+        self._wait_for_writes(session_id)
         self._run(calls.create_agent(session_id, session_agent))
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
         """The agent, or None (also when the session is missing)."""
+        self._wait_for_writes(session_id)
         return self._run(calls.read_agent(session_id, agent_id))
 
     def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         """Replaces the agent's states, keeping its created_at (also set on ``session_agent``)."""
-        self._run(calls.update_agent(session_id, session_agent))
+        call = calls.update_agent(session_id, session_agent)
+        if self._write_behind is None:
+            self._run(call)
+        else:
+            self._write_behind.add(session_id, call)
 
     def delete_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> None:
         """Deletes the agent and its messages; raises ``SessionNotFoundError`` if it is missing."""
+        self._wait_for_writes(session_id)
         self._run(calls.delete_agent(session_id, agent_id))
 
     def create_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
         """Stores the message; resending it unchanged is harmless, changed is ``SessionConflictError``."""
-        self._run(calls.create_message(session_id, agent_id, session_message))
+        call = calls.create_message(session_id, agent_id, session_message)
+        if self._write_behind is None:
+            self._run(call)
+        else:
+            self._write_behind.add(session_id, call, appends_to=agent_id)
 
     def append_messages(
         self, session_id: str, agent_id: str, messages: Sequence[SessionMessage], **kwargs: Any
     ) -> None:
         """Stores several messages in one request and one transaction: all of them or none."""
+        self._wait_for_writes(session_id)
         self._run(calls.append_messages(session_id, agent_id, messages))
 
     def read_message(
         self, session_id: str, agent_id: str, message_id: int, **kwargs: Any
     ) -> SessionMessage | None:
         """The message, or None."""
+        self._wait_for_writes(session_id)
         return self._run(calls.read_message(session_id, agent_id, message_id))
 
     def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
         """Replaces the message's content (a redaction), keeping its created_at."""
-        self._run(calls.update_message(session_id, agent_id, session_message))
+        call = calls.update_message(session_id, agent_id, session_message)
+        if self._write_behind is None:
+            self._run(call)
+        else:
+            self._write_behind.add(session_id, call)
 
     def list_messages(
         self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
@@ -224,18 +324,22 @@ class GraphQLSessionRepository(SessionRepository):
         A missing agent or session has none: ``[]``.
         """
         listing = calls.MessageListing(session_id, agent_id, limit, offset, self._message_page_size)
+        self._wait_for_writes(session_id)
         while (call := listing.next_call()) is not None:
             self._run(call)
         return listing.messages
 
     def create_multi_agent(self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any) -> None:
         """Stores the Graph's or Swarm's ``serialize_state()`` under its id."""
+        self._wait_for_writes(session_id)
         self._run(calls.create_multi_agent(session_id, multi_agent))
 
     def read_multi_agent(self, session_id: str, multi_agent_id: str, **kwargs: Any) -> dict[str, Any] | None:
         """The stored state exactly as written, or None."""
+        self._wait_for_writes(session_id)
         return self._run(calls.read_multi_agent(session_id, multi_agent_id))
 
     def update_multi_agent(self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any) -> None:
         """Replaces the stored state with ``serialize_state()``; keeps its created_at."""
+        self._wait_for_writes(session_id)
         self._run(calls.update_multi_agent(session_id, multi_agent))
