@@ -52,8 +52,12 @@ class BenchRun:
     def repository(self, headers: dict[str, str] | None = None) -> GraphQLSessionRepository:
         return GraphQLSessionRepository(self.server.url, token=self.server.token, headers=headers)
 
-    def async_repository(self, headers: dict[str, str] | None = None) -> AsyncGraphQLSessionRepository:
-        return AsyncGraphQLSessionRepository(self.server.url, token=self.server.token, headers=headers)
+    def async_repository(
+        self, headers: dict[str, str] | None = None, *, write_behind: bool = False
+    ) -> AsyncGraphQLSessionRepository:
+        return AsyncGraphQLSessionRepository(
+            self.server.url, token=self.server.token, headers=headers, write_behind=write_behind
+        )
 
     def restore_agent(self) -> RestoreAgent:
         """One agent of ``sizes.restore_messages`` messages, in the store and in Strands' files."""
