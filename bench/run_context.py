@@ -49,8 +49,12 @@ class BenchRun:
     def log(self, text: str) -> None:
         print(f"[{time.perf_counter() - self.started:6.1f}s] {text}", file=sys.stderr, flush=True)
 
-    def repository(self, headers: dict[str, str] | None = None) -> GraphQLSessionRepository:
-        return GraphQLSessionRepository(self.server.url, token=self.server.token, headers=headers)
+    def repository(
+        self, headers: dict[str, str] | None = None, *, write_behind: bool = False
+    ) -> GraphQLSessionRepository:
+        return GraphQLSessionRepository(
+            self.server.url, token=self.server.token, headers=headers, write_behind=write_behind
+        )
 
     def async_repository(
         self, headers: dict[str, str] | None = None, *, write_behind: bool = False

@@ -5,6 +5,10 @@ the raw prepared asyncpg insert of the same row (``bench.raw_insert``), the sync
 ``GraphQLSessionRepository.create_message`` and the async
 ``AsyncGraphQLSessionRepository.create_message``, one call at a time. The figure is each
 client's median wall time per call; the ratio is to the raw insert's median.
+
+Then the sync client with ``write_behind=True``, what an agent pays when it never waits on the
+store: the same calls, ``BEHIND_PAUSE`` apart (the model's time between two messages, in which
+the sender delivers), and a ``flush()`` at the end that must deliver them all.
 """
 
 import asyncio
@@ -22,6 +26,8 @@ from client import AsyncGraphQLSessionRepository, GraphQLSessionRepository
 
 TARGET = 2.5
 WARMUP_CALLS = 50
+BEHIND_TARGET = 0.05e-3
+BEHIND_PAUSE = 1e-3
 
 
 def _messages(first: int, count: int) -> list[SessionMessage]:
@@ -37,12 +43,21 @@ async def _raw(insert: RawInsert, session_id: str, first: int, count: int) -> li
     return timings
 
 
-def _sync(repository: GraphQLSessionRepository, session_id: str, first: int, count: int) -> list[float]:
+def _sync(
+    repository: GraphQLSessionRepository,
+    session_id: str,
+    first: int,
+    count: int,
+    agent_id: str = "sync-client",
+    pause: float = 0.0,
+) -> list[float]:
     timings = []
     for message in _messages(first, count):
         start = time.perf_counter()
-        repository.create_message(session_id, "sync-client", message)
+        repository.create_message(session_id, agent_id, message)
         timings.append(time.perf_counter() - start)
+        if pause:
+            time.sleep(pause)
     return timings
 
 
@@ -67,7 +82,7 @@ def run(bench: BenchRun) -> list[Row]:
     async_: list[float] = []
     with asyncio.Runner() as runner, bench.repository() as repository:
         repository.create_session(Session(session_id=session_id, session_type=SessionType.AGENT))
-        for agent_id in ("sync-client", "async-client"):
+        for agent_id in ("sync-client", "async-client", "write-behind"):
             agent.agent_id = agent_id
             repository.create_agent(session_id, agent)
         conn = runner.run(asyncpg.connect(bench.database.libpq_url))
@@ -90,6 +105,9 @@ def run(bench: BenchRun) -> list[Row]:
         finally:
             runner.run(async_repository.aclose())
             runner.run(conn.close())
+    with bench.repository(write_behind=True) as behind_repository:
+        behind = _sync(behind_repository, session_id, 0, sizes.append_calls, "write-behind", BEHIND_PAUSE)
+        behind_repository.flush()
     floor = statistics.median(raw)
     rows = []
     for name, timings in (("sync", sync), ("async", async_)):
@@ -104,4 +122,15 @@ def run(bench: BenchRun) -> list[Row]:
                 met=median / floor <= TARGET,
             )
         )
+    median = statistics.median(behind)
+    rows.append(
+        Row(
+            case="append 1 KB, sync client write-behind (median/call)",
+            figure=duration(median),
+            reference=f"{duration(statistics.median(sync))} sync client",
+            ratio=ratio(median, statistics.median(sync)),
+            target=f"< {duration(BEHIND_TARGET)}",
+            met=median < BEHIND_TARGET,
+        )
+    )
     return rows
