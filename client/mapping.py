@@ -100,26 +100,15 @@ def _with_envelopes(value: Any, depth: int = 0) -> Any:
         raise RecursionError(f"nested more than {STRANDS_DEPTH} levels deep, beyond what Strands handles")
     if isinstance(value, bytes):
         return {"__bytes_encoded__": True, "data": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        items = list(value.items())
-        for index, (key, item) in enumerate(items):
+    if isinstance(value, dict | list):
+        copy: Any = None  # made at the first part that changes
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
             encoded = _with_envelopes(item, depth + 1)
             if encoded is not item:
-                copy = dict(items[:index])
+                if copy is None:
+                    copy = value.copy()
                 copy[key] = encoded
-                copy.update((later, _with_envelopes(rest, depth + 1)) for later, rest in items[index + 1 :])
-                return copy
-        return value
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            encoded = _with_envelopes(item, depth + 1)
-            if encoded is not item:
-                return (
-                    value[:index]
-                    + [encoded]
-                    + [_with_envelopes(rest, depth + 1) for rest in value[index + 1 :]]
-                )
-        return value
+        return value if copy is None else copy
     return value
 
 
