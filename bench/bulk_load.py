@@ -21,30 +21,13 @@ import asyncpg
 
 from bench.conversation import MESSAGE_ID, ORDER, PREVIOUS_ID, TEMPLATES, TRACKING_ID
 from db.derived import facts_of
-from db.message_writes import facts_json
+from db.message_writes import FACT_COLUMNS, TOTALS, facts_json
 
 AGENT_NAMES = ("triage", "billing", "shipping", "support", "qa")
 MESSAGES_PER_AGENT = 1_000
 SESSION_PREFIX = "load-"
 DAY = timedelta(days=1)
 WORKERS = 2
-COUNTERS = ("input_tokens", "output_tokens", "total_tokens", "cache_read_tokens", "tool_calls", "tool_errors")
-FACT_COLUMNS = (
-    "plain_text",
-    "content_types",
-    "tool_names",
-    "tool_statuses",
-    "tool_calls",
-    "tool_errors",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "latency_ms",
-    "time_to_first_byte_ms",
-    "is_redacted",
-)
 
 
 @dataclass(frozen=True)
@@ -163,8 +146,8 @@ ON CONFLICT (session_id, tenant, agent_id, tool_use_id) DO UPDATE SET
     result_message_id = coalesce(excluded.result_message_id, c.result_message_id)
 """
 )
-_SUMS = "count(*) AS message_count, " + ", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in COUNTERS)
-_SET_TOTALS = ", ".join(f"{c} = f.{c}" for c in ("message_count", *COUNTERS))
+_SUMS = "count(*) AS message_count, " + ", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in TOTALS)
+_SET_TOTALS = ", ".join(f"{c} = f.{c}" for c in ("message_count", *TOTALS))
 _SESSION_RANGE = "session_id >= $1 AND session_id < $2"
 
 

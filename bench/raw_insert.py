@@ -12,9 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from bench.bulk_load import FACT_COLUMNS
 from db.derived import facts_of
-from db.message_writes import facts_json
+from db.message_writes import FACT_COLUMNS, facts_json
 
 _INSERT = (
     "INSERT INTO session_messages (session_id, tenant, agent_id, message_id, role, message, redact_message,"

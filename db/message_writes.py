@@ -31,11 +31,24 @@ _ROW = (
     "session_id, tenant, agent_id, message_id, role, message, redact_message, created_at, updated_at, "
     "input_tokens, output_tokens, total_tokens, cache_read_tokens, tool_calls, tool_errors"
 )
-_FACT_COLUMNS = (
-    "plain_text, content_types, tool_names, tool_statuses, tool_calls, tool_errors, input_tokens, "
-    "output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, latency_ms, "
-    "time_to_first_byte_ms, is_redacted"
+FACT_COLUMNS = (
+    "plain_text",
+    "content_types",
+    "tool_names",
+    "tool_statuses",
+    "tool_calls",
+    "tool_errors",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "latency_ms",
+    "time_to_first_byte_ms",
+    "is_redacted",
 )
+"""The columns derived from a message, in the order _FACTS_FROM_JSON computes them."""
+_FACT_COLUMNS = ", ".join(FACT_COLUMNS)
 _FACTS_FROM_JSON = """
     f->>'text',
     ARRAY(SELECT jsonb_array_elements_text(f->'content_types')),

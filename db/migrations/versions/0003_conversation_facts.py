@@ -266,23 +266,7 @@ def downgrade() -> None:
     op.drop_index("ix_sessions_tenant_last_activity_at_session_id", table_name="sessions")
     op.drop_index("ix_sessions_last_activity_at_session_id_tenant", table_name="sessions")
     op.drop_table("session_tool_calls")
-    for name in (
-        "search",
-        "plain_text",
-        "content_types",
-        "tool_names",
-        "tool_statuses",
-        "tool_calls",
-        "tool_errors",
-        "input_tokens",
-        "output_tokens",
-        "total_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "latency_ms",
-        "time_to_first_byte_ms",
-        "is_redacted",
-    ):
+    for name in ("search", "plain_text", *FACT_NAMES):
         op.drop_column("session_messages", name)
     for table in ("sessions", "session_agents"):
         for name in (*COUNTERS, "last_activity_at"):
