@@ -25,11 +25,14 @@ from client.errors import (
     SessionUnavailableError,
 )
 from client.repository import GraphQLSessionRepository
+from client.storage import GraphQLStorage, GraphQLStorageError
 
 __all__ = [
     "AsyncGraphQLSessionRepository",
     "GraphQLSessionError",
     "GraphQLSessionRepository",
+    "GraphQLStorage",
+    "GraphQLStorageError",
     "SessionAlreadyExistsError",
     "SessionBadInputError",
     "SessionConflictError",

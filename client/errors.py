@@ -29,6 +29,7 @@ LIMIT_CODES = frozenset(
         "QUERY_TOO_COSTLY",
         "BATCH_TOO_LARGE",
         "MESSAGE_TOO_LARGE",
+        "OBJECT_TOO_LARGE",
         "JSON_TOO_DEEP",
     }
 )

@@ -201,6 +201,10 @@ class GraphQLSessionRepository(SessionRepository):
                 raise attempts.not_confirmed()
             time.sleep(step)
 
+    def execute(self, call: calls.Call[T]) -> T:
+        """Sends one prepared call with this repository's retry rules (for ``GraphQLStorage``)."""
+        return self._run(call)
+
     def _deliver(self, call: calls.Call[None]) -> None:
         """How the write-behind thread sends a write: retried for ``write_behind_retry_seconds``."""
         self._run(call, self._delivery_backoff, time.monotonic() + self._delivery_seconds)

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.errors import AlreadyExistsError, NotFoundError
 from db.message_writes import TOTALS
-from db.models import agents, audit_events, multi_agents, sessions
+from db.models import agents, audit_events, multi_agents, sessions, storage_objects
 from db.queries import agent_record, multi_agent_record, session_record
 from db.records import (
     Actor,
@@ -226,6 +226,13 @@ async def update_session(
 
 
 async def delete_session(conn: AsyncConnection, scope: Scope, session_id: str, actor: Actor) -> None:
+    """Deletes the session with everything in it, its storage objects (snapshots) included, so a
+    SnapshotSessionManager does not bring it back. Run in a transaction."""
+    await conn.execute(
+        delete(storage_objects).where(
+            storage_objects.c.session_id == session_id, storage_objects.c.tenant == scope.tenant
+        )
+    )
     await _delete_audited(
         conn,
         sessions,

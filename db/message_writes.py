@@ -364,6 +364,50 @@ async def _forget_tool_calls(conn: AsyncConnection, key: dict[str, Any]) -> None
         await conn.execute(statement, key)
 
 
+_FORGET_TOOL_CALLS_FROM = (
+    text(
+        f"""
+        UPDATE session_tool_calls SET
+            status = CASE WHEN result_message_id >= :m THEN NULL ELSE status END,
+            result_message_id = CASE WHEN result_message_id >= :m THEN NULL ELSE result_message_id END,
+            name = CASE WHEN called_message_id >= :m THEN '' ELSE name END,
+            called_at = CASE WHEN called_message_id >= :m THEN NULL ELSE called_at END,
+            called_message_id = CASE WHEN called_message_id >= :m THEN NULL ELSE called_message_id END
+        WHERE {_AGENT_TOOL_CALLS} AND (called_message_id >= :m OR result_message_id >= :m)
+        """
+    ),
+    _FORGET_TOOL_CALLS[1],
+)
+_DELETE_FROM = text(
+    f"""
+    WITH gone AS (
+        DELETE FROM session_messages WHERE session_id = :s AND tenant = :tn AND agent_id = :a
+            AND message_id >= :m
+        RETURNING {", ".join(TOTALS)}
+    ),
+    d AS (SELECT {_SUMS} FROM gone),
+    agent AS (
+        UPDATE session_agents AS t SET {", ".join(f"{n} = t.{n} - d.{n}" for n in ("message_count", *TOTALS))}
+        FROM d WHERE d.message_count > 0 AND t.session_id = :s AND t.tenant = :tn AND t.agent_id = :a
+        RETURNING 1
+    )
+    UPDATE sessions AS t SET {", ".join(f"{n} = t.{n} - d.{n}" for n in ("message_count", *TOTALS))}
+    FROM d WHERE d.message_count > 0 AND t.session_id = :s AND t.tenant = :tn
+    """
+)
+
+
+async def delete_messages_from(
+    conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, message_id: int
+) -> None:
+    """Deletes the agent's messages from ``message_id`` on, with what they added to the totals and
+    said about tool calls (a snapshot that rewrote history). Run in a transaction."""
+    key = {"s": session_id, "tn": scope.tenant, "a": agent_id, "m": message_id}
+    await conn.execute(_DELETE_FROM, key)
+    for statement in _FORGET_TOOL_CALLS_FROM:
+        await conn.execute(statement, key)
+
+
 async def update_message(
     conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, draft: MessageDraft
 ) -> MessageRecord:

@@ -85,6 +85,11 @@ def _measure() -> Mapped[int | None]:
     return mapped_column(Integer, nullable=True)
 
 
+def _snapshot_backed() -> Mapped[bool]:
+    """Written by Strands' SnapshotSessionManager through the storage API (db.storage_objects)."""
+    return mapped_column(Boolean, nullable=False, server_default=text("false"))
+
+
 class SessionModel(Base):
     __tablename__ = "sessions"
     __table_args__ = (
@@ -112,6 +117,7 @@ class SessionModel(Base):
     title: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_activity_at: Mapped[datetime] = _created_at()
     """When anything inside the session was last written (messages, agents, multi-agents)."""
+    snapshot_backed: Mapped[bool] = _snapshot_backed()
     # Running totals of the session's messages, kept by the statements that write them.
     message_count: Mapped[int] = _counter()
     input_tokens: Mapped[int] = _counter()
@@ -139,6 +145,7 @@ class AgentModel(Base):
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
     last_activity_at: Mapped[datetime] = _created_at()
+    snapshot_backed: Mapped[bool] = _snapshot_backed()
     message_count: Mapped[int] = _counter()
     input_tokens: Mapped[int] = _counter()
     output_tokens: Mapped[int] = _counter()
@@ -232,6 +239,43 @@ class MultiAgentModel(Base):
     state: Mapped[Any] = mapped_column(JSON, nullable=False)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+    snapshot_backed: Mapped[bool] = _snapshot_backed()
+
+
+class StorageObjectModel(Base):
+    """An object written through Strands' ``Storage`` protocol: its bytes as given, and what is read
+    from them once, when written (db.storage_objects).
+
+    ``session_id`` is the session a ``session/<id>/...`` key belongs to, so a session's objects
+    live on its shard; keys outside sessions have ``''``. Keys list in code point order (Python's
+    ``sorted``), which is the byte order of their UTF-8: the key's collation is "C".
+    """
+
+    __tablename__ = "storage_objects"
+    __table_args__ = (
+        Index("ix_storage_objects_tenant_key", "tenant", "key"),
+        Index("ix_storage_objects_search", "search", postgresql_using="gin"),
+    )
+
+    session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tenant: Mapped[str] = _tenant_key()
+    key: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    sha256: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    """object, or agent_latest, agent_checkpoint, multi_agent_latest for Strands snapshot keys."""
+    scope_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
+    """The agent or orchestrator id of a snapshot key."""
+    snapshot_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
+    snapshot_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    message_count: Mapped[int | None] = _measure()
+    plain_text: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
+    search: Mapped[Any] = mapped_column(
+        TSVECTOR, Computed(f"to_tsvector('{SEARCH_CONFIGURATION}', plain_text)", persisted=True)
+    )
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
 
 
 class ApiKeyModel(Base):
@@ -302,9 +346,10 @@ agents = cast(Table, AgentModel.__table__)
 messages = cast(Table, MessageModel.__table__)
 multi_agents = cast(Table, MultiAgentModel.__table__)
 tool_calls = cast(Table, ToolCallModel.__table__)
+storage_objects = cast(Table, StorageObjectModel.__table__)
 api_keys = cast(Table, ApiKeyModel.__table__)
 audit_events = cast(Table, AuditEventModel.__table__)
 rate_limit_buckets = cast(Table, RateLimitBucketModel.__table__)
 
-SESSION_TABLES = (sessions, agents, messages, multi_agents, tool_calls)
+SESSION_TABLES = (sessions, agents, messages, multi_agents, tool_calls, storage_objects)
 CONTROL_TABLES = (api_keys, audit_events, rate_limit_buckets)

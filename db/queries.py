@@ -77,6 +77,7 @@ def session_record(row: Any) -> SessionRecord:
         title=row.title,
         last_activity_at=row.last_activity_at,
         totals=totals_of(row),
+        snapshot_backed=row.snapshot_backed,
     )
 
 
@@ -92,6 +93,7 @@ def agent_record(row: Any) -> AgentRecord:
         row.updated_at,
         last_activity_at=row.last_activity_at,
         totals=totals_of(row),
+        snapshot_backed=row.snapshot_backed,
     )
 
 
@@ -127,7 +129,13 @@ def message_record(row: Any) -> MessageRecord:
 
 def multi_agent_record(row: Any) -> MultiAgentRecord:
     return MultiAgentRecord(
-        row.session_id, row.tenant, row.multi_agent_id, row.state, row.created_at, row.updated_at
+        row.session_id,
+        row.tenant,
+        row.multi_agent_id,
+        row.state,
+        row.created_at,
+        row.updated_at,
+        snapshot_backed=row.snapshot_backed,
     )
 
 

@@ -31,6 +31,7 @@ class SessionRecord:
     title: str | None = None
     last_activity_at: datetime | None = None
     totals: Totals = field(default_factory=Totals)
+    snapshot_backed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class AgentRecord:
     updated_at: datetime
     last_activity_at: datetime | None = None
     totals: Totals = field(default_factory=Totals)
+    snapshot_backed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ class MultiAgentRecord:
     state: Any
     created_at: datetime
     updated_at: datetime
+    snapshot_backed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

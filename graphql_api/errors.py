@@ -13,7 +13,8 @@ Documented set (stable; clients may switch on them):
 - Request limits, each its own code: ``PAYLOAD_TOO_LARGE`` (HTTP 413), ``REQUEST_TIMEOUT`` (HTTP
   408, the body arrived too slowly), ``DOCUMENT_TOO_LARGE``, ``TOO_MANY_TOKENS``, ``QUERY_TOO_DEEP``,
   ``TOO_MANY_ALIASES``, ``QUERY_TOO_COSTLY``, ``BATCH_TOO_LARGE``, ``MESSAGE_TOO_LARGE``,
-  ``JSON_TOO_DEEP``, ``STATEMENT_TIMEOUT``. Page sizes past the maximum are ``BAD_USER_INPUT``.
+  ``OBJECT_TOO_LARGE``, ``JSON_TOO_DEEP``, ``STATEMENT_TIMEOUT``. Page sizes past the maximum are
+  ``BAD_USER_INPUT``.
 - ``GRAPHQL_PARSE_FAILED`` / ``GRAPHQL_VALIDATION_FAILED``: the document is not valid for the schema.
 - ``SERVICE_UNAVAILABLE``: the database cannot be reached, or aborted the work to break a
   deadlock; safe to retry later.
@@ -55,6 +56,7 @@ class ErrorCode(StrEnum):
     QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
     BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
     MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
+    OBJECT_TOO_LARGE = "OBJECT_TOO_LARGE"
     JSON_TOO_DEEP = "JSON_TOO_DEEP"
     STATEMENT_TIMEOUT = "STATEMENT_TIMEOUT"
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"

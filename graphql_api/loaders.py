@@ -11,7 +11,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
-from db import listings, queries
+from db import listings, queries, storage_objects
 from db.engine import Database
 from db.listings import AgentFilterKey, AgentMessagesKey
 from db.queries import (
@@ -22,6 +22,7 @@ from db.queries import (
     SessionKey,
 )
 from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
+from db.storage_objects import Checkpoint
 from graphql_api.errors import ErrorCode, LimitError
 
 K = TypeVar("K")
@@ -100,6 +101,7 @@ class Loaders:
     last_message: DataLoader[AgentKey, MessageRecord | None]
     multi_agent: DataLoader[MultiAgentKey, MultiAgentRecord | None]
     multi_agents_of_session: DataLoader[SessionKey, list[MultiAgentRecord]]
+    checkpoints: DataLoader[AgentKey, list[Checkpoint]]
 
     def prime_sessions(self, records: Sequence[SessionRecord]) -> None:
         for record in records:
@@ -132,4 +134,5 @@ def create_loaders(db: Database, budget: RowBudget) -> Loaders:
         multi_agents_of_session=_loader(
             db, budget, _grouped(budget.capped(queries.list_multi_agents_of_sessions))
         ),
+        checkpoints=_loader(db, budget, _grouped(storage_objects.list_checkpoints)),
     )

@@ -209,6 +209,8 @@ class Limits:
     max_batch: int = 1000
     """Messages per ``appendMessages``."""
     max_message_bytes: int = 8 * 1024 * 1024
+    max_object_bytes: int = 10 * 1024 * 1024
+    """Bytes of one storage object (a Strands snapshot holds the whole conversation)."""
     max_json_depth: int = 64
     """Nesting of a stored JSON document; well under the ~490 levels Strands can read back."""
     statement_timeout_ms: int = 10_000
@@ -234,6 +236,7 @@ class Limits:
             max_list_size=_int(env, "SESSION_GRAPHQL_MAX_LIST_SIZE", d.max_list_size, 1, 10_000_000),
             max_batch=_int(env, "SESSION_GRAPHQL_MAX_BATCH", d.max_batch, 1, 1_000_000),
             max_message_bytes=_int(env, "SESSION_GRAPHQL_MAX_MESSAGE_BYTES", d.max_message_bytes, 100, 2**31),
+            max_object_bytes=_int(env, "SESSION_GRAPHQL_MAX_OBJECT_BYTES", d.max_object_bytes, 100, 2**31),
             max_json_depth=_int(env, "SESSION_GRAPHQL_MAX_JSON_DEPTH", d.max_json_depth, 2, 400),
             statement_timeout_ms=_int(
                 env, "SESSION_GRAPHQL_STATEMENT_TIMEOUT_MS", d.statement_timeout_ms, 0, 24 * 3600 * 1000

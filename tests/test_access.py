@@ -47,6 +47,7 @@ def test_deletes_and_key_management_need_admin_and_writes_need_writer() -> None:
         "deleteAgent",
         "deleteMessage",
         "deleteMultiAgent",
+        "deleteStorageObject",
         "createApiKey",
         "revokeApiKey",
     }

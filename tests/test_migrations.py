@@ -29,6 +29,7 @@ SESSION_TABLES = {
     "session_messages",
     "session_multi_agents",
     "session_tool_calls",
+    "storage_objects",
 }
 CONTROL_TABLES = {"api_keys", "audit_events", "rate_limit_buckets"}
 TABLES = SESSION_TABLES | CONTROL_TABLES
@@ -212,7 +213,7 @@ def test_every_live_session_key_starts_with_session_id_and_no_column_has_a_seque
     for table, index, first_column in session_unique:
         assert first_column == "session_id", (table, index)
     # Columns the database computes are derived from the row itself, never counters: only the search vector.
-    assert counters == [("session_messages", "search")]
+    assert counters == [("session_messages", "search"), ("storage_objects", "search")]
     assert sequences == []
 
 

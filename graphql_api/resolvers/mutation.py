@@ -16,6 +16,7 @@ from graphql_api.api_keys import check_label, issue_key
 from graphql_api.context import Context, Info
 from graphql_api.errors import ErrorCode, ForbiddenError, InputError, LimitError
 from graphql_api.identity import check_tenant
+from graphql_api.resolvers.storage import StorageMutation
 from graphql_api.types.agent import Agent
 from graphql_api.types.api_key import ApiKey, KeyRole, NewApiKey
 from graphql_api.types.filters import check_labels
@@ -49,7 +50,7 @@ def _check_batch(context: Context, messages: list[MessageInput]) -> list[Message
 
 
 @strawberry.type
-class Mutation:
+class Mutation(StorageMutation):
     @strawberry.mutation(description="Create a session. ALREADY_EXISTS if the id is taken.")
     async def create_session(self, info: Info, session: SessionInput) -> Session:
         draft = session.to_draft("session")
@@ -79,11 +80,13 @@ class Mutation:
         )
         return Session.from_record(record)
 
-    @strawberry.mutation(description="Delete a session with its agents, messages and multi-agents.")
+    @strawberry.mutation(
+        description="Delete a session with its agents, messages, multi-agents and storage objects."
+    )
     async def delete_session(self, info: Info, session_id: str) -> bool:
         check_id("sessionId", session_id)
         scope, actor = info.context.scope, info.context.actor
-        await info.context.database_for_write().run(
+        await info.context.database_for_write().run_in_transaction(
             lambda conn: commands.delete_session(conn, scope, session_id, actor)
         )
         return True

@@ -9,6 +9,7 @@ import strawberry
 from db import audit, keys
 from graphql_api.context import Info
 from graphql_api.resolvers.analytics import AnalyticsQuery
+from graphql_api.resolvers.storage import StorageQuery
 from graphql_api.types.agent import Agent
 from graphql_api.types.api_key import ApiKey
 from graphql_api.types.audit import AuditEventConnection, decode_audit_cursor
@@ -93,5 +94,5 @@ class LookupQuery:
 
 
 @strawberry.type
-class Query(LookupQuery, AnalyticsQuery):
+class Query(LookupQuery, AnalyticsQuery, StorageQuery):
     """Look-ups by id, the admin fields, and the listings, search and statistics of analytics."""

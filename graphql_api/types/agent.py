@@ -5,8 +5,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from db import storage_objects
 from db.errors import NotFoundError
 from db.records import AgentRecord
+from db.tenancy import Scope
 from graphql_api.context import Info
 from graphql_api.errors import InputError
 from graphql_api.types.filters import ConversationFilter, filter_of
@@ -17,8 +19,9 @@ from graphql_api.types.pagination import (
     page_request,
 )
 from graphql_api.types.scalars import JSON
+from graphql_api.types.storage import AgentSnapshot, Checkpoint
 from graphql_api.types.totals import Totals
-from graphql_api.validation import check_not_negative, check_page_size
+from graphql_api.validation import check_id, check_not_negative, check_page_size
 
 if TYPE_CHECKING:
     from graphql_api.types.message import Message
@@ -39,6 +42,9 @@ class Agent:
         description="When the agent or one of its messages was last written."
     )
     totals: Totals = strawberry.field(description="What the agent's messages add up to.")
+    snapshot_backed: bool = strawberry.field(
+        description="Written by Strands' SnapshotSessionManager through the storage API (GraphQLStorage)."
+    )
 
     @classmethod
     def from_record(cls, record: AgentRecord) -> "Agent":
@@ -53,6 +59,7 @@ class Agent:
             updated_at=record.updated_at,
             last_activity_at=record.last_activity_at or record.updated_at,
             totals=Totals.from_record(record.totals),
+            snapshot_backed=record.snapshot_backed,
         )
 
     @strawberry.field
@@ -132,6 +139,27 @@ class Agent:
         return MessageConnection.of_conversation(
             records, wanted, lambda: loaders.agent_message_count.load(count_key)
         )
+
+    @strawberry.field(
+        description="The immutable snapshots (checkpoints) SnapshotSessionManager saved of the agent, "
+        "oldest first; empty for an agent stored message by message."
+    )
+    async def snapshots(self, info: Info) -> list[Checkpoint]:
+        found = await info.context.loaders.checkpoints.load((self.tenant, self.session_id, self.agent_id))
+        return [Checkpoint.from_record(record) for record in found]
+
+    @strawberry.field(
+        description="One checkpoint of the agent with its messages and states as they were then, or null."
+    )
+    async def snapshot(self, info: Info, snapshot_id: str) -> AgentSnapshot | None:
+        check_id("snapshotId", snapshot_id)
+        found = await info.context.db.run(
+            lambda conn: storage_objects.read_checkpoint(
+                conn, Scope(self.tenant), self.session_id, self.agent_id, snapshot_id
+            ),
+            idempotent=True,
+        )
+        return None if found is None else AgentSnapshot.of(*found)
 
     @strawberry.field(description="How many messages the agent has.")
     def message_count(self) -> int:

@@ -22,6 +22,9 @@ class MultiAgent:
     state: JSON
     created_at: datetime
     updated_at: datetime
+    snapshot_backed: bool = strawberry.field(
+        description="Written by Strands' SnapshotSessionManager through the storage API (GraphQLStorage)."
+    )
 
     @classmethod
     def from_record(cls, record: MultiAgentRecord) -> "MultiAgent":
@@ -32,6 +35,7 @@ class MultiAgent:
             state=record.state,
             created_at=record.created_at,
             updated_at=record.updated_at,
+            snapshot_backed=record.snapshot_backed,
         )
 
     @strawberry.field

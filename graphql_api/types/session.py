@@ -39,6 +39,9 @@ class Session:
         description="When a message, agent or multi-agent of the session was last written."
     )
     totals: Totals = strawberry.field(description="What the session's messages add up to.")
+    snapshot_backed: bool = strawberry.field(
+        description="Written by Strands' SnapshotSessionManager through the storage API (GraphQLStorage)."
+    )
 
     @classmethod
     def from_record(cls, record: SessionRecord) -> "Session":
@@ -52,6 +55,7 @@ class Session:
             title=record.title,
             last_activity_at=record.last_activity_at or record.updated_at,
             totals=Totals.from_record(record.totals),
+            snapshot_backed=record.snapshot_backed,
         )
 
     @strawberry.field(description="How many messages the session's agents have.")

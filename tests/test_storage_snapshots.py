@@ -1,0 +1,240 @@
+"""Real Strands agents persist through SnapshotSessionManager + GraphQLStorage, and the snapshots
+appear in the graph as sessions and agents like any other, with their checkpoints.
+
+Each test talks to an agent, then builds a new Agent with a new storage client and the same ids,
+as a restarted program would, and checks what it got back and what the API shows.
+"""
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from strands import Agent
+from strands.session.snapshot_session_manager import SnapshotSessionManager
+from strands.storage import LocalFileStorage
+
+from client import GraphQLSessionRepository, GraphQLStorage, GraphQLStorageError
+from tests.client_agent_script import remember
+from tests.conftest import GraphQLCall, RunningServer
+from tests.fake_model import FakeModel
+
+NewId = Callable[[str], str]
+DAY = timedelta(days=1)
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x03"
+
+AGENT_VIEW = """
+query View($sessionId: String!, $agentId: String!) {
+  session(sessionId: $sessionId) {
+    snapshotBacked
+    totals { messages }
+    agent(agentId: $agentId) {
+      snapshotBacked
+      state
+      conversationManagerState
+      messageCount
+      messages { messageId role message text }
+      snapshots { snapshotId key createdAt messageCount size }
+    }
+  }
+}"""
+
+
+def snapshot_agent(url: str, session_id: str, agent_id: str = "support", **manager_args: Any) -> Agent:
+    storage = GraphQLStorage(url)
+    manager = SnapshotSessionManager(session_id=session_id, storage=storage, **manager_args)
+    return Agent(
+        agent_id=agent_id, tools=[remember], session_manager=manager, model=FakeModel(), callback_handler=None
+    )
+
+
+def as_json(messages: list[Any]) -> list[Any]:
+    return [json.loads(json.dumps(message)) for message in messages]
+
+
+def untracked(messages: list[Any]) -> list[Any]:
+    return [{k: v for k, v in message.items() if k != "tracking_id"} for message in messages]
+
+
+def view(graphql: GraphQLCall, session_id: str, agent_id: str = "support") -> dict[str, Any]:
+    answer = graphql(AGENT_VIEW, {"sessionId": session_id, "agentId": agent_id})
+    assert "errors" not in answer, answer
+    session: dict[str, Any] = answer["data"]["session"]
+    return session
+
+
+def test_an_agent_switches_from_local_files_by_changing_the_storage_line(
+    server: RunningServer, graphql: GraphQLCall, new_id: NewId, tmp_path: Any
+) -> None:
+    session_id = new_id("session")
+    prompts = ["hello", 'use remember {"key": "city", "value": "Lisbon"}', "what do you know?"]
+    local = Agent(
+        agent_id="support",
+        tools=[remember],
+        model=FakeModel(),
+        callback_handler=None,
+        session_manager=SnapshotSessionManager(
+            session_id=session_id, storage=LocalFileStorage(str(tmp_path))
+        ),
+    )
+    remote = snapshot_agent(server.url, session_id)
+    for prompt in prompts:
+        local(prompt)
+        remote(prompt)
+
+    restored = snapshot_agent(server.url, session_id)
+
+    assert restored.messages == remote.messages
+    # The same conversation as with local files, but for Strands' random tracking ids.
+    assert untracked(remote.messages) == untracked(local.messages)
+    assert restored.state.get() == {"city": "Lisbon"}
+    shown = view(graphql, session_id)
+    assert shown["snapshotBacked"] is True
+    agent = shown["agent"]
+    assert agent["snapshotBacked"] is True
+    assert agent["state"] == {"city": "Lisbon"}
+    assert agent["messageCount"] == len(remote.messages) == shown["totals"]["messages"]
+    assert [m["message"] for m in agent["messages"]] == as_json(remote.messages)
+    assert agent["messages"][0]["text"] == "hello"
+    assert agent["snapshots"] == []  # no trigger: only the latest snapshot
+
+
+def test_the_latest_snapshot_replaces_the_agents_messages_from_the_first_that_changed(
+    server: RunningServer, graphql: GraphQLCall, new_id: NewId
+) -> None:
+    session_id = new_id("session")
+    agent = snapshot_agent(server.url, session_id)
+    agent("first")
+    agent("second")
+    assert view(graphql, session_id)["agent"]["messageCount"] == 4
+
+    agent.messages[:] = agent.messages[:1]  # history rewritten, as a summarizing manager does
+    agent("again")
+
+    shown = view(graphql, session_id)
+    assert len(agent.messages) == 3
+    assert [m["message"] for m in shown["agent"]["messages"]] == as_json(agent.messages)
+    assert shown["agent"]["messageCount"] == len(agent.messages) == shown["totals"]["messages"]
+
+
+def test_checkpoints_are_listed_readable_and_restorable(
+    server: RunningServer, graphql: GraphQLCall, new_id: NewId
+) -> None:
+    session_id = new_id("session")
+    agent = snapshot_agent(server.url, session_id, snapshot_trigger=lambda **_: True)
+    agent("one")
+    agent("two")
+    agent("three")
+
+    checkpoints = view(graphql, session_id)["agent"]["snapshots"]
+    assert [c["messageCount"] for c in checkpoints] == [2, 4, 6]
+    first = checkpoints[0]["snapshotId"]
+    answer = graphql(
+        """query($s: String!, $id: String!) { agent(sessionId: $s, agentId: "support") {
+             snapshot(snapshotId: $id) {
+               checkpoint { snapshotId messageCount } messages { messageId text message } }
+             missing: snapshot(snapshotId: "nope") { checkpoint { snapshotId } } } }""",
+        {"s": session_id, "id": first},
+    )
+    assert "errors" not in answer, answer
+    at_first = answer["data"]["agent"]["snapshot"]
+    assert at_first["checkpoint"] == {"snapshotId": first, "messageCount": 2}
+    assert at_first["messages"][0]["text"] == "one"
+    assert [m["message"] for m in at_first["messages"]] == as_json(agent.messages[:2])
+    assert answer["data"]["agent"]["missing"] is None
+
+    manager = SnapshotSessionManager(session_id=session_id, storage=GraphQLStorage(server.url))
+    back = Agent(agent_id="support", model=FakeModel(), callback_handler=None)
+    ids = asyncio.run(manager.list_snapshot_ids(back))
+    assert ids == [c["snapshotId"] for c in checkpoints]
+    assert asyncio.run(manager.restore_snapshot(back, snapshot_id=first)) is True
+    assert back.messages == agent.messages[:2]
+
+
+def test_search_and_stats_cover_snapshot_backed_agents(
+    server: RunningServer, graphql: GraphQLCall, new_id: NewId
+) -> None:
+    session_id = new_id("session")
+    word = new_id("zebra").replace("-", "")
+    agent = snapshot_agent(server.url, session_id)
+    agent(f"tell me about {word}")
+
+    found = graphql(
+        """query($q: String!) {
+             searchMessages(query: $q) { edges { node { sessionId agentId messageId } } } }""",
+        {"q": word},
+    )
+    assert "errors" not in found, found
+    nodes = [edge["node"] for edge in found["data"]["searchMessages"]["edges"]]
+    assert {"sessionId": session_id, "agentId": "support", "messageId": 0} in nodes
+
+    hits = asyncio.run(GraphQLStorage(server.url).search(word))
+    assert [hit.key for hit in hits] == [
+        f"session/{session_id}/scopes/agent/support/snapshots/snapshot_latest.json"
+    ]
+    assert hits[0].score > 0
+
+    now = datetime.now(UTC)
+    stats = graphql(
+        """query($f: ConversationFilter, $from: Time!, $to: Time!) { conversationStats(bucket: HOUR,
+             from: $from, to: $to, groupBy: AGENT, filter: $f) { totals { messages sessions } } }""",
+        {
+            "f": {"sessionIdPrefix": session_id},
+            "from": f"{now - DAY:%Y-%m-%dT%H:%M:%SZ}",
+            "to": f"{now + DAY:%Y-%m-%dT%H:%M:%SZ}",
+        },
+    )
+    assert "errors" not in stats, stats
+    assert stats["data"]["conversationStats"]["totals"] == {"messages": 2, "sessions": 1}
+
+
+def test_bytes_in_messages_round_trip_through_snapshots(server: RunningServer, new_id: NewId) -> None:
+    session_id = new_id("session")
+    agent = snapshot_agent(server.url, session_id)
+    agent([{"text": "what is this?"}, {"image": {"format": "png", "source": {"bytes": PNG}}}])
+
+    restored = snapshot_agent(server.url, session_id)
+
+    assert restored.messages[0]["content"][1]["image"]["source"]["bytes"] == PNG
+    assert restored.messages == agent.messages
+
+
+def test_a_snapshot_cannot_replace_an_agent_stored_message_by_message(
+    server: RunningServer, new_id: NewId
+) -> None:
+    session_id = new_id("session")
+    from strands.session import RepositorySessionManager
+
+    repository = GraphQLSessionRepository(server.url)
+    logged = Agent(
+        agent_id="support",
+        model=FakeModel(),
+        callback_handler=None,
+        session_manager=RepositorySessionManager(session_id=session_id, session_repository=repository),
+    )
+    logged("hello")
+
+    with pytest.raises(GraphQLStorageError) as raised:
+        snapshot_agent(server.url, session_id)("hi")
+    assert raised.value.code == "CONFLICT"
+    assert (
+        GraphQLSessionRepository(server.url).list_messages(session_id, "support")[0].message
+        == logged.messages[0]
+    )
+
+
+def test_deleting_the_session_removes_it_from_the_graph(
+    server: RunningServer, graphql: GraphQLCall, new_id: NewId
+) -> None:
+    session_id = new_id("session")
+    manager = SnapshotSessionManager(session_id=session_id, storage=GraphQLStorage(server.url))
+    agent = Agent(agent_id="support", model=FakeModel(), callback_handler=None, session_manager=manager)
+    agent("hello")
+    assert view(graphql, session_id)["agent"]["messageCount"] == 2
+
+    asyncio.run(manager.delete_session())
+
+    assert graphql(AGENT_VIEW, {"sessionId": session_id, "agentId": "support"})["data"]["session"] is None
+    assert asyncio.run(GraphQLStorage(server.url).list(f"session/{session_id}/")) == []
