@@ -441,6 +441,7 @@ def test_recent_sessions_list_their_agents_last_messages_and_totals(seeded: Seed
             "Tokens": 140,
             "Tool errors": 1,
             "Labels": {"channel": "email", "user": "bo"},
+            "Snapshots": False,
             "Last message": ["payment service unavailable", "Refund issued for the double charge."],
         },
         {
@@ -451,6 +452,7 @@ def test_recent_sessions_list_their_agents_last_messages_and_totals(seeded: Seed
             "Tokens": 300,
             "Tool errors": 0,
             "Labels": {"channel": "web", "user": "ana"},
+            "Snapshots": False,
             "Last message": ["Your refund is on its way."],
         },
     ]
