@@ -52,9 +52,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.PrimaryKeyConstraint("session_id", "tenant", "key", name="pk_storage_objects"),
     )
-    op.create_index(
-        "ix_storage_objects_tenant_key", "storage_objects", ["tenant", "key"]
-    )
+    op.create_index("ix_storage_objects_tenant_key", "storage_objects", ["tenant", "key"])
     op.create_index("ix_storage_objects_search", "storage_objects", ["search"], postgresql_using="gin")
 
 
