@@ -88,6 +88,15 @@ async def fork_session(
             if checkpoint is None:
                 name = f"snapshot {point.snapshot_id!r} of agent {point.agent_id!r}"
                 raise NotFoundError(f"{name} in session {source!r} not found")
+    # Strands may have written under the new id without making a session (a checkpoint saved with
+    # save_snapshot(is_latest=False)); copying next to those objects would mix two histories.
+    stored = await conn.execute(
+        select(storage_objects.c.key)
+        .where(storage_objects.c.session_id == new, storage_objects.c.tenant == scope.tenant)
+        .limit(1)
+    )
+    if stored.first() is not None:
+        raise AlreadyExistsError(f"session {new!r} already exists: its storage holds objects")
     made = await conn.execute(
         pg_insert(sessions)
         .from_select(

@@ -67,8 +67,9 @@ def normalize_key(key: str) -> str:
 
 
 def normalize_prefix(prefix: str) -> str:
-    """As ``normalize_key``, but empty is allowed (everything) and a trailing ``/`` is kept."""
-    _check_characters("prefix", prefix)
+    """As ``normalize_key``, but empty is allowed (everything), a trailing ``/`` is kept, and so is
+    a NUL: Strands' backends list nothing for it rather than fail (see ``_starts_no_key``)."""
+    _check_characters("prefix", prefix.replace("\x00", ""))
     normalized = re.sub(r"/+", "/", prefix).lstrip("/")
     if ".." in normalized.split("/"):
         raise InvalidDataError(f"prefix {prefix!r}: '..' segments are not allowed")
@@ -463,6 +464,11 @@ async def delete_object(conn: AsyncConnection, scope: Scope, key: str, actor: Ac
     return True
 
 
+def _starts_no_key(prefix: str) -> bool:
+    # Keys never hold a NUL (PostgreSQL text cannot), so such a prefix is answered without a query.
+    return "\x00" in prefix
+
+
 def _prefix_condition(prefix: str) -> Any:
     # LIKE on the "C"-collated key walks the (tenant, key) index.
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -475,6 +481,8 @@ async def list_keys(
     """Keys starting with ``prefix`` (normalized) in code point order, ``first`` of them after
     ``after``, and whether more follow."""
     prefix = normalize_prefix(prefix)
+    if _starts_no_key(prefix):
+        return [], False
     ordered = storage_objects.c.key
     stmt = select(storage_objects.c.key).where(storage_objects.c.tenant == scope.tenant)
     if prefix:
@@ -496,6 +504,8 @@ async def search_objects(
 ) -> list[ObjectMatch]:
     """The best ``first`` objects under ``prefix`` for a web search query, best first."""
     prefix = normalize_prefix(prefix)
+    if _starts_no_key(prefix):
+        return []
     tsquery = func.websearch_to_tsquery(
         literal_column(f"'{SEARCH_CONFIGURATION}'"), bindparam("query", query)
     )

@@ -97,8 +97,8 @@ class StorageMutation:
 
     @strawberry.mutation(
         description="Copy a session into a new one an agent can resume from, with either session "
-        "manager: everything it holds, or with atSnapshotId (and agentId) only that agent as of one "
-        "of its checkpoints. ALREADY_EXISTS if newSessionId is taken."
+        "manager: everything it holds, or with agentId only that agent, as it is now or with "
+        "atSnapshotId as of one of its checkpoints. ALREADY_EXISTS if newSessionId is taken."
     )
     async def fork_session(
         self,
@@ -117,9 +117,7 @@ class StorageMutation:
             if agent_id is None:
                 raise InputError("agentId", "is needed with atSnapshotId: a checkpoint is one agent's")
         scope = info.context.scope
-        point = (
-            None if at_snapshot_id is None or agent_id is None else forks.ForkPoint(agent_id, at_snapshot_id)
-        )
+        point = None if agent_id is None else forks.ForkPoint(agent_id, at_snapshot_id)
         record = await info.context.database_for_write().run_in_transaction(
             lambda conn: forks.fork_session(conn, scope, source_session_id, new_session_id, point)
         )
