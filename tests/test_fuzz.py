@@ -7,6 +7,7 @@ data lives in tenant "known" under the same ids the fuzzed documents are steered
 would show as changed known data. Runs derandomized: the same documents every run.
 """
 
+import base64
 import json
 import time
 from collections import Counter
@@ -112,7 +113,12 @@ REFUSED_TIMES = st.one_of(
 DATETIME_VALUES = st.integers(0, 9).flatmap(
     lambda choice: REFUSED_TIMES if choice % 5 == 0 else STORABLE_TIMES
 )
-CUSTOM_SCALARS = {"JSON": JSON_VALUES, "DateTime": DATETIME_VALUES}
+# Storage objects' bytes: mostly valid base64, now and then text that is not.
+BASE64_VALUES = st.one_of(
+    st.binary(max_size=64).map(lambda data: nodes.String(base64.b64encode(data).decode())),
+    st.text(max_size=20).map(nodes.String),
+)
+CUSTOM_SCALARS = {"JSON": JSON_VALUES, "DateTime": DATETIME_VALUES, "Base64": BASE64_VALUES}
 
 STEERED_STRINGS = {"sessionId": SESSION_IDS, "agentId": AGENT_IDS, "multiAgentId": MULTI_AGENT_IDS}
 

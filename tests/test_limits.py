@@ -7,6 +7,7 @@ of 16 MB, a statement of 10 s) are checked on private servers with small ones, o
 
 import ast
 import asyncio
+import base64
 import gc
 import json
 import re
@@ -777,6 +778,29 @@ def test_literal_message_that_grows_past_the_maximum_when_stored_is_refused(
 
     refused(post(small_messages, document), "MESSAGE_TOO_LARGE", field="message")
     assert stored_message_ids(graphql, session_id, agent_id) == []
+
+
+def test_a_storage_object_over_the_maximum_is_refused_and_nothing_is_stored(
+    database_url: str, new_id: NewId
+) -> None:
+    key = f"{new_id('objects')}/big.bin"
+    with limited_server(database_url, max_object_bytes=1000) as running:
+        write = "mutation($k: String!, $d: Base64!) { writeStorageObject(key: $k, data: $d) { size } }"
+
+        def post_object(size: int) -> dict[str, Any]:
+            data = base64.b64encode(b"x" * size).decode()
+            answer: dict[str, Any] = httpx.post(
+                running.url, json={"query": write, "variables": {"k": key, "d": data}}
+            ).json()
+            return answer
+
+        refused(post_object(1001), "OBJECT_TOO_LARGE", field="data")
+        read = httpx.post(
+            running.url,
+            json={"query": "query($k: String!) { storageObject(key: $k) }", "variables": {"k": key}},
+        )
+        assert read.json() == {"data": {"storageObject": None}}
+        assert post_object(1000) == {"data": {"writeStorageObject": {"size": 1000}}}
 
 
 # --- JSON depth ---

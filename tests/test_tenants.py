@@ -4,6 +4,7 @@ The same session id in two tenants is two sessions. Every root field of the sche
 here (``test_every_root_field_is_tried_across_tenants`` fails when one is added without one).
 """
 
+import base64
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,6 +40,9 @@ mutation($state: JSON!, $message: JSON!) {
 }
 """
 B_STATE = {"owner": "globex"}
+B_OBJECT_KEY = "notes/b.json"
+B_OBJECT = base64.b64encode(b'{"note": "secret words"}').decode()
+WRITE_OBJECT = "mutation($k: String!, $d: Base64!) { writeStorageObject(key: $k, data: $d) { key } }"
 
 
 class Tenants:
@@ -62,6 +66,8 @@ class Tenants:
           sessions(first: 100) { nodes { sessionId tenant agents { agentId state messageCount
             messages(limit: 10) { messageId message } } multiAgents { multiAgentId state } } }
           apiKeys { label role }
+          storageKeys { keys }
+          storageObject(key: "notes/b.json")
         }"""
         return data_of(self.call(B, "admin", query))
 
@@ -76,6 +82,7 @@ def tenants(database_url: str) -> Iterator[Tenants]:
         data_of(
             both.call(B, "admin", 'mutation { createApiKey(role: READER, label: "b-dashboard") { key } }')
         )
+        data_of(both.call(B, "writer", WRITE_OBJECT, {"k": B_OBJECT_KEY, "d": B_OBJECT}))
         yield both
 
 
@@ -281,6 +288,57 @@ def _update_session(t: Tenants) -> None:
     assert not_found_message(theirs, "b-only") == not_found_message(made_up, "no-such-session")
 
 
+def _storage_object(t: Tenants) -> None:
+    query = f'{{ storageObject(key: "{B_OBJECT_KEY}") }}'
+    assert data_of(t.call(A, "reader", query)) == {"storageObject": None}
+    assert data_of(t.call(B, "reader", query)) == {"storageObject": B_OBJECT}
+
+
+def _storage_keys(t: Tenants) -> None:
+    listed = data_of(t.call(A, "reader", '{ storageKeys(prefix: "") { keys } }'))["storageKeys"]["keys"]
+    assert B_OBJECT_KEY not in listed
+
+
+def _search_storage(t: Tenants) -> None:
+    query = '{ searchStorage(query: "secret words") { key } }'
+    assert data_of(t.call(A, "reader", query))["searchStorage"] == []
+    assert data_of(t.call(B, "reader", query))["searchStorage"] == [{"key": B_OBJECT_KEY}]
+
+
+def _write_storage_object(t: Tenants) -> None:
+    mine = base64.b64encode(b"acme's own").decode()
+    assert data_of(t.call(A, "writer", WRITE_OBJECT, {"k": B_OBJECT_KEY, "d": mine}))
+    assert data_of(t.call(A, "reader", f'{{ storageObject(key: "{B_OBJECT_KEY}") }}')) == {
+        "storageObject": mine
+    }
+    deleted = t.call(A, "admin", f'mutation {{ deleteStorageObject(key: "{B_OBJECT_KEY}") }}')
+    assert data_of(deleted) == {"deleteStorageObject": True}
+
+
+def _delete_storage_object(t: Tenants) -> None:
+    deleted = t.call(A, "admin", f'mutation {{ deleteStorageObject(key: "{B_OBJECT_KEY}") }}')
+    assert data_of(deleted) == {"deleteStorageObject": False}
+
+
+def _fork_session(t: Tenants) -> None:
+    theirs = t.call(
+        A, "writer", 'mutation { forkSession(sourceSessionId: "b-only", newSessionId: "copy") { sessionId } }'
+    )
+    made_up = t.call(
+        A,
+        "writer",
+        'mutation { forkSession(sourceSessionId: "no-such", newSessionId: "copy") { sessionId } }',
+    )
+    assert not_found_message(theirs, "b-only") == not_found_message(made_up, "no-such")
+    assert data_of(t.call(A, "reader", '{ session(sessionId: "copy") { sessionId } }')) == {"session": None}
+
+
+CASES["storageObject"] = _storage_object
+CASES["storageKeys"] = _storage_keys
+CASES["searchStorage"] = _search_storage
+CASES["writeStorageObject"] = _write_storage_object
+CASES["deleteStorageObject"] = _delete_storage_object
+CASES["forkSession"] = _fork_session
 CASES["createApiKey"] = _create_api_key
 CASES["revokeApiKey"] = _revoke_api_key
 CASES["agents"] = _agents
