@@ -1,4 +1,4 @@
-"""The ``session-graphql`` command: serve, migrate, token, export-schema."""
+"""The ``session-graphql`` command: serve, migrate, token, export-schema, import."""
 
 import argparse
 import ipaddress
@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from db.embedded import EmbeddedPostgres, EmbeddedPostgresError, start_embedded_postgres
 from db.startup import StartupError, check_database, migrate
-from graphql_api import key_commands
+from graphql_api import import_command, key_commands
 from graphql_api.identity import Role
 from graphql_api.jwt_tokens import JwtVerifier
 from graphql_api.key_commands import any_key_made, run_on
@@ -261,11 +261,18 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "output", nargs="?", default="schema.graphql", help="file to write, or - (default schema.graphql)"
     )
+    import_command.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "import":
+        # A client of some server, maybe remote: the server's settings and logging are not its own.
+        try:
+            raise SystemExit(import_command.run(args))
+        except KeyboardInterrupt:
+            raise SystemExit(128 + signal.SIGINT) from None
     try:
         settings = Settings.from_env(
             host=getattr(args, "host", None),
