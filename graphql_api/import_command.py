@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         run_import(plan, ImportTarget(repository, dry_run=args.dry_run), report, progress)
     except ImportStopped as stopped:
         progress.close()
-        _print_report(plan, into, report)
+        if report.has_outcomes:
+            _print_report(plan, into, report)
         print(
             f"session-graphql: import stopped: {_explain(stopped.error, args.url)}; what was stored stays, "
             "and running it again goes on from there",

@@ -69,6 +69,11 @@ class ImportReport:
         self.notes.append(Note(where, text))
 
     @property
+    def has_outcomes(self) -> bool:
+        """Whether anything was imported, found stored or skipped so far."""
+        return bool(+self.imported or +self.present or self.skipped)
+
+    @property
     def failed(self) -> bool:
         """Whether anything was skipped: the import did not bring everything over."""
         return bool(self.skipped)
