@@ -293,14 +293,7 @@ def test_an_agent_resumes_from_the_imported_session(
     session_id = new_id("resume")
     save_conversation(tmp_path, session_id)
     assert run_import(tmp_path, server.url).returncode == 0
-    on_files = Agent(
-        agent_id="support",
-        model=FakeModel(),
-        tools=[remember],
-        session_manager=FileSessionManager(session_id=session_id, storage_dir=str(tmp_path)),
-        conversation_manager=SlidingWindowConversationManager(4),
-        callback_handler=None,
-    )
+    on_files = support_on_files(tmp_path, session_id)
 
     resumed = new_agent(
         server.url, session_id, "support", conversation_manager=SlidingWindowConversationManager(4)
@@ -318,6 +311,52 @@ def test_an_agent_resumes_from_the_imported_session(
     stored = GraphQLSessionRepository(server.url).list_messages(session_id, "support")
     assert [message.message_id for message in stored] == list(range(saved_count + 2))
     assert stored[-1].message["content"][0]["text"] == reply
+
+
+def support_on_files(directory: Path, session_id: str) -> Agent:
+    return Agent(
+        agent_id="support",
+        model=FakeModel(),
+        tools=[remember],
+        session_manager=FileSessionManager(session_id=session_id, storage_dir=str(directory)),
+        conversation_manager=SlidingWindowConversationManager(4),
+        callback_handler=None,
+    )
+
+
+def test_an_agent_gone_on_on_the_server_is_kept_and_one_gone_on_on_both_sides_is_a_conflict(
+    server: RunningServer, tmp_path: Path, new_id: NewId
+) -> None:
+    session_id = new_id("moved")
+    save_conversation(tmp_path, session_id)
+    assert run_import(tmp_path, server.url).returncode == 0
+    new_agent(server.url, session_id, "support", conversation_manager=SlidingWindowConversationManager(4))(
+        "more"
+    )
+    repository = GraphQLSessionRepository(server.url)
+    on_server = [dumped(message) for message in repository.list_messages(session_id, "support")]
+
+    again = run_import(tmp_path, server.url)
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    report = report_of(again)
+    assert report.rows["already present"]["agents"] == 2
+    assert report.notes == [
+        f"session_{session_id}/agents/agent_support/: the stored agent's state differs from agent.json but "
+        "holds all its messages: it has gone on since; the stored state was kept"
+    ]
+    saved_count = message_count(tmp_path, session_id, "support")
+    support_on_files(tmp_path, session_id)(remember_prompt("mood", "fine"))  # and from the files too
+
+    diverged = run_import(tmp_path, server.url)
+
+    assert diverged.returncode == 1
+    assert report_of(diverged).skipped == [
+        f"session_{session_id}/agents/agent_support/: conflict: the server holds this agent with another "
+        f"state, and message {saved_count} is stored with other content; nothing of it imported, nothing "
+        "overwritten"
+    ]
+    assert [dumped(message) for message in repository.list_messages(session_id, "support")] == on_server
 
 
 def test_dry_run_compares_and_writes_nothing(server: RunningServer, tmp_path: Path, new_id: NewId) -> None:
