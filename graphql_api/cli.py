@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from db.embedded import EmbeddedPostgres, EmbeddedPostgresError, start_embedded_postgres
 from db.startup import StartupError, check_database, migrate
-from graphql_api import import_command, key_commands
+from graphql_api import key_commands
 from graphql_api.identity import Role
 from graphql_api.jwt_tokens import JwtVerifier
 from graphql_api.key_commands import any_key_made, run_on
@@ -261,14 +261,42 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "output", nargs="?", default="schema.graphql", help="file to write, or - (default schema.graphql)"
     )
-    import_command.add_parser(commands)
+    _add_import_parser(commands)
     return parser
+
+
+def _add_import_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    command = commands.add_parser(
+        "import",
+        help="copy sessions saved by Strands' FileSessionManager into a running server",
+        description="Copy the sessions in a Strands FileSessionManager storage directory into a running "
+        "server, through its API. Running it again stores nothing twice.",
+    )
+    command.add_argument(
+        "--from-dir", required=True, type=Path, metavar="DIR", help="FileSessionManager's storage_dir"
+    )
+    command.add_argument(
+        "--url", required=True, help="the server's GraphQL endpoint, e.g. http://localhost:8000/graphql"
+    )
+    command.add_argument(
+        "--token",
+        help="an API key or JWT (default: $SESSION_GRAPHQL_TOKEN, better: arguments show in process lists)",
+    )
+    command.add_argument(
+        "--tenant", help="the tenant to import into (X-Tenant), for a key bound to no tenant"
+    )
+    command.add_argument(
+        "--dry-run", action="store_true", help="read and compare with the server, write nothing"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "import":
         # A client of some server, maybe remote: the server's settings and logging are not its own.
+        # Imported here: Strands and the client take a second to load, which the other commands need not.
+        from graphql_api import import_command
+
         try:
             raise SystemExit(import_command.run(args))
         except KeyboardInterrupt:

@@ -15,9 +15,9 @@ from tqdm import tqdm
 from client import GraphQLSessionError, GraphQLSessionRepository
 from client.errors import TRANSPORT_FAILED
 from client.importing import ImportPlan, ImportReport, ImportStopped, ImportTarget, plan_import, run_import
-from client.importing.target import said
+from client.importing.target import one_line
 
-TOKEN_VARIABLE = "SESSION_GRAPHQL_TOKEN"
+TOKEN_VARIABLE = "SESSION_GRAPHQL_TOKEN"  # also named in cli.py's help, which must not import this module
 EXIT_SKIPPED = 1
 """Something was skipped for an error; everything else was imported."""
 EXIT_NOT_RUN = 2
@@ -31,33 +31,9 @@ class Mistake(Exception):
     """A mistake in the command line or its surroundings, told as one line."""
 
 
-def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    command = commands.add_parser(
-        "import",
-        help="copy sessions saved by Strands' FileSessionManager into a running server",
-        description="Copy the sessions in a Strands FileSessionManager storage directory into a running "
-        "server, through its API. Running it again stores nothing twice.",
-    )
-    command.add_argument(
-        "--from-dir", required=True, type=Path, metavar="DIR", help="FileSessionManager's storage_dir"
-    )
-    command.add_argument(
-        "--url", required=True, help="the server's GraphQL endpoint, e.g. http://localhost:8000/graphql"
-    )
-    command.add_argument(
-        "--token",
-        help=f"an API key or JWT (default: ${TOKEN_VARIABLE}, better: arguments show in process lists)",
-    )
-    command.add_argument(
-        "--tenant", help="the tenant to import into (X-Tenant), for a key bound to no tenant"
-    )
-    command.add_argument(
-        "--dry-run", action="store_true", help="read and compare with the server, write nothing"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    """The command; returns its exit code (0: all imported or present, 1: something skipped)."""
+    """The command; returns its exit code: 0 when all was imported or there already, 1 when
+    something was skipped, 2 when it could not run or had to stop (one line on stderr says why)."""
     try:
         plan = _plan(args.from_dir)
         repository = _connect(args.url, args.token or os.environ.get(TOKEN_VARIABLE) or None, args.tenant)
@@ -132,12 +108,12 @@ def _connect(url: str, token: str | None, tenant: str | None) -> GraphQLSessionR
 
 def _explain(error: GraphQLSessionError, url: str, token_given: bool = True) -> str:
     if error.code == TRANSPORT_FAILED:
-        return said(error)
+        return one_line(error)
     if error.code == "UNAUTHENTICATED":
         if not token_given:
             return f"{url} needs credentials: pass --token or set {TOKEN_VARIABLE}"
         return f"{url} refused the token (UNAUTHENTICATED)"
-    return f"{url} refused the request ({error.code}): {said(error)}"
+    return f"{url} refused the request ({error.code}): {one_line(error)}"
 
 
 def _print_report(plan: ImportPlan, into: str, report: ImportReport) -> None:

@@ -29,7 +29,7 @@ from client.importing.file_sessions import (
 )
 from client.importing.report import ImportReport, Kind
 from client.importing.stored_multi_agent import SavedMultiAgentState
-from client.importing.target import ImportTarget, Progress, check, said
+from client.importing.target import ImportTarget, Progress, check, one_line
 from client.repository import GraphQLSessionRepository
 
 T = TypeVar("T")
@@ -80,7 +80,7 @@ def _type_name(session: Session) -> str:
 
 
 def _server_refused(error: GraphQLSessionError) -> str:
-    return f"server refused it ({error.code}: {said(error)})"
+    return f"server refused it ({error.code}: {one_line(error)})"
 
 
 def _not_imported_after(count: int) -> str:

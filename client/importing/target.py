@@ -24,11 +24,11 @@ class ImportStopped(Exception):
     """The import ended early for a failure in ``STOPPING_CODES``; what it stored stays stored."""
 
     def __init__(self, error: GraphQLSessionError) -> None:
-        super().__init__(f"{error.code}: {said(error)}")
+        super().__init__(f"{error.code}: {one_line(error)}")
         self.error = error
 
 
-def said(error: GraphQLSessionError) -> str:
+def one_line(error: GraphQLSessionError) -> str:
     """The error's message on one line, without the operation's name the client puts first."""
     text = str(error).splitlines()[0] if str(error) else error.code
     for prefix in (f"{error.operation} failed with {error.code}: ", f"{error.operation} failed: "):
