@@ -138,6 +138,7 @@ def save_graph(directory: Path, session_id: str) -> str:
         Agent(name="review", model=FakeModel(scripted(text("approved"))), callback_handler=None), "review"
     )
     builder.add_edge("draft", "review")
+    builder.set_max_node_executions(10)
     builder.set_session_manager(FileSessionManager(session_id=session_id, storage_dir=str(directory)))
     graph = builder.build()
     graph([{"text": "describe this chart"}, {"image": {"format": "png", "source": {"bytes": PNG}}}])

@@ -175,15 +175,3 @@ def unreadable(error: Exception) -> str:
         return f"unreadable ({error})"
     # Valid JSON that is no Strands record: from_dict() misses an argument or gets no object.
     return f"not a Strands record ({type(error).__name__}: {error})"
-
-
-def missing_file(path: Path) -> str:
-    return f"unknown layout: no {path.name}"
-
-
-def names_other_id(record: dict[str, Any] | Any, key: str, expected: str) -> str | None:
-    """Why a record holding another id than its directory's name is refused, or None."""
-    held = record.get(key) if isinstance(record, dict) else getattr(record, key, None)
-    if held != expected:
-        return f"unknown layout: the file names {key} {held!r}, its directory {expected!r}"
-    return None

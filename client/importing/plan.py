@@ -61,7 +61,10 @@ def plan_import(directory: Path) -> ImportPlan:
         return plan
     for entry in visible_entries(directory):
         if is_session_directory(entry):
-            plan.file_sessions.append(scan_session(entry))
+            try:
+                plan.file_sessions.append(scan_session(entry))
+            except OSError as error:  # one unreadable session does not keep the others from moving
+                plan.strays.append(Stray(entry, f"unreadable ({error.strerror or error})"))
         elif entry.name == SESSIONS_NAMESPACE and is_snapshot_namespace(entry):
             plan.snapshots = scan_snapshots(entry)
         else:
