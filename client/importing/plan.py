@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from client.importing.file_import import FileSessionImport
+from client.importing.file_import import import_sessions
 from client.importing.file_sessions import (
     SESSION_FILE,
     FileSessionStore,
@@ -14,6 +14,7 @@ from client.importing.file_sessions import (
     visible_entries,
 )
 from client.importing.report import ImportReport
+from client.importing.run import ImportRun
 from client.importing.snapshots import (
     SESSIONS_NAMESPACE,
     SnapshotsFound,
@@ -78,10 +79,8 @@ def run_import(plan: ImportPlan, target: ImportTarget, report: ImportReport, pro
     Raises ``ImportStopped`` for a failure that every later request would meet too.
     """
     if plan.file_sessions:
-        importer = FileSessionImport(
-            plan.directory, FileSessionStore(plan.storage_dir), target, report, progress
-        )
-        importer.run(plan.file_sessions)
+        run = ImportRun(plan.directory, FileSessionStore(plan.storage_dir), target, report, progress)
+        import_sessions(run, plan.file_sessions)
     if plan.snapshots is not None:
         where = plan.snapshots.base_dir / SESSIONS_NAMESPACE
         report_snapshots_unsupported(plan.snapshots, _relative(where, plan.directory), report)
