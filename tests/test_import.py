@@ -9,6 +9,7 @@ import pty
 import struct
 import subprocess
 import termios
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -611,3 +612,25 @@ def test_a_writer_key_imports_into_its_tenant_and_other_credentials_are_refused(
         assert operator.returncode == 0, operator.stdout + operator.stderr
         in_beta = GraphQLSessionRepository(url, token=admin, headers={"X-Tenant": "beta"})
         assert_stored_as_files_hold(in_beta, tmp_path, session_id, ["support", "critic"])
+
+
+def test_a_rate_limited_key_waits_its_turn_and_imports_everything(database_url: str, tmp_path: Path) -> None:
+    store = FileSessionManager.__new__(FileSessionManager)  # its constructor would make a session
+    store.storage_dir = str(tmp_path)
+    for number in range(15):
+        session_id = f"limited-{number}"
+        store.create_session(Session(session_id=session_id, session_type=SessionType.AGENT))
+        store.create_agent(session_id, SessionAgent(agent_id="a", state={}, conversation_manager_state={}))
+        store.create_message(
+            session_id, "a", SessionMessage({"role": "user", "content": [{"text": "hi"}]}, 0)
+        )
+    slow = Settings(limits=Limits(rate_per_second=10, rate_burst=5))
+    with secured_server(database_url, slow) as secured:
+        started = time.monotonic()
+
+        run = run_import(tmp_path, secured.server.url, SESSION_GRAPHQL_TOKEN=secured.key("writer"))
+
+        assert run.returncode == 0, run.stdout + run.stderr
+        # 1 look-up, then 4 requests a session: 61 requests at 10 a second after a burst of 5.
+        assert time.monotonic() - started >= 5
+        assert report_of(run).rows["imported"] == counts(sessions=15, agents=15, messages=15)
