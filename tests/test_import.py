@@ -613,6 +613,15 @@ def test_a_writer_key_imports_into_its_tenant_and_other_credentials_are_refused(
         in_beta = GraphQLSessionRepository(url, token=admin, headers={"X-Tenant": "beta"})
         assert_stored_as_files_hold(in_beta, tmp_path, session_id, ["support", "critic"])
 
+        # A reader finds the imported session there, then is refused the new one's first write.
+        FileSessionManager(session_id=f"{session_id}-later", storage_dir=str(tmp_path))
+        stopped = run_import(tmp_path, url, SESSION_GRAPHQL_TOKEN=reader)
+        assert stopped.returncode == 2
+        assert report_of(stopped).rows["already present"]["sessions"] == 1
+        (line,) = stopped.stderr.strip().splitlines()
+        assert line.startswith(f"session-graphql: import stopped: {url} refused the request (FORBIDDEN): ")
+        assert line.endswith("; what was stored stays, and running it again goes on from there")
+
 
 def test_a_rate_limited_key_waits_its_turn_and_imports_everything(database_url: str, tmp_path: Path) -> None:
     store = FileSessionManager.__new__(FileSessionManager)  # its constructor would make a session
