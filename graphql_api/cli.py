@@ -1,4 +1,4 @@
-"""The ``session-graphql`` command: serve, migrate, token, export-schema."""
+"""The ``session-graphql`` command: serve, migrate, token, export-schema, import."""
 
 import argparse
 import ipaddress
@@ -261,11 +261,46 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "output", nargs="?", default="schema.graphql", help="file to write, or - (default schema.graphql)"
     )
+    _add_import_parser(commands)
     return parser
+
+
+def _add_import_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    command = commands.add_parser(
+        "import",
+        help="copy sessions saved by Strands' FileSessionManager into a running server",
+        description="Copy the sessions in a Strands FileSessionManager storage directory into a running "
+        "server, through its API. Running it again stores nothing twice.",
+    )
+    command.add_argument(
+        "--from-dir", required=True, type=Path, metavar="DIR", help="FileSessionManager's storage_dir"
+    )
+    command.add_argument(
+        "--url", required=True, help="the server's GraphQL endpoint, e.g. http://localhost:8000/graphql"
+    )
+    command.add_argument(
+        "--token",
+        help="an API key or JWT (default: $SESSION_GRAPHQL_TOKEN, better: arguments show in process lists)",
+    )
+    command.add_argument(
+        "--tenant", help="the tenant to import into (X-Tenant), for a key bound to no tenant"
+    )
+    command.add_argument(
+        "--dry-run", action="store_true", help="read and compare with the server, write nothing"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "import":
+        # A client of some server, maybe remote: the server's settings and logging are not its own.
+        # Imported here: Strands and the client take a second to load, which the other commands need not.
+        from graphql_api import import_command
+
+        try:
+            raise SystemExit(import_command.run(args))
+        except KeyboardInterrupt:
+            raise SystemExit(128 + signal.SIGINT) from None
     try:
         settings = Settings.from_env(
             host=getattr(args, "host", None),
