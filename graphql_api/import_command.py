@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from client import GraphQLSessionError, GraphQLSessionRepository
+from client import GraphQLSessionError, GraphQLSessionRepository, GraphQLStorage
 from client.errors import TRANSPORT_FAILED
 from client.importing import ImportPlan, ImportReport, ImportStopped, ImportTarget, plan_import, run_import
 from client.importing.target import one_line
@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     something was skipped, 2 when it could not run or had to stop (one line on stderr says why)."""
     try:
         plan = _plan(args.from_dir)
-        repository = _connect(args.url, args.token or os.environ.get(TOKEN_VARIABLE) or None, args.tenant)
+        token = args.token or os.environ.get(TOKEN_VARIABLE) or None
+        repository = _connect(args.url, token, args.tenant)
     except Mistake as mistake:
         print(f"session-graphql: {mistake}", file=sys.stderr)
         return EXIT_NOT_RUN
@@ -44,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     report = ImportReport(dry_run=args.dry_run)
     progress = ProgressBar(plan)
     try:
-        run_import(plan, ImportTarget(repository, dry_run=args.dry_run), report, progress)
+        headers = None if args.tenant is None else {"X-Tenant": args.tenant}
+        storage = GraphQLStorage(args.url, token=token, headers=headers, retries=RETRIES)
+        run_import(plan, ImportTarget(repository, dry_run=args.dry_run, storage=storage), report, progress)
     except ImportStopped as stopped:
         progress.close()
         if report.has_outcomes:

@@ -23,7 +23,7 @@ from strands.session import FileSessionManager, SnapshotSessionManager
 from strands.storage import LocalFileStorage
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
-from client import GraphQLSessionRepository
+from client import GraphQLSessionRepository, GraphQLStorage
 from graphql_api.settings import Limits, Settings
 from tests.api_helpers import table_rows
 from tests.client_agent_script import new_agent, remember
@@ -520,27 +520,47 @@ def test_user_mistakes_are_one_line_and_a_non_zero_exit(
     assert problem in line
 
 
-def test_snapshot_directories_are_reported_as_not_yet_supported_beside_file_sessions(
+def test_snapshot_directories_are_imported_beside_file_sessions_and_agents_resume_from_them(
     server: RunningServer, tmp_path: Path, new_id: NewId
 ) -> None:
     file_session, snapshot_session = new_id("files"), new_id("snapshots")
     save_conversation(tmp_path, file_session)
-    snapshots = SnapshotSessionManager(snapshot_session, storage=LocalFileStorage(str(tmp_path)))
-    Agent(agent_id="helper", model=FakeModel(), session_manager=snapshots, callback_handler=None)("hello")
+    local = LocalFileStorage(str(tmp_path))
+    snapshots = SnapshotSessionManager(snapshot_session, storage=local, snapshot_trigger=lambda **_: True)
+    agent = Agent(agent_id="helper", model=FakeModel(), session_manager=snapshots, callback_handler=None)
+    agent("hello")
+    agent("again")
     assert (tmp_path / "session" / snapshot_session / "scopes" / "agent" / "helper" / "snapshots").is_dir()
     (tmp_path / "notes.txt").write_text("kept beside the sessions")
 
     run = run_import(tmp_path, server.url)
 
-    assert run.returncode == 1
+    assert run.returncode == 1, run.stdout + run.stderr  # notes.txt
     report = report_of(run)
-    assert report.skipped == [
-        "session/: snapshot directories: not yet supported",
-        "notes.txt: unknown layout: neither a session_<id> directory nor snapshots",
-    ]
-    assert report.rows["skipped"] == counts(sessions=1, agents=1)
-    assert report.rows["imported"]["sessions"] == 1
-    assert GraphQLSessionRepository(server.url).read_session(snapshot_session) is None
+    assert report.skipped == ["notes.txt: unknown layout: neither a session_<id> directory nor snapshots"]
+    assert report.rows["imported"]["sessions"] == 2
+    assert report.rows["imported"]["agents"] >= 2  # the file session's agents and the snapshot agent
+    remote = GraphQLStorage(server.url)
+    prefix = f"session/{snapshot_session}/"
+    local_keys = asyncio.run(local.list(prefix))
+    assert asyncio.run(remote.list(prefix)) == local_keys and len(local_keys) == 3  # two checkpoints
+    for key in local_keys:
+        assert asyncio.run(remote.read(key)) == asyncio.run(local.read(key))
+    resumed = Agent(
+        agent_id="helper",
+        model=FakeModel(),
+        session_manager=SnapshotSessionManager(snapshot_session, storage=remote),
+        callback_handler=None,
+    )
+    assert resumed.messages == agent.messages
+    assert (
+        GraphQLSessionRepository(server.url).list_messages(snapshot_session, "helper")[0].message
+        == (agent.messages[0])
+    )
+
+    again = report_of(run_import(tmp_path, server.url))
+    assert again.rows["imported"] == counts()
+    assert again.rows["already present"]["sessions"] == 2
 
 
 def test_a_progress_bar_goes_to_stderr_when_it_is_a_terminal(

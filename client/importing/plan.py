@@ -18,8 +18,8 @@ from client.importing.run import ImportRun
 from client.importing.snapshots import (
     SESSIONS_NAMESPACE,
     SnapshotsFound,
+    import_snapshots,
     is_snapshot_namespace,
-    report_snapshots_unsupported,
     scan_snapshots,
 )
 from client.importing.target import ImportTarget, Progress
@@ -82,8 +82,7 @@ def run_import(plan: ImportPlan, target: ImportTarget, report: ImportReport, pro
         run = ImportRun(plan.directory, FileSessionStore(plan.storage_dir), target, report, progress)
         import_sessions(run, plan.file_sessions)
     if plan.snapshots is not None:
-        where = plan.snapshots.base_dir / SESSIONS_NAMESPACE
-        report_snapshots_unsupported(plan.snapshots, _relative(where, plan.directory), report)
+        import_snapshots(plan.snapshots, target, report, progress)
     for stray in plan.strays:
         report.skip(_relative(stray.path, plan.directory), stray.reason)
 

@@ -5,6 +5,7 @@ from typing import Protocol
 
 from client.errors import TOKEN_PROVIDER_FAILED, TRANSPORT_FAILED, GraphQLSessionError
 from client.repository import GraphQLSessionRepository
+from client.storage import GraphQLStorage
 
 STOPPING_CODES = frozenset(
     {
@@ -61,10 +62,9 @@ class NoProgress:
 
 @dataclass(frozen=True)
 class ImportTarget:
-    """The session store an import writes to.
-
-    Snapshot directories will add ``storage``, a ``strands.storage.Storage`` over the same API.
-    """
+    """The session store an import writes to: ``repository`` for FileSessionManager sessions,
+    ``storage`` (a ``GraphQLStorage`` over the same API) for snapshot directories."""
 
     repository: GraphQLSessionRepository
     dry_run: bool = False
+    storage: GraphQLStorage | None = None
