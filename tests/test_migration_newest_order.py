@@ -1,16 +1,20 @@
 """Migration 0004 on messages stored under 0003: the tenant and time index of messages gains the rest
-of their key and the rows stay as they were; downgrading to 0003 brings the old index back."""
+of their key, the rows stay as they were, and newest-first search serves them in order; downgrading
+to 0003 brings the old index back."""
 
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from alembic import command
 from sqlalchemy import Connection, text
 
 from db.migrate import alembic_config, upgrade
+from graphql_api.settings import Settings
+from tests.conftest import RunningServer
 from tests.scratch_database import scratch_database
 from tests.test_migrations import inspect, rows
 
@@ -30,6 +34,14 @@ INDEXES = (
     "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'session_messages' "
     "AND indexname LIKE '%created_at%' ORDER BY indexname"
 )
+SEARCH = """
+query($after: String) {
+  searchMessages(query: "refund", orderBy: NEWEST, first: 2, after: $after) {
+    edges { rank snippet node { sessionId agentId messageId createdAt } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
 
 
 def _fill_0003(conn: Connection) -> None:
@@ -100,6 +112,37 @@ def test_upgrade_gives_the_time_index_the_message_key_and_keeps_every_message(st
         )
     ]
     assert inspect(stored_under_0003, _messages) == before
+
+
+def test_newest_search_pages_through_messages_stored_before_the_upgrade(stored_under_0003: str) -> None:
+    upgrade(stored_under_0003)
+    server = RunningServer(Settings(database_url=stored_under_0003))
+    server.start()
+    try:
+        pages = []
+        after = None
+        with httpx.Client(timeout=30, headers={"X-Tenant": "acme"}) as client:
+            for _ in range(5):
+                body = client.post(server.url, json={"query": SEARCH, "variables": {"after": after}}).json()
+                assert "errors" not in body, body
+                pages.append(body["data"]["searchMessages"])
+                after = pages[-1]["pageInfo"]["endCursor"]
+                if not pages[-1]["pageInfo"]["hasNextPage"]:
+                    break
+    finally:
+        server.stop()
+
+    shown = [
+        [(e["node"]["sessionId"], e["node"]["agentId"], e["node"]["messageId"]) for e in page["edges"]]
+        for page in pages
+    ]
+    # 7, 5, then 2 twice (chat-2 before chat-1), then 0; "Thanks" and the default tenant's are not shown
+    assert shown == [
+        [("chat-2", "support", 1), ("chat-1", "billing", 0)],
+        [("chat-2", "support", 0), ("chat-1", "support", 1)],
+        [("chat-1", "support", 0)],
+    ]
+    assert all("**" in edge["snippet"] and edge["rank"] > 0 for page in pages for edge in page["edges"])
 
 
 def test_downgrade_to_0003_brings_the_old_time_index_back(stored_under_0003: str) -> None:
