@@ -1,6 +1,6 @@
-"""Migration 0004 on messages stored under 0003: the tenant and time index of messages gains the rest
+"""Migration 0005 on messages stored under 0004: the tenant and time index of messages gains the rest
 of their key, the rows stay as they were, and newest-first search serves them in order; downgrading
-to 0003 brings the old index back."""
+to 0004 brings the old index back."""
 
 import json
 from collections.abc import Iterator
@@ -44,7 +44,7 @@ query($after: String) {
 """
 
 
-def _fill_0003(conn: Connection) -> None:
+def _fill_0004(conn: Connection) -> None:
     sessions = sorted({(s, t) for s, t, *_ in MESSAGES})
     agents = sorted({(s, t, a) for s, t, a, *_ in MESSAGES})
     conn.execute(
@@ -91,32 +91,32 @@ def _messages(conn: Connection) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture
-def stored_under_0003(database_url: str) -> Iterator[str]:
+def stored_under_0004(database_url: str) -> Iterator[str]:
     with scratch_database(database_url) as url:
-        upgrade(url, "0003")
-        inspect(url, _fill_0003)
+        upgrade(url, "0004")
+        inspect(url, _fill_0004)
         yield url
 
 
-def test_upgrade_gives_the_time_index_the_message_key_and_keeps_every_message(stored_under_0003: str) -> None:
-    before = inspect(stored_under_0003, _messages)
+def test_upgrade_gives_the_time_index_the_message_key_and_keeps_every_message(stored_under_0004: str) -> None:
+    before = inspect(stored_under_0004, _messages)
 
-    upgrade(stored_under_0003)
+    upgrade(stored_under_0004)
 
-    assert inspect(stored_under_0003, rows("SELECT version_num FROM alembic_version")) == [("0004",)]
-    assert inspect(stored_under_0003, rows(INDEXES)) == [
+    assert inspect(stored_under_0004, rows("SELECT version_num FROM alembic_version")) == [("0005",)]
+    assert inspect(stored_under_0004, rows(INDEXES)) == [
         (
             "ix_session_messages_tenant_created_at_key",
             "CREATE INDEX ix_session_messages_tenant_created_at_key ON public.session_messages "
             "USING btree (tenant, created_at, session_id, agent_id, message_id)",
         )
     ]
-    assert inspect(stored_under_0003, _messages) == before
+    assert inspect(stored_under_0004, _messages) == before
 
 
-def test_newest_search_pages_through_messages_stored_before_the_upgrade(stored_under_0003: str) -> None:
-    upgrade(stored_under_0003)
-    server = RunningServer(Settings(database_url=stored_under_0003))
+def test_newest_search_pages_through_messages_stored_before_the_upgrade(stored_under_0004: str) -> None:
+    upgrade(stored_under_0004)
+    server = RunningServer(Settings(database_url=stored_under_0004))
     server.start()
     try:
         pages = []
@@ -145,22 +145,22 @@ def test_newest_search_pages_through_messages_stored_before_the_upgrade(stored_u
     assert all("**" in edge["snippet"] and edge["rank"] > 0 for page in pages for edge in page["edges"])
 
 
-def test_downgrade_to_0003_brings_the_old_time_index_back(stored_under_0003: str) -> None:
-    before = inspect(stored_under_0003, _messages)
-    upgrade(stored_under_0003)
+def test_downgrade_to_0004_brings_the_old_time_index_back(stored_under_0004: str) -> None:
+    before = inspect(stored_under_0004, _messages)
+    upgrade(stored_under_0004)
 
-    command.downgrade(alembic_config(stored_under_0003), "0003")
+    command.downgrade(alembic_config(stored_under_0004), "0004")
 
-    assert inspect(stored_under_0003, rows("SELECT version_num FROM alembic_version")) == [("0003",)]
-    assert inspect(stored_under_0003, rows(INDEXES)) == [
+    assert inspect(stored_under_0004, rows("SELECT version_num FROM alembic_version")) == [("0004",)]
+    assert inspect(stored_under_0004, rows(INDEXES)) == [
         (
             "ix_session_messages_tenant_created_at",
             "CREATE INDEX ix_session_messages_tenant_created_at ON public.session_messages "
             "USING btree (tenant, created_at)",
         )
     ]
-    assert inspect(stored_under_0003, _messages) == before
-    upgrade(stored_under_0003)
-    assert [name for name, _ in inspect(stored_under_0003, rows(INDEXES))] == [
+    assert inspect(stored_under_0004, _messages) == before
+    upgrade(stored_under_0004)
+    assert [name for name, _ in inspect(stored_under_0004, rows(INDEXES))] == [
         "ix_session_messages_tenant_created_at_key"
     ]
