@@ -166,8 +166,17 @@ class MessageModel(Base):
         CheckConstraint("message_id >= 0", name="message_id_not_negative"),
         # Role filters stay within one agent's conversation (the primary key orders it).
         Index("ix_session_messages_role", "session_id", "tenant", "agent_id", "role", "message_id"),
-        # Dashboards read by time across sessions (stats, "what happened between 14:00 and 15:00").
-        Index("ix_session_messages_tenant_created_at", "tenant", "created_at"),
+        # Dashboards read by time across sessions (stats, "what happened between 14:00 and 15:00"), and
+        # newest first: with the rest of the key, the index holds a tenant's messages in the order of
+        # messages(orderBy: CREATED_AT) and searchMessages(orderBy: NEWEST), ties included.
+        Index(
+            "ix_session_messages_tenant_created_at_key",
+            "tenant",
+            "created_at",
+            "session_id",
+            "agent_id",
+            "message_id",
+        ),
         Index("ix_session_messages_search", "search", postgresql_using="gin"),
     )
 

@@ -1,25 +1,40 @@
 """``searchMessages``: PostgreSQL full-text search (English stemming, web search syntax) over the
-text the agent sees, best matches first, with highlighted snippets, paged with cursors."""
+text the agent sees, best matches first or newest first, with highlighted snippets, paged with
+cursors of their order."""
 
+import base64
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.analytics_helpers import ask, assistant, at, conversation, user
-from tests.api_helpers import UPDATE_MESSAGE, GraphQLCall, NewId, assert_error, data_of
+from tests.api_helpers import (
+    DELETE_SESSION,
+    UPDATE_MESSAGE,
+    GraphQLCall,
+    NewId,
+    append_messages,
+    assert_error,
+    data_of,
+)
 from tests.conftest import RunningServer
 
 SEARCH = """
-query($q: String!, $f: ConversationFilter, $first: Int! = 20, $after: String) {
-  searchMessages(query: $q, filter: $f, first: $first, after: $after) {
-    edges { cursor rank snippet node { sessionId agentId messageId text isRedacted } }
+query(
+  $q: String!, $f: ConversationFilter, $first: Int! = 20, $after: String, $order: SearchOrder! = RELEVANCE
+) {
+  searchMessages(query: $q, filter: $f, first: $first, after: $after, orderBy: $order) {
+    edges { cursor rank snippet node { sessionId agentId messageId text isRedacted createdAt } }
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
   }
 }
 """
 REDACTED = {"role": "user", "content": [{"text": "[User input redacted.]"}]}
+NINE = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -44,23 +59,36 @@ class Corpus:
 @pytest.fixture(scope="module")
 def corpus(graphql: GraphQLCall) -> Corpus:
     prefix = f"search-{uuid.uuid4().hex[:12]}"
+    # Times (minutes past 09:00) put the newest matches in another order than the best ones; y0
+    # was written in the same microsecond as x1.
     shop = [
-        user("I want a refund for the broken blender"),
-        assistant("Refunds take five days. Refund, refund, refund."),
-        user("The blender was broken when it arrived"),
-        assistant("Your invoice is attached"),
-        user("Where is my receipt?"),
-        user("my card number is 4111"),  # redacted below
-        assistant("Refunding now."),
+        (0, user("I want a refund for the broken blender")),
+        (1, assistant("Refunds take five days. Refund, refund, refund.")),
+        (2, user("The blender was broken when it arrived")),
+        (3, assistant("Your invoice is attached")),
+        (4, user("Where is my receipt?")),
+        (5, user("my card number is 4111")),  # redacted below
+        (30, assistant("Refunding now.")),
     ]
-    messages = [at(i, message) for i, message in enumerate(shop)]
+    messages = [at(i, message, _nine(minute)) for i, (minute, message) in enumerate(shop)]
     messages[5]["redactMessage"] = REDACTED
     conversation(graphql, f"{prefix}-x", "support", messages)
-    billing = [user("refund please"), assistant("Issuing the refund", tools=[("t-1", "issue_refund", {})])]
+    billing = [
+        (1, user("refund please")),
+        (10, assistant("Issuing the refund", tools=[("t-1", "issue_refund", {})])),
+    ]
     conversation(
-        graphql, f"{prefix}-y", "billing", [at(i, m) for i, m in enumerate(billing)], labels={"user": "bo"}
+        graphql,
+        f"{prefix}-y",
+        "billing",
+        [at(i, message, _nine(minute)) for i, (minute, message) in enumerate(billing)],
+        labels={"user": "bo"},
     )
     return Corpus(prefix)
+
+
+def _nine(minutes: int) -> str:
+    return (NINE + timedelta(minutes=minutes)).isoformat()
 
 
 @pytest.mark.parametrize(
@@ -234,3 +262,197 @@ def test_bad_search_arguments_are_refused(
         "BAD_USER_INPUT",
         "after",
     )
+
+
+# --- orderBy: NEWEST ---
+
+
+def in_tenant(http: httpx.Client, tenant: str) -> GraphQLCall:
+    """Requests as the open server's caller confined to ``tenant`` (X-Tenant)."""
+
+    def call(query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers={"X-Tenant": tenant}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    return call
+
+
+@pytest.fixture(params=["every tenant", "one tenant"])
+def reader(request: pytest.FixtureRequest, graphql: GraphQLCall, http: httpx.Client) -> GraphQLCall:
+    """Who reads what the tests write (into the default tenant): the open server's caller, whose
+    searches span every tenant, or the same confined to the default tenant. Only within a tenant does
+    a newest-first search read messages back in time from the time index; across tenants it sorts
+    the matches, so both ways are tried."""
+    return graphql if request.param == "every tenant" else in_tenant(http, "default")
+
+
+def test_newest_first_orders_matches_by_creation_time_then_by_key(
+    reader: GraphQLCall, corpus: Corpus
+) -> None:
+    # x6 09:30, y1 09:10, then x1 and y0 both at 09:01 (ties: later key first), x0 09:00
+    assert corpus.hits(reader, "refund", order="NEWEST") == ["x6", "y1", "y0", "x1", "x0"]
+    assert corpus.hits(reader, "blender broken", order="NEWEST") == ["x2", "x0"]
+    times = [edge["node"]["createdAt"] for edge in corpus.search(reader, "refund", order="NEWEST")["edges"]]
+    assert times == sorted(times, reverse=True)
+
+
+def test_relevance_stays_the_order_unless_newest_is_asked_for(graphql: GraphQLCall, corpus: Corpus) -> None:
+    assert corpus.hits(graphql, "refund", order="RELEVANCE") == corpus.hits(graphql, "refund")
+    assert corpus.hits(graphql, "refund") == ["x1", "y1", "y0", "x6", "x0"]
+
+
+def test_newest_matches_carry_the_rank_and_snippet_of_the_best_first_search(
+    reader: GraphQLCall, corpus: Corpus
+) -> None:
+    def shown(order: str) -> dict[str, tuple[float, str]]:
+        edges = corpus.search(reader, "refund or blender", order=order)["edges"]
+        return {corpus.name(edge): (edge["rank"], edge["snippet"]) for edge in edges}
+
+    newest = shown("NEWEST")
+
+    assert list(newest) == ["x6", "y1", "x2", "y0", "x1", "x0"]
+    assert newest == shown("RELEVANCE")
+    assert newest["x0"] == (pytest.approx(0.2), "want a **refund** for the broken **blender**")
+    assert newest["x1"][0] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(
+    ("f", "expected"),
+    [
+        ({"agentId": "billing"}, ["y1", "y0"]),
+        ({"agentId": "support", "role": "assistant"}, ["x6", "x1"]),
+        ({"labels": {"user": "bo"}, "role": "user"}, ["y0"]),
+        ({"toolName": "issue_refund"}, ["y1"]),
+        # start <= createdAt < end: x6 at 09:30 and x0 at 09:00 fall outside
+        ({"created": {"start": "2026-03-02T09:01:00Z", "end": "2026-03-02T09:30:00Z"}}, ["y1", "y0", "x1"]),
+        ({"created": {"end": "2000-01-01T00:00:00Z"}}, []),
+        ({"redacted": True}, []),
+    ],
+)
+def test_filters_narrow_the_newest_matches(
+    reader: GraphQLCall, corpus: Corpus, f: dict[str, Any], expected: list[str]
+) -> None:
+    assert corpus.hits(reader, "refund", f=f, order="NEWEST") == expected
+
+
+def test_newest_pages_reach_every_match_once_in_order(reader: GraphQLCall, new_id: NewId) -> None:
+    """Three sessions whose messages interleave in time, many written in the same microsecond: every
+    tie must fall on one side of a page's end, whatever the page size."""
+    prefix = new_id("search")
+    expected = []
+    for session in "abc":
+        messages = []
+        for i in range(20):
+            minute = (i * 7 + ord(session)) % 9  # repeats: ties within an agent and across sessions
+            said = f"tulip number {i}" if i % 4 != 3 else f"rose number {i}"
+            messages.append(at(i, user(said), _nine(minute)))
+            if i % 4 != 3:
+                expected.append((_nine(minute), f"{prefix}-{session}", i))
+        conversation(reader, f"{prefix}-{session}", "a", messages)
+    expected.sort(reverse=True)
+    corpus = Corpus(prefix)
+    want = [f"{session_id.removeprefix(prefix + '-')}{i}" for _, session_id, i in expected]
+
+    for size in (1, 7, 45, 46):
+        seen: list[str] = []
+        pages = []
+        after = None
+        while True:
+            page = corpus.search(reader, "tulips", first=size, after=after, order="NEWEST")
+            pages.append(page["pageInfo"])
+            seen += [corpus.name(edge) for edge in page["edges"]]
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+            assert len(pages) <= 45, "paging does not end"
+        assert len(want) == 45
+        assert seen == want, f"pages of {size}"
+        assert [p["hasPreviousPage"] for p in pages] == [False] + [True] * (len(pages) - 1)
+        assert len(pages) == -(-45 // size)
+
+
+def test_a_newest_cursor_stays_put_while_newer_matches_arrive(reader: GraphQLCall, new_id: NewId) -> None:
+    prefix = new_id("search")
+    conversation(reader, f"{prefix}-x", "a", [at(i, user(f"tulip {i}"), _nine(i)) for i in range(6)])
+    corpus = Corpus(prefix)
+    first = corpus.search(reader, "tulip", first=3, order="NEWEST")
+
+    append_messages(reader, f"{prefix}-x", "a", [at(6, user("tulip newest"), _nine(60))])
+    second = corpus.search(reader, "tulip", first=3, after=first["pageInfo"]["endCursor"], order="NEWEST")
+
+    assert [corpus.name(edge) for edge in first["edges"]] == ["x5", "x4", "x3"]
+    assert [corpus.name(edge) for edge in second["edges"]] == ["x2", "x1", "x0"]
+    assert second["pageInfo"]["hasNextPage"] is False
+    assert corpus.hits(reader, "tulip", first=1, order="NEWEST") == ["x6"]
+
+
+def test_a_cursor_of_one_search_order_is_refused_by_the_other(reader: GraphQLCall, corpus: Corpus) -> None:
+    f = {"sessionIdPrefix": corpus.prefix}
+    best = corpus.search(reader, "refund", first=2)["pageInfo"]["endCursor"]
+    newest = corpus.search(reader, "refund", first=2, order="NEWEST")["pageInfo"]["endCursor"]
+
+    for cursor, order in ((best, "NEWEST"), (newest, "RELEVANCE")):
+        body = reader(SEARCH, {"q": "refund", "f": f, "after": cursor, "order": order})
+        error = assert_error(body, "BAD_USER_INPUT", "after")
+        assert "another order" in error["message"]
+        assert body["data"] is None
+    # each still pages its own order
+    assert corpus.hits(reader, "refund", after=best) == ["y0", "x6", "x0"]
+    assert corpus.hits(reader, "refund", after=newest, order="NEWEST") == ["y0", "x1", "x0"]
+
+
+def test_cursors_that_are_no_newest_search_cursor_are_refused(graphql: GraphQLCall, corpus: Corpus) -> None:
+    f = {"sessionIdPrefix": corpus.prefix}
+    listed = ask(graphql, "{ messages(first: 1) { pageInfo { endCursor } } }")["messages"]["pageInfo"]
+    forged = [
+        base64.urlsafe_b64encode(f"search-newest:{body}".encode()).decode()
+        for body in (
+            '["not a time", "s", "default", "a", 1]',
+            '["2026-03-02T09:00:00+00:00", "s", "default", "a"]',
+            '["2026-03-02T09:00:00+00:00", "s", "default", "a", -1]',
+            '["2026-03-02T09:00:00+00:00", "s", "default", "a", 99999999999]',
+            '["2026-03-02T09:00:00+00:00", "s", "no tenant!", "a", 1]',
+            '["2026-03-02T09:00:00+00:00", "", "default", "a", 1]',
+            "not json",
+        )
+    ]
+
+    for cursor in ["junk", listed["endCursor"], *forged]:
+        body = graphql(SEARCH, {"q": "refund", "f": f, "after": cursor, "order": "NEWEST"})
+        error = assert_error(body, "BAD_USER_INPUT", "after")
+        assert "not a cursor this API returned" in error["message"], cursor
+
+
+def test_newest_search_of_one_tenant_never_shows_another_tenants_messages(
+    http: httpx.Client, new_id: NewId
+) -> None:
+    ours, theirs = new_id("tenant"), new_id("tenant")
+    shared = new_id("shared")
+    try:
+        # the same session id in both tenants, their messages interleaved in time
+        for tenant, minutes in ((ours, (0, 2, 4)), (theirs, (1, 3, 5))):
+            said = [at(i, user(f"tulip of {tenant}"), _nine(minute)) for i, minute in enumerate(minutes)]
+            conversation(in_tenant(http, tenant), f"{shared}-x", "a", said)
+        corpus = Corpus(shared)
+
+        first = corpus.search(in_tenant(http, ours), "tulip", first=2, order="NEWEST")
+        rest = corpus.search(
+            in_tenant(http, theirs), "tulip", first=5, after=first["pageInfo"]["endCursor"], order="NEWEST"
+        )
+    finally:
+        # Listings across tenants elsewhere in the suite expect every session id once.
+        for tenant in (ours, theirs):
+            in_tenant(http, tenant)(DELETE_SESSION, {"sessionId": f"{shared}-x"})
+
+    assert [(corpus.name(edge), edge["node"]["text"]) for edge in first["edges"]] == [
+        ("x2", f"tulip of {ours}"),
+        ("x1", f"tulip of {ours}"),
+    ]
+    # a cursor only says where a listing resumes: in the other tenant, that tenant's older rows
+    assert [(corpus.name(edge), edge["node"]["text"]) for edge in rest["edges"]] == [
+        ("x0", f"tulip of {theirs}")
+    ]

@@ -504,6 +504,41 @@ def test_a_listing_pages_past_a_row_stored_as_infinity_before_times_were_checked
     assert [n["sessionId"] for n in second["data"]["sessions"]["nodes"]] == ["recent"]
 
 
+def test_a_newest_first_search_pages_past_a_message_stored_as_infinity(
+    http: httpx.Client, database_url: str
+) -> None:
+    tenant = f"legacy-{uuid.uuid4().hex[:8]}"
+    headers = {"X-Tenant": tenant}
+    page = """query($after: String) {
+      searchMessages(query: "tulip", orderBy: NEWEST, first: 1, after: $after) {
+        edges { node { messageId } } pageInfo { endCursor }
+      }
+    }"""
+    try:
+        for sql in (
+            "INSERT INTO sessions (session_id, tenant, session_type) VALUES ('old', :t, 'AGENT')",
+            "INSERT INTO session_agents (session_id, tenant, agent_id, state, conversation_manager_state, "
+            "internal_state) VALUES ('old', :t, 'a', '{}', '{}', '{}')",
+            "INSERT INTO session_messages (session_id, tenant, agent_id, message_id, role, message, "
+            "created_at, plain_text) VALUES "
+            """('old', :t, 'a', 0, 'user', '{"role": "user", "content": []}', 'infinity', 'tulip'), """
+            """('old', :t, 'a', 1, 'user', '{"role": "user", "content": []}', now(), 'tulip')""",
+        ):
+            asyncio.run(write_rows(database_url, sql, t=tenant))
+
+        first = answered(http.post("/graphql", json={"query": page}, headers=headers))
+        cursor = first["data"]["searchMessages"]["pageInfo"]["endCursor"]
+        second = answered(
+            http.post("/graphql", json={"query": page, "variables": {"after": cursor}}, headers=headers)
+        )
+    finally:
+        # Other tests list every tenant's messages newest first.
+        asyncio.run(write_rows(database_url, "DELETE FROM sessions WHERE tenant = :t", t=tenant))
+
+    assert [e["node"]["messageId"] for e in first["data"]["searchMessages"]["edges"]] == [0]
+    assert [e["node"]["messageId"] for e in second["data"]["searchMessages"]["edges"]] == [1]
+
+
 # --- found in review: one value used many times, SQL in messages, a bad float in a large request ---
 
 

@@ -555,6 +555,84 @@ def test_search_reads_messages_through_the_search_index(loaded: Loaded, query: s
     assert_no_sequential_scan(loaded.url, sent + sent_next, "session_messages")
 
 
+NEWEST_SEARCH = """
+query Newest($query: String!, $first: Int!, $after: String) {
+  searchMessages(query: $query, first: $first, after: $after, orderBy: NEWEST) {
+    edges { rank snippet node { sessionId agentId messageId text } }
+    pageInfo { endCursor hasNextPage }
+  }
+}
+"""
+COMMON_WORD = "found"
+"""In every answer ("Here is what I found: ..."): about two messages in five."""
+VOCABULARY_WORD = "address"
+"""One of the 30 words of questions, answers and tool results: in about one message in twelve."""
+RAREST_WORD = "redacted"
+"""In the redactions only: about one message in a thousand, some 20 per tenant."""
+TIME_INDEX = "ix_session_messages_tenant_created_at_key"
+SEARCH_INDEX = "ix_session_messages_search"
+
+
+@pytest.mark.parametrize(
+    ("query", "first", "reads"),
+    [
+        # a common word fills the page from the newest messages: one statement
+        (COMMON_WORD, 20, [[TIME_INDEX]]),
+        # a rare one does not; the statistics say it is rare: all its matches, from the search index
+        (RAREST_WORD, 20, [[TIME_INDEX], [SEARCH_INDEX]]),
+        # one in twelve fills no page of 1,000 from the newest 5,000 either, but it is no rare word:
+        # the planner, which knows how common it is, picks how to read on
+        (VOCABULARY_WORD, 1000, [[TIME_INDEX], []]),
+    ],
+)
+def test_newest_search_walks_back_in_time_for_common_words_and_asks_the_search_index_for_rare_ones(
+    loaded: Loaded, query: str, first: int, reads: list[list[str]]
+) -> None:
+    """Newest first, a common word fills a page within the tenant's newest few dozen messages, read
+    back in time from the time index. A rare word does not fill it within the newest few thousand;
+    the planner's statistics agreeing that it is rare (two EXPLAINs), a second statement takes all
+    its matches from the GIN index, fetched whole, and keeps the newest. A word the statistics call
+    common is read on by whatever plan the planner picks. (Messages of the page are then read by
+    primary key, for their rank and snippet.)"""
+    first_page, sent = loaded.ask(NEWEST_SEARCH, {"query": query, "first": first})
+    after = first_page["searchMessages"]["pageInfo"]["endCursor"]
+    second_page, sent_next = loaded.ask(NEWEST_SEARCH, {"query": query, "first": first, "after": after})
+
+    newest = loaded.sql(
+        "SELECT session_id, agent_id, message_id FROM session_messages "
+        "WHERE tenant = :t AND search @@ websearch_to_tsquery('english', :q) "
+        "ORDER BY created_at DESC, session_id DESC, agent_id DESC, message_id DESC LIMIT :n",
+        {"t": TENANT, "q": query, "n": 2 * first},
+    )
+    edges = first_page["searchMessages"]["edges"] + second_page["searchMessages"]["edges"]
+    shown = [(e["node"]["sessionId"], e["node"]["agentId"], e["node"]["messageId"]) for e in edges]
+    assert shown == [tuple(row) for row in newest]
+    assert len(shown) > 10 and all(f"**{query}**" in edge["snippet"].lower() for edge in edges)
+    for request in (sent, sent_next):
+        estimates = [statement for statement, _ in request if statement.startswith("EXPLAIN")]
+        assert len(estimates) == (0 if len(reads) == 1 else 2)
+        searches = [
+            (statement, parameters) for statement, parameters in request if statement not in estimates
+        ]
+        assert_no_sequential_scan(loaded.url, searches, "session_messages")
+        plans = [plan for plan in plans_of(loaded.url, searches) if not plan.generic]
+        # Near the end of the tenant's time, the time index may also narrow the search index's matches.
+        indexes = [
+            {
+                name
+                for scan in plan.scans_of("session_messages")
+                for name in scan.split()
+                if name.startswith("ix_")
+            }
+            for plan in plans
+        ]
+        assert len(indexes) == len(reads), "\n\n".join(plan.shown() for plan in plans)
+        for found, expected in zip(indexes, reads, strict=True):
+            assert set(expected) <= found, "\n\n".join(plan.shown() for plan in plans)
+        fetched_whole = ["MATERIALIZED" in plan.statement for plan in plans]
+        assert fetched_whole == [SEARCH_INDEX in expected for expected in reads]
+
+
 TOOL_STATS = """
 query Tools($created: TimeRange!) {
   toolStats(filter: {created: $created}) { name calls errors errorRate }

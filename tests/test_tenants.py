@@ -258,11 +258,11 @@ def _messages(t: Tenants) -> None:
 
 
 def _search_messages(t: Tenants) -> None:
-    found = data_of(t.call(A, "reader", '{ searchMessages(query: "secret words") { edges { snippet } } }'))
-    assert found["searchMessages"]["edges"] == []
-    assert data_of(t.call(B, "reader", '{ searchMessages(query: "secret words") { edges { snippet } } }'))[
-        "searchMessages"
-    ]["edges"], "the search itself works"
+    for order in ("RELEVANCE", "NEWEST"):
+        query = f'{{ searchMessages(query: "secret words", orderBy: {order}) {{ edges {{ snippet }} }} }}'
+        found = data_of(t.call(A, "reader", query))
+        assert found["searchMessages"]["edges"] == [], order
+        assert data_of(t.call(B, "reader", query))["searchMessages"]["edges"], "the search itself works"
 
 
 def _conversation_stats(t: Tenants) -> None:

@@ -24,7 +24,7 @@ from graphql_api.types.pagination import (
     page_request,
 )
 from graphql_api.types.scalars import Time
-from graphql_api.types.search import SearchConnection, decode_search_cursor
+from graphql_api.types.search import SearchConnection, SearchOrder, decode_newest_cursor, decode_rank_cursor
 from graphql_api.types.stats import Bucket, ConversationStats, GroupBy, ToolStat
 from graphql_api.validation import check_page_size
 
@@ -147,8 +147,9 @@ class AnalyticsQuery:
         )
 
     @strawberry.field(
-        description="Messages whose text matches `query`, best first. The query takes web search syntax: "
-        'words, "a phrase", or, -excluded. Redacted messages are found by their redaction only.'
+        description="Messages whose text matches `query`, best first unless ordered NEWEST. The query takes "
+        'web search syntax: words, "a phrase", or, -excluded. Redacted messages are found by their '
+        "redaction only."
     )
     async def search_messages(
         self,
@@ -157,19 +158,27 @@ class AnalyticsQuery:
         filter: ConversationFilter | None = None,
         first: int = LIST_PAGE,
         after: str | None = None,
+        order_by: SearchOrder = SearchOrder.RELEVANCE,
     ) -> SearchConnection:
         check_page_size("first", first, info.context.limits.max_page_size)
         if len(query) > QUERY_LENGTH:
             raise InputError("query", f"must be at most {QUERY_LENGTH} characters, got {len(query)}")
         words = query.replace("\x00", " ")
-        position = None if after is None else decode_search_cursor("after", after)
-        matching, scope = filter_of(filter), info.context.scope
-        matches, more = await info.context.db.run(
-            lambda conn: search.search_messages(conn, scope, words, matching, first, position),
-            idempotent=True,
-        )
-        info.context.loaders.prime_messages([match.record for match in matches])
-        return SearchConnection.of(matches, more, after is not None)
+        matching, scope, db = filter_of(filter), info.context.scope, info.context.db
+        if order_by is SearchOrder.NEWEST:
+            since = None if after is None else decode_newest_cursor("after", after)
+            found, more = await db.run(
+                lambda conn: search.search_newest_messages(conn, scope, words, matching, first, since),
+                idempotent=True,
+            )
+        else:
+            best = None if after is None else decode_rank_cursor("after", after)
+            found, more = await db.run(
+                lambda conn: search.search_messages(conn, scope, words, matching, first, best),
+                idempotent=True,
+            )
+        info.context.loaders.prime_messages([match.record for match in found])
+        return SearchConnection.of(found, more, after is not None, order_by)
 
     @strawberry.field(
         description="Messages, sessions, tokens, latency and tool calls per bucket of time, per key. "

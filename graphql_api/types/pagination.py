@@ -33,6 +33,7 @@ LARGEST_DEFAULT_PAGE = max(LIST_PAGE, CONVERSATION_PAGE)
 
 _MESSAGE_PREFIX = "message:"
 NOT_OURS = "is not a cursor this API returned"
+OTHER_ORDER = "is a cursor of another order; page with the orderBy it came from"
 
 
 def _encode(text: str) -> str:
@@ -61,7 +62,7 @@ def decode_message_cursor(field: str, cursor: str) -> int:
     return int(raw)
 
 
-def _cursor_time(value: object) -> datetime:
+def cursor_time(value: object) -> datetime:
     """A time this API wrote into a cursor. Wider than what DateTime accepts: rows written before the
     range check can hold PostgreSQL's infinities, which the driver reads as Python's extremes, naive."""
     if not isinstance(value, str) or "\x00" in value:
@@ -95,9 +96,9 @@ def decode_position(field: str, cursor: str, kind: str, order: Order) -> Positio
     except (ValueError, TypeError):
         raise InputError(field, NOT_OURS) from None
     if (order_field, descending) != (order.field, order.descending):
-        raise InputError(field, "is a cursor of another order; page with the orderBy it came from")
+        raise InputError(field, OTHER_ORDER)
     try:
-        parsed_value = _cursor_time(value) if order.field.endswith("_AT") else _whole(value)
+        parsed_value = cursor_time(value) if order.field.endswith("_AT") else _whole(value)
         parts = KEY_PARTS[kind]
         if len(key) != len(parts):
             raise ValueError("wrong key")
