@@ -490,3 +490,38 @@ def test_tool_stats_page_size_is_bounded(graphql: GraphQLCall, stats: Data) -> N
     error = assert_error(graphql(TOOL_STATS, {"f": f, "first": 1001}), "BAD_USER_INPUT", "first")
     assert "1000" in error["message"]
     assert ask(graphql, TOOL_STATS, f=f, first=0)["toolStats"] == []
+
+
+def test_sessions_are_counted_per_tenant_and_across_tenants(http: Any, new_id: NewId) -> None:
+    """One session id in two tenants is two sessions for a caller seeing every tenant, one in each."""
+    session_id = new_id("twin")
+    seed = """mutation($s: String!) {
+      createSession(session: {sessionId: $s}) { sessionId }
+      createAgent(sessionId: $s, agent: {agentId: "a", state: {}, conversationManagerState: {}}) { agentId }
+      appendMessages(sessionId: $s, agentId: "a", messages: [
+        {messageId: 0, message: {role: "user", content: [{text: "hi"}]}}]) { messageId }
+    }"""
+    for tenant in ("twins-1", "twins-2"):
+        answer = http.post(
+            "/graphql", json={"query": seed, "variables": {"s": session_id}}, headers={"X-Tenant": tenant}
+        )
+        assert "errors" not in answer.json(), answer.json()
+    query = """query($f: ConversationFilter) { conversationStats(bucket: DAY, groupBy: NONE, filter: $f) {
+      totals { messages sessions } } }"""
+    variables = {"f": {"sessionIdPrefix": session_id}}
+
+    def totals(headers: dict[str, str]) -> dict[str, int]:
+        body = http.post("/graphql", json={"query": query, "variables": variables}, headers=headers).json()
+        assert "errors" not in body, body
+        found: dict[str, int] = body["data"]["conversationStats"]["totals"]
+        return found
+
+    try:
+        assert totals({}) == {"messages": 2, "sessions": 2}
+        assert totals({"X-Tenant": "twins-1"}) == {"messages": 1, "sessions": 1}
+    finally:  # listings across tenants elsewhere expect each session id once
+        for tenant in ("twins-1", "twins-2"):
+            gone = "mutation($s: String!) { deleteSession(sessionId: $s) }"
+            http.post(
+                "/graphql", json={"query": gone, "variables": {"s": session_id}}, headers={"X-Tenant": tenant}
+            )
