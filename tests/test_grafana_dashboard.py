@@ -573,3 +573,40 @@ def test_the_data_source_health_check_needs_the_key(seeded: Seeded) -> None:
         "data": {"__typename": "Query"}
     }
     assert http.get(check).status_code == 401
+
+
+# --- An agent on SnapshotSessionManager + GraphQLStorage shows like any other --------------------
+
+
+def test_a_snapshot_backed_agent_appears_in_the_panels_like_any_other(database_url: str) -> None:
+    from strands import Agent
+    from strands.session.snapshot_session_manager import SnapshotSessionManager
+
+    from client import GraphQLStorage
+    from tests.fake_model import FakeModel
+
+    with secured_server(database_url) as secured:
+        writer = secured.key("writer", tenant="snapshots", label="agents")
+        reader = secured.key("reader", tenant="snapshots", label="grafana")
+        storage = GraphQLStorage(secured.server.url, token=writer)
+        manager = SnapshotSessionManager(session_id="s-snap", storage=storage)
+        agent = Agent(agent_id="support", model=FakeModel(), session_manager=manager, callback_handler=None)
+        agent("my parcel never arrived")
+        agent("where is it?")
+        storage.close()
+        end = datetime.now(UTC) + timedelta(minutes=1)
+        defaults = {each["name"]: each["current"]["value"] for each in DASHBOARD["templating"]["list"]}
+        values = {**defaults, "server": secured.server.url, "graphiql": secured.server.url}
+        grafana = Grafana(secured, reader, end - 6 * HOUR, end, values)
+
+        (session,) = grafana.rows(panel("Recent sessions"))
+        (totals,) = grafana.rows(panel("In the time range"))
+        found = grafana.with_values(search="parcel").rows(panel("Search: ${search}"))
+        by_agent = grafana.rows(panel("Messages by agent"))
+
+    assert (session["Session"], session["Agents"], session["Messages"]) == ("s-snap", ["support"], 4)
+    assert session["Snapshots"] is True
+    assert totals["Sessions"] == 1
+    assert [(row["Session"], row["Agent"], row["Message"]) for row in found][-1] == ("s-snap", "support", 0)
+    assert {row["agent"] for row in by_agent} == {"support"}
+    assert sum(row["messages"] for row in by_agent) == 4
