@@ -238,3 +238,53 @@ def test_deleting_the_session_removes_it_from_the_graph(
 
     assert graphql(AGENT_VIEW, {"sessionId": session_id, "agentId": "support"})["data"]["session"] is None
     assert asyncio.run(GraphQLStorage(server.url).list(f"session/{session_id}/")) == []
+
+
+def _snapshot_bytes(texts: list[str]) -> bytes:
+    messages = [{"role": "user", "content": [{"text": text}]} for text in texts]
+    snapshot = {
+        "scope": "agent",
+        "schema_version": "1.0",
+        "created_at": "2026-12-01T10:00:00Z",
+        "data": {"messages": messages, "state": {"n": len(texts)}, "conversation_manager_state": {}},
+        "app_data": {},
+    }
+    return json.dumps(snapshot).encode()
+
+
+def test_concurrent_latest_snapshots_leave_the_agent_as_the_last_one_written(
+    server: RunningServer, graphql: GraphQLCall, new_id: NewId
+) -> None:
+    session_id = new_id("session")
+    key = f"session/{session_id}/scopes/agent/support/snapshots/snapshot_latest.json"
+    versions = [_snapshot_bytes([f"turn {n}" for n in range(length)]) for length in (3, 8, 1, 5, 8, 2)]
+    storage = GraphQLStorage(server.url)
+
+    async def all_at_once() -> None:
+        await asyncio.gather(*(storage.write(key, data) for data in versions))
+
+    asyncio.run(all_at_once())
+
+    stored = asyncio.run(storage.read(key))
+    assert stored in versions
+    expected = json.loads(stored or b"")["data"]
+    agent = view(graphql, session_id)["agent"]
+    assert agent["state"] == expected["state"]
+    assert [m["message"] for m in agent["messages"]] == expected["messages"]
+    assert view(graphql, session_id)["totals"]["messages"] == len(expected["messages"])
+
+
+def test_delete_session_removes_its_snapshots_from_storage(
+    server: RunningServer, graphql: GraphQLCall, new_id: NewId
+) -> None:
+    session_id = new_id("session")
+    agent = snapshot_agent(server.url, session_id, snapshot_trigger=lambda **_: True)
+    agent("hello")
+    storage = GraphQLStorage(server.url)
+    assert len(asyncio.run(storage.list(f"session/{session_id}/"))) == 2
+
+    answer = graphql("mutation($s: String!) { deleteSession(sessionId: $s) }", {"s": session_id})
+
+    assert answer == {"data": {"deleteSession": True}}
+    assert asyncio.run(storage.list(f"session/{session_id}/")) == []
+    assert snapshot_agent(server.url, session_id).messages == []  # nothing to come back from
