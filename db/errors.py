@@ -19,3 +19,7 @@ class ConflictError(StoreError):
 
 class InvalidDataError(StoreError):
     """PostgreSQL refused a value (for example text it cannot store)."""
+
+
+class JsonTooDeepError(InvalidDataError):
+    """A JSON document nests deeper than the store keeps (a snapshot, read into the session tables)."""

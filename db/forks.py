@@ -10,19 +10,18 @@ into the agent as any snapshot written through the API is, with the checkpoints 
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, func, insert, literal, select, text
+from sqlalchemy import ColumnElement, Table, func, insert, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db import storage_objects as objects
-from db.errors import AlreadyExistsError, NotFoundError
-from db.message_writes import TOTALS
+from db.errors import AlreadyExistsError, InvalidDataError, NotFoundError
 from db.models import agents, messages, multi_agents, sessions, storage_objects, tool_calls
 from db.queries import session_record
 from db.records import SessionRecord
 from db.tenancy import Scope
 
-COUNTERS = ("message_count", *TOTALS)
+COUNTERS = objects.COUNTERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +53,14 @@ async def _copy_rows(
     await conn.execute(insert(table).from_select(names, copied))
 
 
+NAMESPACE = "session/"
+STASH_NAMESPACE = "context/"
+"""Where Strands' context stash keeps an agent's data: context/<session>/scopes/agent/<id>/."""
+assert len(NAMESPACE) == len(STASH_NAMESPACE)
+
+
 def _session_prefix(session_id: str) -> str:
-    return f"session/{session_id}/"
+    return f"{NAMESPACE}{session_id}/"
 
 
 async def fork_session(
@@ -63,9 +68,15 @@ async def fork_session(
 ) -> SessionRecord:
     """Copies session ``source`` to ``new``. Run in a transaction. ``NotFoundError`` when the source
     (or the agent, or the checkpoint) is missing, ``AlreadyExistsError`` when ``new`` is taken."""
+    if new in (".", ".."):  # its keys (session/../) would be no keys at all
+        raise InvalidDataError(f"newSessionId {new!r} cannot name a session's storage")
+    # Shared lock on the source: every write in a session takes its row's lock, so the copy sees
+    # the session as one writer left it, not half of a write that commits while it runs.
     original = (
         await conn.execute(
-            select(sessions).where(sessions.c.session_id == source, sessions.c.tenant == scope.tenant)
+            select(sessions)
+            .where(sessions.c.session_id == source, sessions.c.tenant == scope.tenant)
+            .with_for_update(read=True)
         )
     ).first()
     if original is None:
@@ -116,8 +127,11 @@ async def fork_session(
     if made.first() is None:
         raise AlreadyExistsError(f"session {new!r} already exists")
     prefix, new_prefix = _session_prefix(source), _session_prefix(new)
+    # session/<id>/... and context/<id>/... (Strands' stash): the two prefixes are as long.
     renamed = {
-        "key": literal(new_prefix) + func.substr(storage_objects.c.key, len(prefix) + 1),
+        "key": func.substr(storage_objects.c.key, 1, len(NAMESPACE))
+        + literal(f"{new}/")
+        + func.substr(storage_objects.c.key, len(prefix) + 1),
     }
     if point is None:
         for table in (agents, messages, tool_calls, multi_agents):
@@ -126,16 +140,11 @@ async def fork_session(
     elif checkpoint is None:
         for table in (agents, messages, tool_calls):
             await _copy_rows(conn, table, scope, source, new, [table.c.agent_id == point.agent_id])
-        agent_prefix = f"{prefix}scopes/agent/{point.agent_id}/"
-        await _copy_rows(
-            conn,
-            storage_objects,
-            scope,
-            source,
-            new,
-            [func.starts_with(storage_objects.c.key, agent_prefix)],
-            renamed,
-        )
+        of_agent = [
+            func.starts_with(storage_objects.c.key, f"{namespace}{source}/scopes/agent/{point.agent_id}/")
+            for namespace in (NAMESPACE, STASH_NAMESPACE)
+        ]
+        await _copy_rows(conn, storage_objects, scope, source, new, [or_(*of_agent)], renamed)
     else:
         record, snapshot = checkpoint
         earlier = [

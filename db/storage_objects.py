@@ -8,14 +8,17 @@ The keys ``SnapshotSessionManager`` writes are understood as well (``SNAPSHOT_KE
 ``snapshot_latest.json`` is read into the session tables in the same transaction as the object is
 stored: the session and agent rows (``snapshot_backed``), the agent's states, and its messages,
 written through ``db.message_writes`` like any other, so every listing, filter, search and stat
-covers snapshot-backed agents with no second read path. Messages are matched by position; from
-the first one that differs from what is stored, the stored ones go and the snapshot's are written.
+covers snapshot-backed agents with no second read path. Messages are matched by id (their position
+plus the messages the conversation manager dropped); from the first one that differs from what is
+stored, the stored ones go and the snapshot's are written.
 An orchestrator's latest snapshot becomes its multi-agent state. Immutable checkpoints are kept as
 objects with their creation time and message count, for ``Agent.snapshots``.
 """
 
 import hashlib
+import json
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from db import message_writes
 from db.audit import record_event
 from db.derived import TEXT_LIMIT, message_text
-from db.errors import ConflictError, InvalidDataError
+from db.errors import ConflictError, InvalidDataError, JsonTooDeepError
 from db.json_values import dump_json
 from db.models import ID_LENGTH, SEARCH_CONFIGURATION, agents, multi_agents, sessions, storage_objects
 from db.records import Actor, MessageDraft
@@ -42,13 +45,22 @@ SNAPSHOT_KEY = re.compile(
     r"(?:snapshot_latest\.json|immutable_history/snapshot_(?P<snapshot>[\w-]+)\.json)"
 )
 """The keys of ``strands.session.snapshot_session_manager`` under its ``session`` namespace."""
-SESSION_KEY = re.compile(r"session/(?P<session>[^/]+)/")
+SESSION_KEY = re.compile(r"(?:session|context)/(?P<session>[^/]+)/")
+"""Keys of one session: Strands' snapshots (``session/``) and its context stash (``context/``)."""
 SNAPSHOT_SCHEMA = "1.0"
 AGENT_LATEST = "agent_latest"
 AGENT_CHECKPOINT = "agent_checkpoint"
 MULTI_AGENT_LATEST = "multi_agent_latest"
 OBJECT = "object"
 COUNTERS = ("message_count", *message_writes.TOTALS)
+INSERT_BATCH = 1000
+"""Messages per statement when a snapshot's messages are written."""
+LAST_MESSAGE_ID = 2**31 - 1
+"""Message ids are PostgreSQL integers."""
+SNAPSHOT_NESTING = 3
+"""Levels above a message in a snapshot: the snapshot, its data, the messages list."""
+MAX_DEPTH = 64
+"""Nesting of a snapshot's JSON, as of any stored document (the API passes its max_json_depth)."""
 INTERNAL_STATE_FIELDS = ("interrupt_state", "model_state", "system_prompt")
 """What of an agent snapshot goes into the agent's ``internal_state`` (Strands' own state)."""
 
@@ -118,7 +130,13 @@ def meaning_of(key: str) -> KeyMeaning:
 
 
 def _fits(identifier: str) -> bool:
-    return len(identifier) <= ID_LENGTH
+    """Whether an id in a key is one the API can address (``graphql_api.validation.check_id``):
+    other keys are kept as plain objects, outside any session."""
+    return (
+        len(identifier) <= ID_LENGTH
+        and identifier not in (".", "..")
+        and not any(unicodedata.category(c) == "Cc" for c in identifier)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +153,41 @@ class Snapshot:
         return found if isinstance(found, list) else []
 
 
-def parse_snapshot(data: bytes, key: str, expected_scope: str) -> Snapshot:
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON can hold; the store refuses it")
+
+
+def too_deep(value: Any, max_depth: int) -> bool:
+    """Whether ``value`` nests lists and objects more than ``max_depth`` deep (without recursing)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > max_depth:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+def parse_snapshot(data: bytes, key: str, expected_scope: str, max_depth: int = MAX_DEPTH) -> Snapshot:
     """The snapshot a snapshot key holds; ``InvalidDataError`` when the bytes are not one Strands
     would load (it would fail on them at restore, so they are refused when written)."""
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as error:
+        # json, not orjson: integers beyond 64 bits stay exact, as Strands keeps them.
+        value = json.loads(data, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as error:
         raise InvalidDataError(f"{key}: not a Strands snapshot (not JSON: {error})") from None
     if not isinstance(value, dict) or not isinstance(value.get("data"), dict):
         raise InvalidDataError(f"{key}: not a Strands snapshot (no data object)")
+    if too_deep(value, max_depth):
+        raise JsonTooDeepError(f"{key}: nests lists and objects more than {max_depth} deep")
+    if not isinstance(value["data"].get("messages", []), list):
+        raise InvalidDataError(f"{key}: the snapshot's messages are not a list")
     if value.get("schema_version") != SNAPSHOT_SCHEMA or value.get("scope", "agent") != expected_scope:
         raise InvalidDataError(
             f"{key}: not a {expected_scope} snapshot of schema {SNAPSHOT_SCHEMA} "
@@ -162,14 +206,15 @@ def parse_snapshot(data: bytes, key: str, expected_scope: str) -> Snapshot:
 
 
 def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
+    pending = [value]
+    while pending:  # without recursing: any JSON orjson reads is searched
+        item = pending.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            pending.extend(reversed(item.values()))
+        elif isinstance(item, list):
+            pending.extend(reversed(item))
 
 
 def searchable_text(data: bytes, snapshot: Snapshot | None) -> str:
@@ -208,21 +253,30 @@ class Checkpoint:
     size: int
 
 
-async def write_object(conn: AsyncConnection, scope: Scope, key: str, data: bytes) -> StoredObject:
+async def write_object(
+    conn: AsyncConnection, scope: Scope, key: str, data: bytes, *, max_depth: int = MAX_DEPTH
+) -> StoredObject:
     """Stores ``data`` under ``key`` (normalized). Run in a transaction: a snapshot's projection
     into the session tables commits with it or not at all.
 
     An immutable checkpoint key already holding other bytes is a ``ConflictError``; the same bytes
-    are accepted, so a retry succeeds. ``snapshot_latest`` is last writer wins: writers of one agent
-    are serialized by the row lock, and each sees a complete projection of the one before.
+    are accepted, so a retry succeeds. ``snapshot_latest`` is last writer wins. Writes and deletes
+    of one session's objects take the session row's lock first, so they run one after the other
+    (each sees the complete projection of the one before, a delete of the last object never races
+    a first write, and no two lock the same rows in another order). ``max_depth``: how deep a
+    stored message may nest; a snapshot holds it three levels down.
     """
     key = normalize_key(key)
     meaning = meaning_of(key)
     snapshot = None
     if meaning.kind in (AGENT_LATEST, AGENT_CHECKPOINT):
-        snapshot = parse_snapshot(data, key, "agent")
+        snapshot = parse_snapshot(data, key, "agent", max_depth + SNAPSHOT_NESTING)
     elif meaning.kind == MULTI_AGENT_LATEST:
-        snapshot = parse_snapshot(data, key, "multiAgent")
+        snapshot = parse_snapshot(data, key, "multiAgent", max_depth + SNAPSHOT_NESTING)
+    if snapshot is not None:
+        await _ensure_session(conn, scope, meaning.session_id, snapshot.created_at)
+    elif meaning.session_id:
+        await _lock_session(conn, scope, meaning.session_id)
     digest = hashlib.sha256(data).digest()
     values: dict[str, Any] = {
         "session_id": meaning.session_id,
@@ -278,18 +332,30 @@ async def write_object(conn: AsyncConnection, scope: Scope, key: str, data: byte
 
 
 async def _ensure_session(conn: AsyncConnection, scope: Scope, session_id: str, at: datetime) -> None:
+    """The session row, made if missing, locked (the upsert's update) until the transaction ends."""
+    stmt = insert(sessions).values(
+        session_id=session_id,
+        tenant=scope.tenant,
+        session_type="AGENT",
+        created_at=at,
+        updated_at=func.now(),
+        last_activity_at=func.now(),
+        snapshot_backed=True,
+    )
     await conn.execute(
-        insert(sessions)
-        .values(
-            session_id=session_id,
-            tenant=scope.tenant,
-            session_type="AGENT",
-            created_at=at,
-            updated_at=func.now(),
-            last_activity_at=func.now(),
-            snapshot_backed=True,
+        stmt.on_conflict_do_update(
+            index_elements=["session_id", "tenant"],
+            set_={"updated_at": func.now(), "last_activity_at": func.now()},
         )
-        .on_conflict_do_nothing()
+    )
+
+
+async def _lock_session(conn: AsyncConnection, scope: Scope, session_id: str) -> None:
+    """The session row's lock, if there is a row, until the transaction ends."""
+    await conn.execute(
+        select(sessions.c.session_id)
+        .where(sessions.c.session_id == session_id, sessions.c.tenant == scope.tenant)
+        .with_for_update()
     )
 
 
@@ -297,7 +363,6 @@ async def _project_agent(
     conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, snapshot: Snapshot
 ) -> None:
     """The agent as its latest snapshot has it: states, and messages matched by position."""
-    await _ensure_session(conn, scope, session_id, snapshot.created_at)
     data = snapshot.data
     states = {
         "state": data.get("state", {}),
@@ -330,26 +395,42 @@ async def _project_agent(
     await _replace_messages(conn, scope, session_id, agent_id, snapshot)
 
 
+def first_message_id(snapshot: Snapshot) -> int:
+    """The id of the snapshot's first message. Strands' conversation managers drop the oldest
+    messages and count them (``removed_message_count``), so the snapshot's first message is that
+    one of the conversation, as ``RepositorySessionManager`` numbers it."""
+    state = snapshot.data.get("conversation_manager_state")
+    removed = state.get("removed_message_count") if isinstance(state, dict) else None
+    if isinstance(removed, int) and not isinstance(removed, bool) and 0 <= removed <= LAST_MESSAGE_ID:
+        return min(removed, LAST_MESSAGE_ID - len(snapshot.messages))
+    return 0
+
+
 async def _replace_messages(
     conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, snapshot: Snapshot
 ) -> None:
+    """The snapshot's messages from their first id on: those equal to what is stored stay (with their
+    times), from the first that differs the stored ones go and the snapshot's are written. Messages
+    the conversation manager dropped before that id stay, as a repository keeps them."""
+    first = first_message_id(snapshot)
     bodies = [dump_json(message) for message in snapshot.messages]
     stored = await conn.execute(
         text(
             "SELECT message_id, md5(message::text) AS digest FROM session_messages "
-            "WHERE session_id = :s AND tenant = :t AND agent_id = :a ORDER BY message_id"
+            "WHERE session_id = :s AND tenant = :t AND agent_id = :a AND message_id >= :first "
+            "ORDER BY message_id"
         ),
-        {"s": session_id, "t": scope.tenant, "a": agent_id},
+        {"s": session_id, "t": scope.tenant, "a": agent_id, "first": first},
     )
     same = 0
     for (message_id, digest), body in zip(stored, bodies, strict=False):
-        if message_id != same or digest != hashlib.md5(body.encode()).hexdigest():  # a match, not a secret
+        if message_id != first + same or digest != hashlib.md5(body.encode()).hexdigest():  # a match
             break
         same += 1
-    await message_writes.delete_messages_from(conn, scope, session_id, agent_id, same)
+    await message_writes.delete_messages_from(conn, scope, session_id, agent_id, first + same)
     drafts = [
         MessageDraft(
-            message_id=position,
+            message_id=first + position,
             role=str(message.get("role", "")) if isinstance(message, dict) else "",
             message=message,
             created_at=snapshot.created_at,
@@ -358,14 +439,16 @@ async def _replace_messages(
         for position, message in enumerate(snapshot.messages)
         if position >= same
     ]
-    if drafts:
-        await message_writes.insert_messages(conn, scope, session_id, agent_id, drafts)
+    # In batches: each statement of a long conversation's first snapshot stays within the timeout.
+    for start in range(0, len(drafts), INSERT_BATCH):
+        await message_writes.insert_messages(
+            conn, scope, session_id, agent_id, drafts[start : start + INSERT_BATCH]
+        )
 
 
 async def _project_multi_agent(
     conn: AsyncConnection, scope: Scope, session_id: str, orchestrator_id: str, snapshot: Snapshot
 ) -> None:
-    await _ensure_session(conn, scope, session_id, snapshot.created_at)
     state = snapshot.data.get("state", {})
     stmt = insert(multi_agents).values(
         session_id=session_id,
@@ -412,6 +495,8 @@ async def delete_object(conn: AsyncConnection, scope: Scope, key: str, actor: Ac
     left with no object goes too. Run in a transaction. Whether there was an object."""
     key = normalize_key(key)
     meaning = meaning_of(key)
+    if meaning.session_id:
+        await _lock_session(conn, scope, meaning.session_id)
     gone = (
         await conn.execute(
             storage_objects.delete().where(*_object_key(scope, key)).returning(storage_objects.c.kind)
@@ -561,30 +646,56 @@ async def list_checkpoints(
     return found
 
 
+CheckpointKey = tuple[str, str, str, str]
+"""(tenant, session_id, agent_id, snapshot_id)."""
+
+
+def checkpoint_key(session_id: str, agent_id: str, snapshot_id: str) -> str:
+    """The storage key SnapshotSessionManager writes an agent's immutable snapshot under."""
+    history = f"session/{session_id}/scopes/agent/{agent_id}/snapshots/immutable_history"
+    return f"{history}/snapshot_{snapshot_id}.json"
+
+
+async def read_checkpoints(
+    conn: AsyncConnection, keys: Sequence[CheckpointKey]
+) -> dict[CheckpointKey, tuple[Checkpoint, Snapshot]]:
+    """Checkpoints with their snapshots, looked up by primary key; missing ones are left out."""
+    if not keys:
+        return {}
+    rows = await conn.execute(
+        text(
+            "SELECT o.session_id, o.tenant, o.scope_id, o.snapshot_id, o.key, o.snapshot_created_at, "
+            "o.message_count, o.size, o.data FROM storage_objects o "
+            "JOIN unnest(CAST(:tenants AS text[]), CAST(:sessions AS text[]), CAST(:keys AS text[])) "
+            "AS k(tenant, session_id, key) ON o.session_id = k.session_id AND o.tenant = k.tenant "
+            f"AND o.key = k.key WHERE o.kind = '{AGENT_CHECKPOINT}'"
+        ),
+        {
+            "tenants": [key[0] for key in keys],
+            "sessions": [key[1] for key in keys],
+            "keys": [checkpoint_key(key[1], key[2], key[3]) for key in keys],
+        },
+    )
+    found: dict[CheckpointKey, tuple[Checkpoint, Snapshot]] = {}
+    for row in rows:
+        checkpoint = Checkpoint(
+            row.session_id,
+            row.tenant,
+            row.scope_id,
+            row.snapshot_id,
+            row.key,
+            row.snapshot_created_at,
+            row.message_count,
+            row.size,
+        )
+        # Stored, so checked when written (against the limit of then, which may have been higher).
+        snapshot = parse_snapshot(bytes(row.data), row.key, "agent", max_depth=10_000)
+        found[(row.tenant, row.session_id, row.scope_id, row.snapshot_id)] = (checkpoint, snapshot)
+    return found
+
+
 async def read_checkpoint(
     conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, snapshot_id: str
 ) -> tuple[Checkpoint, Snapshot] | None:
-    row = (
-        await conn.execute(
-            select(storage_objects).where(
-                storage_objects.c.session_id == session_id,
-                storage_objects.c.tenant == scope.tenant,
-                storage_objects.c.kind == AGENT_CHECKPOINT,
-                storage_objects.c.scope_id == agent_id,
-                storage_objects.c.snapshot_id == snapshot_id,
-            )
-        )
-    ).first()
-    if row is None:
-        return None
-    checkpoint = Checkpoint(
-        row.session_id,
-        row.tenant,
-        agent_id,
-        snapshot_id,
-        row.key,
-        row.snapshot_created_at,
-        row.message_count,
-        row.size,
-    )
-    return checkpoint, parse_snapshot(bytes(row.data), row.key, "agent")
+    key = (scope.tenant, session_id, agent_id, snapshot_id)
+    return (await read_checkpoints(conn, [key])).get(key)

@@ -268,12 +268,17 @@ def _parser() -> argparse.ArgumentParser:
 def _add_import_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     command = commands.add_parser(
         "import",
-        help="copy sessions saved by Strands' FileSessionManager into a running server",
-        description="Copy the sessions in a Strands FileSessionManager storage directory into a running "
+        help="copy sessions saved by Strands' FileSessionManager or snapshots into a running server",
+        description="Copy the sessions in a Strands FileSessionManager storage directory, or the "
+        "snapshots SnapshotSessionManager keeps in a LocalFileStorage directory, into a running "
         "server, through its API. Running it again stores nothing twice.",
     )
     command.add_argument(
-        "--from-dir", required=True, type=Path, metavar="DIR", help="FileSessionManager's storage_dir"
+        "--from-dir",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="FileSessionManager's storage_dir, or LocalFileStorage's base directory",
     )
     command.add_argument(
         "--url", required=True, help="the server's GraphQL endpoint, e.g. http://localhost:8000/graphql"

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from strawberry.extensions import SchemaExtension
 
 from db.availability import QUERY_CANCELED, is_unavailable, sqlstate_of
-from db.errors import AlreadyExistsError, ConflictError, InvalidDataError, NotFoundError
+from db.errors import AlreadyExistsError, ConflictError, InvalidDataError, JsonTooDeepError, NotFoundError
 from graphql_api import request_ids
 
 logger = logging.getLogger("graphql_api.errors")
@@ -117,6 +117,7 @@ _STORE_CODES: dict[type[Exception], ErrorCode] = {
     NotFoundError: ErrorCode.NOT_FOUND,
     AlreadyExistsError: ErrorCode.ALREADY_EXISTS,
     ConflictError: ErrorCode.CONFLICT,
+    JsonTooDeepError: ErrorCode.JSON_TOO_DEEP,  # before InvalidDataError, which it is
     InvalidDataError: ErrorCode.BAD_USER_INPUT,
     InputError: ErrorCode.BAD_USER_INPUT,
     ForbiddenError: ErrorCode.FORBIDDEN,

@@ -82,7 +82,7 @@ def _plan(directory: Path) -> ImportPlan:
     if plan.is_empty:
         raise Mistake(
             f"{directory} holds no Strands sessions: expected FileSessionManager's session_<id>/ "
-            "directories (or one of them)"
+            "directories (or one of them), or a LocalFileStorage directory holding session/<id>/scopes/"
         )
     return plan
 

@@ -22,7 +22,7 @@ from db.queries import (
     SessionKey,
 )
 from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
-from db.storage_objects import Checkpoint
+from db.storage_objects import Checkpoint, CheckpointKey, Snapshot
 from graphql_api.errors import ErrorCode, LimitError
 
 K = TypeVar("K")
@@ -102,6 +102,7 @@ class Loaders:
     multi_agent: DataLoader[MultiAgentKey, MultiAgentRecord | None]
     multi_agents_of_session: DataLoader[SessionKey, list[MultiAgentRecord]]
     checkpoints: DataLoader[AgentKey, list[Checkpoint]]
+    checkpoint: DataLoader[CheckpointKey, tuple[Checkpoint, Snapshot] | None]
 
     def prime_sessions(self, records: Sequence[SessionRecord]) -> None:
         for record in records:
@@ -135,4 +136,5 @@ def create_loaders(db: Database, budget: RowBudget) -> Loaders:
             db, budget, _grouped(budget.capped(queries.list_multi_agents_of_sessions))
         ),
         checkpoints=_loader(db, budget, _grouped(storage_objects.list_checkpoints)),
+        checkpoint=_loader(db, budget, _by_key(storage_objects.read_checkpoints)),
     )

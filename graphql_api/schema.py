@@ -17,7 +17,7 @@ from graphql_api.limits import RequestLimits
 from graphql_api.resolvers.mutation import Mutation
 from graphql_api.resolvers.query import Query
 from graphql_api.settings import Limits
-from graphql_api.types.scalars import DateTimeScalar, Time, TimeScalar
+from graphql_api.types.scalars import Base64, Base64Scalar, DateTimeScalar, Time, TimeScalar
 
 
 class SessionStoreSchema(strawberry.Schema):
@@ -50,7 +50,7 @@ def create_schema(limits: Limits | None = None, *, introspection: bool = True) -
             AccessControl,
             RequestLimits,
         ],
-        scalar_overrides={datetime: DateTimeScalar, Time: TimeScalar},
+        scalar_overrides={datetime: DateTimeScalar, Time: TimeScalar, Base64: Base64Scalar},
     )
 
 

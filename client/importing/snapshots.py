@@ -24,6 +24,7 @@ from client.importing.target import ImportTarget, Progress, check
 from client.storage import GraphQLStorage, GraphQLStorageError
 
 SESSIONS_NAMESPACE = "session"
+STASH_NAMESPACE = "context"
 SCOPES = "scopes"
 
 
@@ -81,7 +82,12 @@ async def _import(
 ) -> None:
     source = LocalFileStorage(str(found.base_dir))
     for session_id in found.session_ids:
-        keys = await source.list(f"{SESSIONS_NAMESPACE}/{session_id}/")
+        # With the agents' context stash (Strands keeps it under context/<session>/), if any.
+        keys = [
+            key
+            for namespace in (SESSIONS_NAMESPACE, STASH_NAMESPACE)
+            for key in await source.list(f"{namespace}/{session_id}/")
+        ]
         # Checkpoints first: a latest snapshot is never stored before the history it follows.
         ordered = sorted(keys, key=lambda key: key.endswith(LATEST))
         outcomes: set[str] = set()

@@ -5,11 +5,11 @@ they were written.
 """
 
 import strawberry
-from strawberry.scalars import Base64
 
 from db import forks, storage_objects
 from graphql_api.context import Info
 from graphql_api.errors import ErrorCode, InputError, LimitError
+from graphql_api.types.scalars import Base64
 from graphql_api.types.session import Session
 from graphql_api.types.storage import StorageKeyPage, StorageObjectInfo, StorageSearchHit
 from graphql_api.validation import check_id, check_page_size
@@ -79,9 +79,10 @@ class StorageMutation:
             raise LimitError(
                 ErrorCode.OBJECT_TOO_LARGE, f"data: {len(data)} bytes, more than the {most} allowed", "data"
             )
-        scope, stored = info.context.scope, bytes(data)
+        scope, stored, depth = info.context.scope, bytes(data), info.context.limits.max_json_depth
         record = await info.context.database_for_write().run_in_transaction(
-            lambda conn: storage_objects.write_object(conn, scope, key, stored), idempotent=True
+            lambda conn: storage_objects.write_object(conn, scope, key, stored, max_depth=depth),
+            idempotent=True,
         )
         return StorageObjectInfo.from_record(record)
 

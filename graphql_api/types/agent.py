@@ -5,10 +5,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from db import storage_objects
 from db.errors import NotFoundError
 from db.records import AgentRecord
-from db.tenancy import Scope
 from graphql_api.context import Info
 from graphql_api.errors import InputError
 from graphql_api.types.filters import ConversationFilter, filter_of
@@ -153,12 +151,8 @@ class Agent:
     )
     async def snapshot(self, info: Info, snapshot_id: str) -> AgentSnapshot | None:
         check_id("snapshotId", snapshot_id)
-        found = await info.context.db.run(
-            lambda conn: storage_objects.read_checkpoint(
-                conn, Scope(self.tenant), self.session_id, self.agent_id, snapshot_id
-            ),
-            idempotent=True,
-        )
+        key = (self.tenant, self.session_id, self.agent_id, snapshot_id)
+        found = await info.context.loaders.checkpoint.load(key)
         return None if found is None else AgentSnapshot.of(*found)
 
     @strawberry.field(description="How many messages the agent has.")

@@ -4,12 +4,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from strawberry.scalars import Base64
 
 from db.json_values import StoredJSON
 from db.records import MessageRecord
 from db.storage_objects import Checkpoint as CheckpointRecord
-from db.storage_objects import Snapshot, StoredObject
+from db.storage_objects import Snapshot, StoredObject, first_message_id
 from graphql_api.types.scalars import JSON
 
 if TYPE_CHECKING:
@@ -86,18 +85,21 @@ class AgentSnapshot:
             snapshot=snapshot,
         )
 
-    @strawberry.field(description="The messages of the checkpoint, messageId their position.")
+    @strawberry.field(
+        description="The messages of the checkpoint, numbered as the agent's messages are (after "
+        "the ones its conversation manager had dropped)."
+    )
     def messages(self) -> list[Annotated["Message", strawberry.lazy("graphql_api.types.message")]]:
         from graphql_api.types.message import Message
 
-        record, at = self.record, self.snapshot.created_at
+        record, at, first = self.record, self.snapshot.created_at, first_message_id(self.snapshot)
         return [
             Message.from_record(
                 MessageRecord(
                     session_id=record.session_id,
                     tenant=record.tenant,
                     agent_id=record.agent_id,
-                    message_id=position,
+                    message_id=first + position,
                     role=str(message.get("role", "")) if isinstance(message, dict) else "",
                     message=StoredJSON(value=message),
                     redact_message=None,
@@ -107,6 +109,3 @@ class AgentSnapshot:
             )
             for position, message in enumerate(self.snapshot.messages)
         ]
-
-
-__all__ = ["AgentSnapshot", "Base64", "Checkpoint", "StorageKeyPage", "StorageObjectInfo", "StorageSearchHit"]
