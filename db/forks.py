@@ -15,13 +15,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db import storage_objects as objects
+from db.checkpoints import read_checkpoint
 from db.errors import AlreadyExistsError, InvalidDataError, NotFoundError
 from db.models import agents, messages, multi_agents, sessions, storage_objects, tool_calls
 from db.queries import session_record
 from db.records import SessionRecord
+from db.snapshot_projection import COUNTERS
+from db.storage_keys import AGENT_CHECKPOINT
 from db.tenancy import Scope
-
-COUNTERS = objects.COUNTERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,7 @@ async def fork_session(
         if found is None:
             raise NotFoundError(f"agent {point.agent_id!r} not found in session {source!r}")
         if point.snapshot_id is not None:
-            checkpoint = await objects.read_checkpoint(conn, scope, source, point.agent_id, point.snapshot_id)
+            checkpoint = await read_checkpoint(conn, scope, source, point.agent_id, point.snapshot_id)
             if checkpoint is None:
                 name = f"snapshot {point.snapshot_id!r} of agent {point.agent_id!r}"
                 raise NotFoundError(f"{name} in session {source!r} not found")
@@ -148,7 +149,7 @@ async def fork_session(
     else:
         record, snapshot = checkpoint
         earlier = [
-            storage_objects.c.kind == objects.AGENT_CHECKPOINT,
+            storage_objects.c.kind == AGENT_CHECKPOINT,
             storage_objects.c.scope_id == point.agent_id,
             storage_objects.c.snapshot_created_at <= snapshot.created_at,
             storage_objects.c.key <= record.key,

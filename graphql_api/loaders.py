@@ -11,7 +11,8 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
-from db import listings, queries, storage_objects
+from db import checkpoints, listings, queries
+from db.checkpoints import Checkpoint, CheckpointKey
 from db.engine import Database
 from db.listings import AgentFilterKey, AgentMessagesKey
 from db.queries import (
@@ -22,7 +23,7 @@ from db.queries import (
     SessionKey,
 )
 from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
-from db.storage_objects import Checkpoint, CheckpointKey, Snapshot
+from db.snapshots import Snapshot
 from graphql_api.errors import ErrorCode, LimitError
 
 K = TypeVar("K")
@@ -135,6 +136,6 @@ def create_loaders(db: Database, budget: RowBudget) -> Loaders:
         multi_agents_of_session=_loader(
             db, budget, _grouped(budget.capped(queries.list_multi_agents_of_sessions))
         ),
-        checkpoints=_loader(db, budget, _grouped(storage_objects.list_checkpoints)),
-        checkpoint=_loader(db, budget, _by_key(storage_objects.read_checkpoints)),
+        checkpoints=_loader(db, budget, _grouped(checkpoints.list_checkpoints)),
+        checkpoint=_loader(db, budget, _by_key(checkpoints.read_checkpoints)),
     )

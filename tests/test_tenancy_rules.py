@@ -11,7 +11,19 @@ from types import ModuleType
 
 import pytest
 
-from db import commands, listings, message_writes, queries, search, stats
+from db import (
+    checkpoints,
+    commands,
+    forks,
+    listings,
+    message_writes,
+    queries,
+    search,
+    snapshot_projection,
+    stats,
+    storage_objects,
+)
+from db.checkpoints import CheckpointKey
 from db.listings import AgentFilterKey, AgentMessagesKey
 from db.queries import AgentKey, MessageKey, MessageWindowKey, MultiAgentKey, SessionKey
 from db.tenancy import Scope
@@ -24,6 +36,7 @@ TENANT_FIRST_KEYS = {
     MessageWindowKey,
     AgentMessagesKey,
     AgentFilterKey,
+    CheckpointKey,
 }
 NOT_QUERIES = {
     "totals_of",
@@ -60,7 +73,18 @@ def names_its_tenant(function: typing.Callable[..., object]) -> bool:
     return False
 
 
-MODULES = [queries, commands, listings, message_writes, search, stats]
+MODULES = [
+    queries,
+    commands,
+    listings,
+    message_writes,
+    search,
+    stats,
+    storage_objects,
+    snapshot_projection,
+    checkpoints,
+    forks,
+]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=[module.__name__ for module in MODULES])

@@ -5,10 +5,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from db.checkpoints import Checkpoint as CheckpointRecord
 from db.json_values import StoredJSON
 from db.records import MessageRecord
-from db.storage_objects import Checkpoint as CheckpointRecord
-from db.storage_objects import Snapshot, StoredObject, first_message_id
+from db.snapshots import Snapshot, first_message_id
+from db.storage_objects import StoredObject
 from graphql_api.types.scalars import JSON
 
 if TYPE_CHECKING:

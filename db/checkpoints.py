@@ -1,0 +1,122 @@
+"""An agent's immutable checkpoints (``Agent.snapshots``), read from the storage objects.
+
+``SnapshotSessionManager`` writes them under ``immutable_history`` keys; they are kept as objects
+with their creation time and message count, so listing them reads no snapshot, and looked up in
+batches (keys whose first element is the tenant) for the loaders.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.snapshots import Snapshot, parse_snapshot
+from db.storage_keys import AGENT_CHECKPOINT, checkpoint_key
+from db.tenancy import Scope
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """An immutable snapshot of an agent (``Agent.snapshots``)."""
+
+    session_id: str
+    tenant: str
+    agent_id: str
+    snapshot_id: str
+    key: str
+    created_at: datetime
+    message_count: int
+    size: int
+
+
+AgentKey = tuple[str, str, str]
+"""(tenant, session_id, agent_id)."""
+
+
+async def list_checkpoints(
+    conn: AsyncConnection, keys: Sequence[AgentKey]
+) -> dict[AgentKey, list[Checkpoint]]:
+    """The immutable snapshots of each agent, oldest first (their ids are UUIDv7s, in time order)."""
+    found: dict[AgentKey, list[Checkpoint]] = {key: [] for key in keys}
+    if not keys:
+        return found
+    rows = await conn.execute(
+        text(
+            "SELECT o.session_id, o.tenant, o.scope_id, o.snapshot_id, o.key, o.snapshot_created_at, "
+            "o.message_count, o.size FROM storage_objects o "
+            "JOIN unnest(CAST(:tenants AS text[]), CAST(:sessions AS text[]), CAST(:agents AS text[])) "
+            "AS k(tenant, session_id, agent_id) "
+            "ON o.session_id = k.session_id AND o.tenant = k.tenant AND o.scope_id = k.agent_id "
+            f"WHERE o.kind = '{AGENT_CHECKPOINT}' ORDER BY o.snapshot_created_at, o.key"
+        ),
+        {
+            "tenants": [key[0] for key in keys],
+            "sessions": [key[1] for key in keys],
+            "agents": [key[2] for key in keys],
+        },
+    )
+    for row in rows:
+        found[(row.tenant, row.session_id, row.scope_id)].append(
+            Checkpoint(
+                row.session_id,
+                row.tenant,
+                row.scope_id,
+                row.snapshot_id,
+                row.key,
+                row.snapshot_created_at,
+                row.message_count,
+                row.size,
+            )
+        )
+    return found
+
+
+CheckpointKey = tuple[str, str, str, str]
+"""(tenant, session_id, agent_id, snapshot_id)."""
+
+
+async def read_checkpoints(
+    conn: AsyncConnection, keys: Sequence[CheckpointKey]
+) -> dict[CheckpointKey, tuple[Checkpoint, Snapshot]]:
+    """Checkpoints with their snapshots, looked up by primary key; missing ones are left out."""
+    if not keys:
+        return {}
+    rows = await conn.execute(
+        text(
+            "SELECT o.session_id, o.tenant, o.scope_id, o.snapshot_id, o.key, o.snapshot_created_at, "
+            "o.message_count, o.size, o.data FROM storage_objects o "
+            "JOIN unnest(CAST(:tenants AS text[]), CAST(:sessions AS text[]), CAST(:keys AS text[])) "
+            "AS k(tenant, session_id, key) ON o.session_id = k.session_id AND o.tenant = k.tenant "
+            f"AND o.key = k.key WHERE o.kind = '{AGENT_CHECKPOINT}'"
+        ),
+        {
+            "tenants": [key[0] for key in keys],
+            "sessions": [key[1] for key in keys],
+            "keys": [checkpoint_key(key[1], key[2], key[3]) for key in keys],
+        },
+    )
+    found: dict[CheckpointKey, tuple[Checkpoint, Snapshot]] = {}
+    for row in rows:
+        checkpoint = Checkpoint(
+            row.session_id,
+            row.tenant,
+            row.scope_id,
+            row.snapshot_id,
+            row.key,
+            row.snapshot_created_at,
+            row.message_count,
+            row.size,
+        )
+        # Stored, so checked when written (against the limit of then, which may have been higher).
+        snapshot = parse_snapshot(bytes(row.data), row.key, "agent", max_depth=10_000)
+        found[(row.tenant, row.session_id, row.scope_id, row.snapshot_id)] = (checkpoint, snapshot)
+    return found
+
+
+async def read_checkpoint(
+    conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, snapshot_id: str
+) -> tuple[Checkpoint, Snapshot] | None:
+    key = (scope.tenant, session_id, agent_id, snapshot_id)
+    return (await read_checkpoints(conn, [key])).get(key)
