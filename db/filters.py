@@ -45,6 +45,7 @@ class ConversationFilter:
     session_id_prefix: str | None = None
     session_type: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    snapshot_backed: bool | None = None
     updated: TimeRange = field(default_factory=TimeRange)
     last_activity: TimeRange = field(default_factory=TimeRange)
     # the agent
@@ -68,6 +69,8 @@ class ConversationFilter:
             found.append(s.c.session_type == self.session_type)
         if self.labels:
             found.append(s.c.labels.op("@>")(literal(dict(self.labels), type_=JSONB)))
+        if self.snapshot_backed is not None:
+            found.append(s.c.snapshot_backed == self.snapshot_backed)
         if not self.updated.empty:
             found.append(self.updated.condition(s.c.updated_at))
         if not self.last_activity.empty:
@@ -81,6 +84,7 @@ class ConversationFilter:
             or self.session_id_prefix is not None
             or self.session_type is not None
             or self.labels
+            or self.snapshot_backed is not None
             or not self.updated.empty
             or not self.last_activity.empty
         )

@@ -288,3 +288,33 @@ def test_delete_session_removes_its_snapshots_from_storage(
     assert answer == {"data": {"deleteSession": True}}
     assert asyncio.run(storage.list(f"session/{session_id}/")) == []
     assert snapshot_agent(server.url, session_id).messages == []  # nothing to come back from
+
+
+def test_dashboards_can_pick_snapshot_backed_sessions(
+    server: RunningServer, graphql: GraphQLCall, new_id: NewId
+) -> None:
+    prefix = new_id("pick")
+    snapshot_agent(server.url, f"{prefix}-snap")("hello")
+    from strands.session import RepositorySessionManager
+
+    repository = GraphQLSessionRepository(server.url)
+    Agent(
+        agent_id="support",
+        model=FakeModel(),
+        callback_handler=None,
+        session_manager=RepositorySessionManager(session_id=f"{prefix}-log", session_repository=repository),
+    )("hello")
+    query = """query($f: ConversationFilter) {
+      sessions(first: 10, filter: $f) { nodes { sessionId } }
+      messages(first: 10, filter: $f) { totalCount }
+    }"""
+
+    def picked(backed: bool | None) -> tuple[list[str], int]:
+        answer = graphql(query, {"f": {"sessionIdPrefix": prefix, "snapshotBacked": backed}})
+        assert "errors" not in answer, answer
+        data = answer["data"]
+        return sorted(n["sessionId"] for n in data["sessions"]["nodes"]), data["messages"]["totalCount"]
+
+    assert picked(True) == ([f"{prefix}-snap"], 2)
+    assert picked(False) == ([f"{prefix}-log"], 2)
+    assert picked(None) == ([f"{prefix}-log", f"{prefix}-snap"], 4)

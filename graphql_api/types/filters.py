@@ -82,6 +82,11 @@ class ConversationFilter:
     labels: JSON | None = strawberry.field(
         default=None, description='All of these labels, e.g. {user: "ana"}.'
     )
+    snapshot_backed: bool | None = strawberry.field(
+        default=None,
+        description="Of the session: written by Strands' SnapshotSessionManager through "
+        "GraphQLStorage (or not).",
+    )
     created: TimeRange | None = None
     updated: TimeRange | None = strawberry.field(default=None, description="Of the session.")
     last_activity: TimeRange | None = strawberry.field(default=None, description="Of the session.")
@@ -109,6 +114,7 @@ class ConversationFilter:
             else check_unicode(f"{field}.sessionIdPrefix", self.session_id_prefix.replace("\x00", "")),
             session_type=None if self.session_type is None else self.session_type.value,
             labels=labels,
+            snapshot_backed=self.snapshot_backed,
             created=self.created.to_db() if self.created else stored.TimeRange(),
             updated=self.updated.to_db() if self.updated else stored.TimeRange(),
             last_activity=self.last_activity.to_db() if self.last_activity else stored.TimeRange(),
