@@ -6,6 +6,7 @@ tenant it is looked up in (see ``db.tenancy``), and every listing takes a ``Scop
 """
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Integer, Select, Text, and_, bindparam, cast, column, func, select, true
@@ -206,10 +207,42 @@ def _at_most(stmt: Select[Any], most: int | None) -> Select[Any]:
     return stmt if most is None else stmt.limit(bindparam("most", most, type_=Integer))
 
 
-def _pages(rows: Any, count: int) -> list[list[MessageRecord]]:
+RECORD_FIELDS = (
+    "session_id",
+    "tenant",
+    "agent_id",
+    "message_id",
+    "role",
+    "message",
+    "redact_message",
+    "created_at",
+    "updated_at",
+)
+"""A MessageRecord's fields, in its order."""
+
+
+def _pages(result: Any, count: int) -> list[list[MessageRecord]]:
+    """Rows of numbered windows (``idx``, then MESSAGE_COLUMNS) as a page of records per window."""
     found: list[list[MessageRecord]] = [[] for _ in range(count)]
-    for row in rows:
-        found[row.idx - 1].append(message_record(row))
+    # By position, all fields of a row in one C call: a restore reads 10,000 rows, and reading each
+    # field by name took three times as long (``message_record`` does that, for the rarer reads).
+    names = list(result.keys())
+    pick = itemgetter(names.index("idx"), *(names.index(name) for name in RECORD_FIELDS))
+    for row in result:
+        idx, session_id, tenant, agent_id, message_id, role, message, redaction, created, updated = pick(row)
+        found[idx - 1].append(
+            MessageRecord(
+                session_id,
+                tenant,
+                agent_id,
+                message_id,
+                role,
+                StoredJSON.of(message),
+                None if redaction is None else StoredJSON.of(redaction),
+                created,
+                updated,
+            )
+        )
     for page in found:
         page.sort(key=lambda record: record.message_id)
     return found
