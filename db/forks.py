@@ -57,7 +57,6 @@ async def _copy_rows(
 NAMESPACE = "session/"
 STASH_NAMESPACE = "context/"
 """Where Strands' context stash keeps an agent's data: context/<session>/scopes/agent/<id>/."""
-assert len(NAMESPACE) == len(STASH_NAMESPACE)
 
 
 def _session_prefix(session_id: str) -> str:
@@ -127,12 +126,13 @@ async def fork_session(
     )
     if made.first() is None:
         raise AlreadyExistsError(f"session {new!r} already exists")
-    prefix, new_prefix = _session_prefix(source), _session_prefix(new)
-    # session/<id>/... and context/<id>/... (Strands' stash): the two prefixes are as long.
+    new_prefix = _session_prefix(new)
     renamed = {
-        "key": func.substr(storage_objects.c.key, 1, len(NAMESPACE))
-        + literal(f"{new}/")
-        + func.substr(storage_objects.c.key, len(prefix) + 1),
+        # The id's segment replaced, in session/ and context/ keys alike (ids hold no backslash,
+        # the one character a replacement string reads specially).
+        "key": func.regexp_replace(
+            storage_objects.c.key, literal("^(session|context)/[^/]+/"), literal(f"\\1/{new}/")
+        ),
     }
     if point is None:
         for table in (agents, messages, tool_calls, multi_agents):
