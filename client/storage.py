@@ -14,10 +14,13 @@ import asyncio
 import base64
 import binascii
 import builtins
+import copy
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from strands.storage.storage import StorageSearchResult
+# _NAMESPACED marks a view Strands must not namespace again (as its own backends' namespace() do).
+from strands.storage.storage import _NAMESPACED, StorageSearchResult
 from strands.types.exceptions import StorageError
 
 from client import calls
@@ -98,6 +101,23 @@ class GraphQLStorage:
             url, token=token, headers=headers, timeout=timeout, retries=retries, backoff=backoff
         )
 
+    _prefix = ""
+
+    def namespace(self, prefix: str) -> "GraphQLStorage":
+        """A view of the keys under ``prefix/`` (nested views nest), as Strands' own backends give:
+        keys in and out are relative to it, and ``search`` only sees its objects. Views share this
+        storage's connections; close the storage they came from."""
+        if "\\" in prefix or ".." in prefix.split("/"):
+            raise GraphQLStorageError(f"Invalid storage prefix {prefix!r}", "BAD_USER_INPUT")
+        normalized = re.sub(r"/+", "/", prefix).strip("/")
+        view = copy.copy(self)
+        view._prefix = f"{self._prefix}{normalized}/" if normalized else self._prefix
+        view._namespaced = _NAMESPACED  # type: ignore[attr-defined]  # Strands' marker
+        return view
+
+    def _relative(self, key: str) -> str:
+        return key[len(self._prefix) :]
+
     def close(self) -> None:
         self._repository.close()
 
@@ -114,7 +134,7 @@ class GraphQLStorage:
         """Store ``data`` under ``key``, replacing what it held."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise GraphQLStorageError(f"data must be bytes, got {type(data).__name__}", "BAD_USER_INPUT")
-        variables = {"key": key, "data": _encoded(bytes(data))}
+        variables = {"key": self._prefix + key, "data": _encoded(bytes(data))}
         await self._call(calls.Call(WRITE_STORAGE_OBJECT, variables, _ignore, retry_safe=True))
 
     async def read(self, key: str) -> bytes | None:
@@ -125,24 +145,26 @@ class GraphQLStorage:
             return None if found is None else _decoded(found)
 
         result: bytes | None = await self._call(
-            calls.Call(READ_STORAGE_OBJECT, {"key": key}, read, retry_safe=True)
+            calls.Call(READ_STORAGE_OBJECT, {"key": self._prefix + key}, read, retry_safe=True)
         )
         return result
 
     async def delete(self, key: str) -> None:
         """Delete the object under ``key``; nothing happens when there is none."""
-        await self._call(calls.Call(DELETE_STORAGE_OBJECT, {"key": key}, _ignore, retry_safe=True))
+        await self._call(
+            calls.Call(DELETE_STORAGE_OBJECT, {"key": self._prefix + key}, _ignore, retry_safe=True)
+        )
 
     async def list(self, query: str = "") -> builtins.list[str]:
         """Every key starting with ``query`` (empty: all), sorted as Python sorts strings."""
         keys: builtins.list[str] = []
         after: str | None = None
         while True:
-            variables = {"prefix": query, "after": after, "first": None}
+            variables = {"prefix": self._prefix + query, "after": after, "first": None}
             page = await self._call(
                 calls.Call(LIST_STORAGE_KEYS, variables, lambda d: d["storageKeys"], retry_safe=True)
             )
-            keys.extend(page["keys"])
+            keys.extend(self._relative(key) for key in page["keys"])
             if not page["hasNextPage"] or not page["keys"]:
                 return keys
             after = page["keys"][-1]
@@ -152,11 +174,11 @@ class GraphQLStorage:
 
         def found(data: calls.Data) -> builtins.list[StorageSearchResult]:
             return [
-                StorageSearchResult(key=hit["key"], score=float(hit["score"]))
+                StorageSearchResult(key=self._relative(hit["key"]), score=float(hit["score"]))
                 for hit in data["searchStorage"]
             ]
 
-        variables = {"query": query, "first": SEARCH_RESULTS}
+        variables = {"query": query, "prefix": self._prefix, "first": SEARCH_RESULTS}
         results: builtins.list[StorageSearchResult] = await self._call(
             calls.Call(SEARCH_STORAGE, variables, found, retry_safe=True)
         )

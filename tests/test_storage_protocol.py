@@ -15,6 +15,7 @@ surrogates (not UTF-8), and keys over 1024 bytes.
 """
 
 import asyncio
+import json
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -385,3 +386,34 @@ def test_roles_decide_who_reads_writes_and_deletes(database_url: str, new_id: Ne
         assert run(writer.read(key)) is None
         for storage in (reader, writer, admin, nobody):
             storage.close()
+
+
+def test_a_namespace_view_behaves_as_local_file_storages_and_searches_only_its_objects(
+    server: RunningServer, tmp_path: Path, new_id: NewId
+) -> None:
+    root = new_id("ns")
+    word = new_id("quokka").replace("-", "")
+    local = LocalFileStorage(str(tmp_path)).namespace(f"{root}/memory")
+    remote = GraphQLStorage(server.url).namespace(f"{root}//memory/")
+    other = GraphQLStorage(server.url).namespace(f"{root}/other")
+
+    async def script(storage: Any) -> list[Any]:
+        await storage.write("notes/a.json", json.dumps({"text": f"the {word} smiles"}).encode())
+        await storage.write("/notes//b.json", b'{"text": "nothing here"}')
+        return [
+            await storage.read("notes/a.json"),
+            await storage.list(""),
+            await storage.list("notes/"),
+            getattr(storage, "_namespaced", None) is not None,
+        ]
+
+    assert asyncio.run(script(remote)) == asyncio.run(script(local))
+    asyncio.run(other.write("elsewhere.json", json.dumps({"text": f"another {word}"}).encode()))
+
+    hits = asyncio.run(remote.search(word))
+    assert [hit.key for hit in hits] == ["notes/a.json"]  # the other namespace's object is not seen
+    assert asyncio.run(GraphQLStorage(server.url).list(f"{root}/")) == [
+        f"{root}/memory/notes/a.json",
+        f"{root}/memory/notes/b.json",
+        f"{root}/other/elsewhere.json",
+    ]
