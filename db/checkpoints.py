@@ -8,6 +8,7 @@ batches (keys whose first element is the tenant) for the loaders.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -58,19 +59,21 @@ async def list_checkpoints(
         },
     )
     for row in rows:
-        found[(row.tenant, row.session_id, row.scope_id)].append(
-            Checkpoint(
-                row.session_id,
-                row.tenant,
-                row.scope_id,
-                row.snapshot_id,
-                row.key,
-                row.snapshot_created_at,
-                row.message_count,
-                row.size,
-            )
-        )
+        found[(row.tenant, row.session_id, row.scope_id)].append(_checkpoint(row))
     return found
+
+
+def _checkpoint(row: Any) -> Checkpoint:
+    return Checkpoint(
+        row.session_id,
+        row.tenant,
+        row.scope_id,
+        row.snapshot_id,
+        row.key,
+        row.snapshot_created_at,
+        row.message_count,
+        row.size,
+    )
 
 
 CheckpointKey = tuple[str, str, str, str]
@@ -99,16 +102,7 @@ async def read_checkpoints(
     )
     found: dict[CheckpointKey, tuple[Checkpoint, Snapshot]] = {}
     for row in rows:
-        checkpoint = Checkpoint(
-            row.session_id,
-            row.tenant,
-            row.scope_id,
-            row.snapshot_id,
-            row.key,
-            row.snapshot_created_at,
-            row.message_count,
-            row.size,
-        )
+        checkpoint = _checkpoint(row)
         # Stored, so checked when written (against the limit of then, which may have been higher).
         snapshot = parse_snapshot(bytes(row.data), row.key, "agent", max_depth=10_000)
         found[(row.tenant, row.session_id, row.scope_id, row.snapshot_id)] = (checkpoint, snapshot)

@@ -61,7 +61,8 @@ async def lock_session(conn: AsyncConnection, scope: Scope, session_id: str) -> 
 async def project_agent(
     conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, snapshot: Snapshot
 ) -> None:
-    """The agent as its latest snapshot has it: states, and messages matched by position."""
+    """The agent as its latest snapshot has it: states, and messages matched by id. The caller has
+    made and locked the session row (``ensure_session``), which moved its activity times."""
     data = snapshot.data
     states = {
         "state": data.get("state", {}),
@@ -86,11 +87,6 @@ async def project_agent(
             f"agent {agent_id!r} in session {session_id!r} is stored message by message (a "
             "RepositorySessionManager's); a snapshot cannot replace it"
         )
-    await conn.execute(
-        sessions.update()
-        .where(sessions.c.session_id == session_id, sessions.c.tenant == scope.tenant)
-        .values(updated_at=func.now(), last_activity_at=func.now())
-    )
     await _replace_messages(conn, scope, session_id, agent_id, snapshot)
 
 
@@ -137,6 +133,7 @@ async def _replace_messages(
 async def project_multi_agent(
     conn: AsyncConnection, scope: Scope, session_id: str, orchestrator_id: str, snapshot: Snapshot
 ) -> None:
+    """The orchestrator's state as its latest snapshot has it; the session row as for ``project_agent``."""
     state = snapshot.data.get("state", {})
     stmt = insert(multi_agents).values(
         session_id=session_id,
@@ -156,11 +153,6 @@ async def project_multi_agent(
             f"multi-agent {orchestrator_id!r} in session {session_id!r} is stored by a "
             "RepositorySessionManager; a snapshot cannot replace it"
         )
-    await conn.execute(
-        sessions.update()
-        .where(sessions.c.session_id == session_id, sessions.c.tenant == scope.tenant)
-        .values(updated_at=func.now(), last_activity_at=func.now())
-    )
 
 
 async def remove_projection(conn: AsyncConnection, scope: Scope, meaning: KeyMeaning) -> None:
