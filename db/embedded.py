@@ -99,7 +99,16 @@ def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
         if data_dir.is_dir():
             with _library_lock():
                 # Tidy before the library adds our pid; only our stop reads the list again.
-                _prune_handles(data_dir)
+                orphan = None if _prune_handles(data_dir) else _running_postmaster(data_dir)
+            if orphan is not None:
+                # The library joins it as it joins a live server's; the last handle stops it again.
+                logger.warning(
+                    "an embedded PostgreSQL left running by an earlier server (killed before it could "
+                    "stop it) was found in %s (pid %d): using it, and stopping it with the last server "
+                    "or command that uses it",
+                    data_dir,
+                    orphan.pid,
+                )
         with _failure_transcripts() as transcripts:
             try:
                 server = get_server(data_dir, cleanup_mode="stop")

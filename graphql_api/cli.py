@@ -6,13 +6,16 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from db.embedded import EmbeddedPostgres, EmbeddedPostgresError, start_embedded_postgres
 from db.startup import StartupError, check_database, migrate
@@ -22,17 +25,61 @@ from graphql_api.jwt_tokens import JwtVerifier
 from graphql_api.key_commands import any_key_made, run_on
 from graphql_api.settings import Settings, SettingsError
 
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
 TRACE_LEVEL = 5
 T = TypeVar("T")
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so ``finally`` blocks
-    stop the embedded database when a container runtime stops the server."""
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so ``finally``
+    blocks stop the embedded database when a container runtime stops the server or its terminal
+    closes."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated
+    # A closed terminal hangs up more than once (the shell passes SIGHUP on, then the kernel sends it
+    # when the shell exits): the first one stops the server, later ones must not cut that short.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which shuts down gracefully on SIGINT and SIGTERM, doing the same on SIGHUP
+    (its terminal closing) instead of dying with the embedded database left running."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            previous = signal.signal(signal.SIGHUP, self.handle_exit)
+            try:
+                yield
+            finally:
+                # Put back before uvicorn raises the signals it caught again, as it does SIGTERM's.
+                signal.signal(signal.SIGHUP, previous)
+
+
+class _Multiprocess(Multiprocess):
+    """uvicorn's supervisor of worker processes, stopping on SIGHUP (its terminal closing) as on
+    SIGINT and SIGTERM, where uvicorn would restart the workers."""
+
+    def handle_hup(self) -> None:
+        logging.getLogger("uvicorn.error").info("Received SIGHUP, exiting.")  # as uvicorn says SIGTERM's
+        self.should_exit.set()
+
+
+def _worker_app(settings: Settings) -> "Starlette":
+    """The app of one worker process. A closing terminal hangs up the workers too: they leave it to
+    the supervisor, which stops them gracefully (SIGTERM) and then the embedded database."""
+    from graphql_api.app import create_app
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    return create_app(settings)
 
 
 @dataclass(frozen=True)
@@ -119,9 +166,6 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _serve(settings: Settings) -> None:
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
     from graphql_api.app import create_app
 
     prepared, is_open = _prepare(settings)
@@ -146,7 +190,7 @@ def _serve(settings: Settings) -> None:
         app = create_app(served)
         # Workers get a factory: each process builds its own app, and pool, from the settings.
         config = uvicorn.Config(
-            app if settings.workers == 1 else partial(create_app, served),
+            app if settings.workers == 1 else partial(_worker_app, served),
             factory=settings.workers > 1,
             host=settings.host,
             port=settings.port,
@@ -154,12 +198,12 @@ def _serve(settings: Settings) -> None:
             log_level=settings.log_level,
             proxy_headers=True,
         )
-        # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again.
+        # uvicorn shuts down gracefully on SIGINT and SIGTERM (here SIGHUP too), then raises the signal again.
         with suppress(KeyboardInterrupt, Terminated):
             if settings.workers == 1:
-                uvicorn.Server(config).run(sockets=[listening])
+                _Server(config).run(sockets=[listening])
             else:
-                Multiprocess(config, sockets=[listening]).run()
+                _Multiprocess(config, sockets=[listening]).run()
     finally:
         prepared.release()
 
@@ -325,7 +369,8 @@ def main(argv: list[str] | None = None) -> None:
         # the lines this command prints say what happened. Debug logging shows them.
         for chatty in ("embedded_postgres", "alembic.runtime.plugins", "alembic.runtime.migration"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _raise_terminated)
     try:
         if args.command == "serve":
             _serve(settings)
@@ -339,8 +384,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"session-graphql: {error}") from None
     except KeyboardInterrupt:
         raise SystemExit(128 + signal.SIGINT) from None
-    except Terminated:
-        raise SystemExit(128 + signal.SIGTERM) from None
+    except Terminated as stopped:
+        raise SystemExit(128 + stopped.signum) from None
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 import asyncio
 import os
+import pty
+import select
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,6 +219,106 @@ def test_serve_with_workers_answers_from_each_process_and_stops_them_all(
     assert not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers)
     assert "Traceback" not in served.output()
     assert postmasters_of(data_dir) == []
+
+
+def test_sighup_stops_serve_and_its_embedded_postgres_as_ctrl_c_does(
+    serve: list[Served], data_dir: Path
+) -> None:
+    served = start(serve, data_dir, "hung-up")
+    created = served.graphql(CREATE)
+    [postmaster] = postmasters_of(data_dir)
+
+    # What a closing terminal sends; uvicorn handles only SIGINT and SIGTERM.
+    code = served.stop(signal.SIGHUP)
+
+    assert created == {"data": {"createSession": {"sessionId": "kept", "sessionType": "AGENT"}}}
+    assert code in (0, 128 + signal.SIGHUP), served.output()
+    assert "Traceback" not in served.output()
+    postmaster.wait(10)
+    assert postmasters_of(data_dir) == []
+    assert not (data_dir / "postmaster.pid").exists()
+
+
+class InATerminal(Served):
+    """``Served``, but run from a terminal: its output goes to a pseudo-terminal (read here), and it
+    and its workers are one process group, as a shell's job is."""
+
+    def __init__(self, data_dir: Path, *more: str) -> None:
+        self.port = free_port()
+        self.terminal, screen = pty.openpty()
+        self.shown = bytearray()
+        self.stop_reading = threading.Event()
+        self.process = subprocess.Popen(
+            [*CLI, "serve", "--data-dir", str(data_dir), "--port", str(self.port), *more],
+            env=clean_env(),
+            cwd=REPO,
+            stdin=screen,
+            stdout=screen,
+            stderr=screen,
+            start_new_session=True,
+        )
+        os.close(screen)
+        # Read all along: a full terminal would block the server at its next line of log.
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+
+    def _read(self) -> None:
+        while not self.stop_reading.is_set():
+            if select.select([self.terminal], [], [], 0.1)[0]:
+                try:
+                    self.shown += os.read(self.terminal, 65536)
+                except OSError:
+                    return
+
+    def output(self) -> str:
+        return self.shown.decode(errors="replace")
+
+    def close_terminal(self) -> None:
+        """The window closes: output goes nowhere, and the shell passes SIGHUP on to its job, then
+        the kernel sends it again when the shell exits."""
+        self.stop_reading.set()
+        self.reader.join()
+        os.close(self.terminal)
+        for _ in range(2):
+            os.killpg(self.process.pid, signal.SIGHUP)
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.client.close()
+        if not self.stop_reading.is_set():
+            self.stop_reading.set()
+            self.reader.join()
+            os.close(self.terminal)
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_closing_the_terminal_stops_serve_its_workers_and_its_embedded_postgres(
+    data_dir: Path, workers: str
+) -> None:
+    served = InATerminal(data_dir, "--workers", workers)
+    try:
+        served.wait_ready()
+        created = served.graphql(CREATE)
+        server = psutil.Process(served.process.pid)
+        processes = [server, *server.children(), *postmasters_of(data_dir)]
+        shown = served.output()
+
+        served.close_terminal()
+        code = served.process.wait(timeout=60)
+    finally:
+        served.close()
+
+    assert created == {"data": {"createSession": {"sessionId": "kept", "sessionType": "AGENT"}}}
+    assert "GraphiQL at" in shown
+    assert code in (0, 128 + signal.SIGHUP), shown
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert [process for process in alive if process.status() != psutil.STATUS_ZOMBIE] == []
+    assert postmasters_of(data_dir) == []
+    assert not (data_dir / "postmaster.pid").exists()
 
 
 def test_workers_must_be_a_positive_number() -> None:

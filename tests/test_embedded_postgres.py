@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from db.embedded import CLOCK_SLACK_SECONDS, HANDLE_LIST
-from tests.test_cli import CLI, REPO, Served, clean_env, postmasters_of, start, stop_postmasters
+from tests.test_cli import CLI, CREATE, REPO, Served, clean_env, postmasters_of, start, stop_postmasters
 
 
 @pytest.fixture
@@ -115,6 +115,39 @@ def test_clean_stop_of_a_later_server_stops_postgres_after_an_earlier_one_was_ki
     assert "Traceback" not in later.output()
     assert postmasters_of(orphaned) == []
     assert handles(orphaned) == []
+
+
+def test_serve_finding_postgres_left_running_by_a_killed_server_says_so_in_one_line_and_uses_it(
+    servers: list[Served], orphaned: Path
+) -> None:
+    [left_running] = postmasters_of(orphaned)
+
+    later = start(servers, orphaned, "later")
+    created = later.graphql(CREATE)
+    still_the_same = postmasters_of(orphaned)
+    code = later.stop(signal.SIGTERM)
+
+    said = [line for line in later.output().splitlines() if "left running" in line]
+    assert len(said) == 1, later.output()
+    assert f"found in {orphaned.resolve()} (pid {left_running.pid})" in said[0]
+    assert "using it, and stopping it with the last server" in said[0]
+    assert created == {"data": {"createSession": {"sessionId": "kept", "sessionType": "AGENT"}}}
+    assert still_the_same == [left_running]
+    assert code in (0, -signal.SIGTERM, 128 + signal.SIGTERM), later.output()
+    assert "Traceback" not in later.output()
+    assert postmasters_of(orphaned) == []
+
+
+def test_a_server_joining_a_running_one_does_not_call_its_postgres_left_running(
+    servers: list[Served], data_dir: Path
+) -> None:
+    first = start(servers, data_dir, "first")
+    second = start(servers, data_dir, "second")
+    second.stop(signal.SIGINT)
+    first.stop(signal.SIGINT)
+
+    assert "left running" not in first.output() + second.output()
+    assert postmasters_of(data_dir) == []
 
 
 def test_killed_servers_pid_now_held_by_another_program_does_not_keep_postgres_running(
