@@ -69,7 +69,12 @@ def parse_snapshot(data: bytes, key: str, expected_scope: str, max_depth: int = 
     try:
         # json, not orjson: integers beyond 64 bits stay exact, as Strands keeps them.
         value = json.loads(data, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as error:
+    except RecursionError:
+        # json.loads recurses once per level and gives up near Python's recursion limit (~1,000
+        # levels less the stack below it): far deeper than the deepest snapshot a server may store
+        # (max_json_depth is at most 400, plus the snapshot's own levels).
+        raise JsonTooDeepError(f"{key}: nests lists and objects more than {max_depth} deep") from None
+    except ValueError as error:
         raise InvalidDataError(f"{key}: not a Strands snapshot (not JSON: {error})") from None
     if not isinstance(value, dict) or not isinstance(value.get("data"), dict):
         raise InvalidDataError(f"{key}: not a Strands snapshot (no data object)")

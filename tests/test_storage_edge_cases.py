@@ -58,6 +58,32 @@ def test_a_snapshot_nested_deeper_than_stored_json_may_be_is_json_too_deep(
     assert session == {"data": {"session": None}}
 
 
+@pytest.mark.parametrize("depth", [68, 500, 960, 5000, 100_000])
+@pytest.mark.parametrize(
+    ("scope", "name"),
+    [
+        ("agent", "snapshot_latest.json"),
+        ("agent", "immutable_history/snapshot_00001.json"),
+        ("multiAgent", "snapshot_latest.json"),
+    ],
+)
+def test_a_snapshot_nested_far_deeper_than_python_reads_is_json_too_deep(
+    graphql: GraphQLCall, new_id: NewId, depth: int, scope: str, name: str
+) -> None:
+    session_id = new_id("session")
+    # Written as bytes: json.dumps cannot write 100,000 levels (json.loads gives up near 1,000).
+    state = b"[" * depth + b'"leaf"' + b"]" * depth
+    data = snapshot({"messages": [], "state": {}}).replace(b'"state": {}', b'"state": ' + state)
+    data = data.replace(b'"scope": "agent"', f'"scope": "{scope}"'.encode())
+    key = f"session/{session_id}/scopes/{scope}/a/snapshots/{name}"
+
+    answer = graphql(WRITE, {"k": key, "d": base64.b64encode(data).decode()})
+
+    assert answer["errors"][0]["extensions"]["code"] == "JSON_TOO_DEEP", answer
+    assert "nests lists and objects more than" in answer["errors"][0]["message"], answer
+    assert graphql(READ, {"k": key}) == {"data": {"storageObject": None}}
+
+
 def test_any_other_json_is_stored_however_deep_it_nests(graphql: GraphQLCall, new_id: NewId) -> None:
     key = f"{new_id('objects')}/deep.json"
     data = b"[" * 5000 + b'"leaf"' + b"]" * 5000
