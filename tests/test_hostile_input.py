@@ -430,6 +430,77 @@ def test_listing_that_ends_on_the_newest_and_oldest_allowed_sessions_still_pages
     assert pages == [[(newest, "9998-12-31T23:59:59.999999+00:00")], [(oldest, "1900-01-01T00:00:00+00:00")]]
 
 
+# --- Time values: milliseconds since 1970 ---
+
+STATS_FROM = "query($from: Time) { conversationStats(bucket: DAY, from: $from) { totals { messages } } }"
+OUT_OF_RANGE = "is outside the years 1900 to 9998"
+# Each value as the body's JSON writes it: Python's json and lenient encoders send NaN and Infinity.
+TIMES_IN_MILLISECONDS = {
+    "year 10000": ("253402300800000", OUT_OF_RANGE),
+    "year 9999": ("253370764800000", OUT_OF_RANGE),
+    "before 1900": ("-2208988800001", OUT_OF_RANGE),
+    "1e30": ("1e30", OUT_OF_RANGE),
+    "1e308": ("1e308", OUT_OF_RANGE),
+    "-1e308": ("-1e308", OUT_OF_RANGE),
+    "-10**20": (str(-(10**20)), OUT_OF_RANGE),
+    "10**400": (str(10**400), OUT_OF_RANGE),
+    "10**400 as digits": (f'"{10**400}"', OUT_OF_RANGE),
+    "5,000 digits": (f'"{"9" * 5000}"', OUT_OF_RANGE),
+    "minus 5,000 digits": (f'"-{"9" * 5000}"', OUT_OF_RANGE),
+    "Infinity": ("Infinity", OUT_OF_RANGE),
+    "-Infinity": ("-Infinity", OUT_OF_RANGE),
+    "NaN": ("NaN", "is not a number"),
+    "two minus signs": ('"--5"', "expected a form like"),
+    "superscript digit": ('"\\u00b2"', "expected a form like"),
+}
+
+
+@pytest.mark.parametrize("case", TIMES_IN_MILLISECONDS)
+def test_time_in_milliseconds_the_server_cannot_store_gets_a_readable_message(
+    server: RunningServer, case: str
+) -> None:
+    value, reason = TIMES_IN_MILLISECONDS[case]
+    body = f'{{"query": "{STATS_FROM}", "variables": {{"from": {value}}}}}'
+
+    response, _ = post_content(server.url, body.encode())
+
+    error = refused(answered(response), "BAD_USER_INPUT")
+    assert reason in error["message"], error
+    assert "milliseconds since 1970" in error["message"] or reason == "expected a form like", error
+    for python_text in REPRS:
+        assert python_text not in error["message"].replace("'$from'", ""), error
+    assert len(error["message"]) < 300, error
+
+
+@pytest.mark.parametrize(
+    "literal",
+    ["253402300800000", "-253402300800000", str(10**400), "1e308", "9" * 5000],
+    ids=["year 10000", "before 1900", "10**400", "1e308", "5,000 digits"],
+)
+def test_time_literal_out_of_range_gets_a_readable_message(graphql: GraphQLCall, literal: str) -> None:
+    document = f"{{ conversationStats(bucket: DAY, from: {literal}) {{ totals {{ messages }} }} }}"
+
+    # Values written in the document are checked with the document, as any other argument is.
+    error = refused(graphql(document), "GRAPHQL_VALIDATION_FAILED")
+
+    assert OUT_OF_RANGE in error["message"], error
+    assert len(error["message"]) < 300, error
+
+
+STATS_RANGE = """
+query($from: Time, $to: Time) { conversationStats(bucket: DAY, from: $from, to: $to) { totals { messages } } }
+"""
+
+
+def test_time_in_milliseconds_at_the_ends_of_the_range_is_read(graphql: GraphQLCall) -> None:
+    first, last = int(EARLIEST.timestamp() * 1000), int(LATEST.timestamp() * 1000) - 1
+    day = 24 * 3600 * 1000
+    for start, end in ((first, first + day), (last - day, last)):
+        for kind in (int, str, float):
+            answer = graphql(STATS_RANGE, {"from": kind(start), "to": kind(end)})
+            assert answer == {"data": {"conversationStats": {"totals": {"messages": 0}}}}, (kind, answer)
+
+
 # --- bodies that never arrive ---
 
 

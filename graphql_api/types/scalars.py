@@ -3,11 +3,13 @@
 import base64
 import binascii
 import json
+import math
 import re
-from datetime import UTC, datetime
-from typing import NewType
+from datetime import UTC, datetime, timedelta
+from typing import Any, NewType
 
 import strawberry
+from graphql import IntValueNode, ValueNode, value_from_ast_untyped
 from strawberry.exceptions import StrawberryInputCoercionError
 from strawberry.scalars import JSON
 
@@ -29,6 +31,12 @@ EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 """Instants outside [EARLIEST, LATEST) are refused: the driver stores the ends of Python's range
 as PostgreSQL's infinities, which come back as no instant at all."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EARLIEST_MS = (EARLIEST - EPOCH) // timedelta(milliseconds=1)
+LATEST_MS = (LATEST - EPOCH) // timedelta(milliseconds=1)
+_MILLISECONDS = re.compile(r"\s*(-?)([0-9]+)\s*")
+"""A Time given as a string of digits (ASCII only: ``int`` would also read other scripts' digits)."""
+_MOST_DIGITS = len(str(LATEST_MS))
 _QUOTED_LENGTH = 64
 _PLAIN_REASON = re.compile(r"(year|month|day|hour|minute|second|microsecond)\b[\w .,]*")
 """Python's reasons that read well as they are: "month must be in 1..12", "day is out of range for month"."""
@@ -101,22 +109,42 @@ DateTimeScalar = strawberry.scalar(
 def parse_time(value: object) -> datetime:
     """ISO 8601 with a UTC offset, or milliseconds since 1970 (what Grafana's ``$__from`` sends)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _from_epoch_ms(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return _from_epoch_ms(int(value.strip()))
+        return _from_epoch_ms(value, value)
+    written = _MILLISECONDS.fullmatch(value) if isinstance(value, str) else None
+    if written is not None:
+        sign, digits = written.group(1), written.group(2).lstrip("0") or "0"
+        # More digits than any storable time has; past 4,300 digits, int() would refuse them.
+        if len(digits) > _MOST_DIGITS:
+            raise _out_of_range(value)
+        return _from_epoch_ms(int(sign + digits), value)
     return parse_datetime(value)
 
 
-def _from_epoch_ms(value: float) -> datetime:
-    try:
-        instant = datetime.fromtimestamp(value / 1000, tz=UTC)
-    except (OverflowError, OSError, ValueError):
+def _parse_time_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> datetime:
+    """A Time written in the document: an integer is read from its digits, which graphql-core would
+    turn into NaN past 4,300 of them."""
+    if isinstance(node, IntValueNode):
+        return parse_time(node.value)
+    return parse_time(value_from_ast_untyped(node, variables))
+
+
+def _from_epoch_ms(milliseconds: float, value: object) -> datetime:
+    # Compared before any conversion: 10**400 or 1e308 would overflow a float or a timestamp, whose
+    # errors would say nothing of the range.
+    if isinstance(milliseconds, float) and math.isnan(milliseconds):
         raise StrawberryInputCoercionError(
-            f"Time {_quoted(value)} is not a time in milliseconds since 1970"
-        ) from None
-    if not EARLIEST <= instant < LATEST:
-        raise StrawberryInputCoercionError(f"Time {_quoted(value)} is outside the years 1900 to 9998")
-    return instant
+            f"Time {_quoted(value)} is not a number of milliseconds since 1970"
+        )
+    if not EARLIEST_MS <= milliseconds < LATEST_MS:
+        raise _out_of_range(value)
+    return EPOCH + timedelta(milliseconds=milliseconds)
+
+
+def _out_of_range(value: object) -> StrawberryInputCoercionError:
+    return StrawberryInputCoercionError(
+        f"Time {_quoted(value)} (milliseconds since 1970) is outside the years 1900 to 9998 "
+        f"({EARLIEST_MS} to {LATEST_MS - 1})"
+    )
 
 
 Time = NewType("Time", datetime)
@@ -128,6 +156,7 @@ TimeScalar = strawberry.scalar(
     "since 1970 as a number or a string of digits (Grafana's ${__from} and ${__to}). Returned as ISO 8601.",
     serialize=serialize_datetime,
     parse_value=parse_time,
+    parse_literal=_parse_time_literal,
 )
 
 
