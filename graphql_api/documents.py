@@ -2,9 +2,11 @@
 
 In order: the document's size before it is parsed (``DOCUMENT_TOO_LARGE``); its tokens while it is
 parsed (strawberry's ``MaxTokensLimiter``); before validating, its shape, which graphql-core's
-rules would otherwise walk at great cost (aliases, the widest selection set, fragments spread out);
-then strawberry's depth and alias rules with the rest of validation. Small documents that clients
-send again and again are parsed and validated once.
+rules would otherwise walk at great cost: its aliases (``TOO_MANY_ALIASES``), then, each
+``DOCUMENT_TOO_LARGE``, the widest selection set, the fields its fragments spread out to, and the
+comparisons of same-named fields the rule that fields merge would make (``overlap_work``); then
+strawberry's depth and alias rules with the rest of validation. Small documents that clients send
+again and again are parsed and validated once.
 """
 
 from collections import OrderedDict
@@ -17,8 +19,11 @@ from graphql import (
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    ValueNode,
 )
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
@@ -28,6 +33,14 @@ from graphql_api.errors import ErrorCode, LimitError
 from graphql_api.settings import Limits
 
 MAX_SELECTIONS_PER_SET = 200
+MAX_OVERLAP_WORK = 12_000
+"""Units of ``overlap_work`` a document may cost, each about a microsecond of graphql-core's
+validation (0.5 to 1.7 measured): the costliest documents within it validate in 10 to 30 ms. The
+widest selection set allowed, one leaf 200 times, costs 10,150; the client's, GraphiQL's and
+Grafana's documents cost under 200."""
+FRAGMENT_WORK = 6
+"""What the rule that fields merge spends comparing a fragment with another, or with a field, in
+``overlap_work``'s units (4.7 to 6.6 microseconds measured)."""
 CACHED_DOCUMENT_CHARACTERS = 8192
 CACHE_BUDGET_CHARACTERS = 256 * 1024
 """Only valid documents of up to 8 KB are kept, within 256 K characters in all. A parsed valid
@@ -124,6 +137,15 @@ def _validate(context: ExecutionContext, limits: Limits) -> list[GraphQLError]:
             "spread out; spread each fragment fewer times"
         )
         return [GraphQLError(message, extensions={"code": ErrorCode.DOCUMENT_TOO_LARGE.value})]
+    if overlap_work(context.graphql_document, MAX_OVERLAP_WORK) > MAX_OVERLAP_WORK:
+        # graphql-core's check that same-named fields merge compares each two of them, and everything
+        # below them pair by pair: 200 repeats of a small field, a 7 kB document, take half a second.
+        message = (
+            "the document repeats fields of one name too often for the server to check that they merge "
+            f"(over {MAX_OVERLAP_WORK} comparisons); select each field once per selection set, with "
+            "everything wanted below it, rather than repeating it or spreading fragments that repeat it"
+        )
+        return [GraphQLError(message, extensions={"code": ErrorCode.DOCUMENT_TOO_LARGE.value})]
     try:
         return list(
             validate_document(context.schema._schema, context.graphql_document, context.validation_rules)
@@ -213,3 +235,145 @@ def _fields_and_spreads(selection_set: SelectionSetNode) -> tuple[int, list[str]
             elif isinstance(selection, FragmentSpreadNode):
                 spreads.append(selection.name.value)
     return fields, spreads
+
+
+def overlap_work(document: DocumentNode, limit: int) -> int:
+    """An upper bound of the work of graphql-core's rule that same-named fields merge
+    (``OverlappingFieldsCanBeMergedRule``), in units of about a microsecond; found in linear time,
+    and once past ``limit``, some number over it.
+
+    The rule visits every selection set of more than one selection and gathers the fields there: its
+    own, its inline fragments' and, spread out, its fragments'. It compares each two fields of one
+    response name together with everything below them, pair by pair: at most ``s1 * s2``
+    comparisons, ``s`` being the fields and argument values at and below a field, fragments spread
+    out (half a unit for two simple leaves, which it tells apart at once). It compares each fragment
+    reached with the set's own fields and with each other fragment reached, ``FRAGMENT_WORK`` each.
+    Gathering costs a unit a field, and a unit a response name a fragment brings.
+    """
+    fragments = {
+        definition.name.value: definition.selection_set
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    cap = limit + 1  # a size or count this large makes any pair it is in cost over the limit
+    levels: dict[int, _Level] = {}  # by the selection set's id
+    work = 0
+    for selection_set, fields, spread in _below_first(document, fragments):
+        level = _Level()
+        for field in fields:
+            below = levels[id(field.selection_set)].size if field.selection_set else 0
+            size = min(1 + _argument_values(field) + below, cap)
+            level.add_field((field.alias or field.name).value, size)
+        # A fragment whose level is missing is in a cycle: it counts as empty where it recurs.
+        reached = [levels[id(fragment)] for fragment in spread if id(fragment) in levels]
+        for fragment in reached:
+            level.add_fragment(fragment)
+            work += len(fragment.by_name)
+        level.size, level.fragments = min(level.size, cap), min(level.fragments, cap)
+        levels[id(selection_set)] = level
+        work += len(fields)
+        selections = selection_set.selections
+        if len(selections) > 1 or any(isinstance(each, InlineFragmentNode) for each in selections):
+            work += level.comparisons(own_fields=len(fields))
+        if work > limit:
+            break
+    return work
+
+
+class _Level:
+    """What a selection set gathers at its level, for ``overlap_work``."""
+
+    def __init__(self) -> None:
+        # Its fields and their argument values, and theirs below them, fragments spread out.
+        self.size = 0
+        # The fragments it reaches, those they spread included (each time it reaches them), and the
+        # sum of their squares by fragment it spreads.
+        self.fragments = 0
+        self.fragment_squares = 0
+        # Per response name: its simple leaves, and the sum of its other fields' sizes and squares.
+        self.by_name: dict[str, list[int]] = {}
+
+    def add_field(self, name: str, size: int) -> None:
+        self.size += size
+        self._add(name, [1, 0, 0] if size == 1 else [0, size, size * size])
+
+    def add_fragment(self, fragment: "_Level") -> None:
+        self.size += fragment.size
+        reached = 1 + fragment.fragments
+        self.fragments += reached
+        self.fragment_squares += reached * reached
+        for name, totals in fragment.by_name.items():
+            self._add(name, totals)
+
+    def comparisons(self, own_fields: int) -> int:
+        # The sum of s1 * s2 over pairs is half of (sum of s) squared less the sum of squares.
+        fields = sum(
+            leaves * (leaves - 1) // 4 + leaves * size_sum + (size_sum * size_sum - square_sum) // 2
+            for leaves, size_sum, square_sum in self.by_name.values()
+        )
+        # Two fragments spread here are compared, and each with what the other reaches.
+        pairs = (self.fragments * self.fragments - self.fragment_squares) // 2
+        return fields + FRAGMENT_WORK * (self.fragments * own_fields + pairs)
+
+    def _add(self, name: str, more: list[int]) -> None:
+        totals = self.by_name.setdefault(name, [0, 0, 0])
+        for index, value in enumerate(more):
+            totals[index] += value
+
+
+def _argument_values(field: FieldNode) -> int:
+    """The values in a field's arguments, lists' and objects' items included: the rule compares
+    two fields' arguments value by value."""
+    count = 0
+    pending: list[ValueNode] = [argument.value for argument in field.arguments or ()]
+    while pending:
+        value = pending.pop()
+        count += 1
+        if isinstance(value, ListValueNode):
+            pending.extend(value.values)
+        elif isinstance(value, ObjectValueNode):
+            pending.extend(item.value for item in value.fields)
+    return count
+
+
+def _below_first(
+    document: DocumentNode, fragments: dict[str, SelectionSetNode]
+) -> Iterator[tuple[SelectionSetNode, list[FieldNode], list[SelectionSetNode]]]:
+    """Every selection set of the document but inline fragments' (which are their parent's level),
+    with the fields and the fragments at its level, each after the sets below it and the fragments it
+    spreads; without recursion. A fragment in a cycle comes after the set that spreads it."""
+    entered: set[int] = set()
+    pending: list[tuple[SelectionSetNode, bool]] = [
+        (definition.selection_set, False)
+        for definition in document.definitions
+        if isinstance(definition, (OperationDefinitionNode, FragmentDefinitionNode))
+    ]
+    while pending:
+        selection_set, below_done = pending.pop()
+        if below_done:
+            yield selection_set, *_gathered(selection_set, fragments)
+        elif id(selection_set) not in entered:
+            entered.add(id(selection_set))
+            fields, spread = _gathered(selection_set, fragments)
+            pending.append((selection_set, True))
+            pending.extend((field.selection_set, False) for field in fields if field.selection_set)
+            pending.extend((fragment, False) for fragment in spread)
+
+
+def _gathered(
+    selection_set: SelectionSetNode, fragments: dict[str, SelectionSetNode]
+) -> tuple[list[FieldNode], list[SelectionSetNode]]:
+    """The fields of a selection set, its inline fragments' included, and the fragments it spreads
+    (each once, as the rule takes them)."""
+    fields: list[FieldNode] = []
+    spread: dict[str, SelectionSetNode] = {}
+    pending = [selection_set]
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FieldNode):
+                fields.append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value in fragments:
+                spread[selection.name.value] = fragments[selection.name.value]
+    return fields, list(spread.values())
