@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.byte_caps import RUNNING_BYTES, checked
 from db.snapshots import Snapshot, parse_snapshot
 from db.storage_keys import AGENT_CHECKPOINT, checkpoint_key
 from db.tenancy import Scope
@@ -32,34 +33,38 @@ class Checkpoint:
     size: int
 
 
-AgentKey = tuple[str, str, str]
-"""(tenant, session_id, agent_id)."""
+CheckpointsKey = tuple[str, str, str, int, int]
+"""(tenant, session_id, agent_id, offset, limit): a page of an agent's checkpoints."""
 
 
 async def list_checkpoints(
-    conn: AsyncConnection, keys: Sequence[AgentKey]
-) -> dict[AgentKey, list[Checkpoint]]:
-    """The immutable snapshots of each agent, oldest first (their ids are UUIDv7s, in time order)."""
-    found: dict[AgentKey, list[Checkpoint]] = {key: [] for key in keys}
+    conn: AsyncConnection, keys: Sequence[CheckpointsKey]
+) -> dict[CheckpointsKey, list[Checkpoint]]:
+    """Pages of agents' immutable snapshots, oldest first (their ids are UUIDv7s, in time order)."""
+    found: dict[CheckpointsKey, list[Checkpoint]] = {key: [] for key in keys}
     if not keys:
         return found
     rows = await conn.execute(
         text(
-            "SELECT o.session_id, o.tenant, o.scope_id, o.snapshot_id, o.key, o.snapshot_created_at, "
-            "o.message_count, o.size FROM storage_objects o "
-            "JOIN unnest(CAST(:tenants AS text[]), CAST(:sessions AS text[]), CAST(:agents AS text[])) "
-            "AS k(tenant, session_id, agent_id) "
-            "ON o.session_id = k.session_id AND o.tenant = k.tenant AND o.scope_id = k.agent_id "
-            f"WHERE o.kind = '{AGENT_CHECKPOINT}' ORDER BY o.snapshot_created_at, o.key"
+            "SELECT k.idx, c.* FROM unnest(CAST(:tenants AS text[]), CAST(:sessions AS text[]), "
+            "CAST(:agents AS text[]), CAST(:offs AS int[]), CAST(:lims AS int[])) "
+            "WITH ORDINALITY AS k(tenant, session_id, agent_id, off, lim, idx) "
+            "CROSS JOIN LATERAL (SELECT o.session_id, o.tenant, o.scope_id, o.snapshot_id, o.key, "
+            "o.snapshot_created_at, o.message_count, o.size FROM storage_objects o "
+            "WHERE o.session_id = k.session_id AND o.tenant = k.tenant AND o.scope_id = k.agent_id "
+            f"AND o.kind = '{AGENT_CHECKPOINT}' ORDER BY o.snapshot_created_at, o.key "
+            "OFFSET k.off LIMIT k.lim) c"
         ),
         {
             "tenants": [key[0] for key in keys],
             "sessions": [key[1] for key in keys],
             "agents": [key[2] for key in keys],
+            "offs": [key[3] for key in keys],
+            "lims": [key[4] for key in keys],
         },
     )
     for row in rows:
-        found[(row.tenant, row.session_id, row.scope_id)].append(_checkpoint(row))
+        found[keys[row.idx - 1]].append(_checkpoint(row))
     return found
 
 
@@ -81,27 +86,34 @@ CheckpointKey = tuple[str, str, str, str]
 
 
 async def read_checkpoints(
-    conn: AsyncConnection, keys: Sequence[CheckpointKey]
+    conn: AsyncConnection, keys: Sequence[CheckpointKey], *, most_bytes: int | None = None
 ) -> dict[CheckpointKey, tuple[Checkpoint, Snapshot]]:
-    """Checkpoints with their snapshots, looked up by primary key; missing ones are left out."""
+    """Checkpoints with their snapshots, looked up by primary key; missing ones are left out.
+
+    With ``most_bytes``, snapshots are read while their sizes add up to at most that many bytes
+    (``TooManyBytesError`` past it), by their size column: a snapshot is up to 10 MiB.
+    """
     if not keys:
         return {}
     rows = await conn.execute(
         text(
-            "SELECT o.session_id, o.tenant, o.scope_id, o.snapshot_id, o.key, o.snapshot_created_at, "
-            "o.message_count, o.size, o.data FROM storage_objects o "
+            "SELECT * FROM (SELECT o.session_id, o.tenant, o.scope_id, o.snapshot_id, o.key, "
+            "o.snapshot_created_at, o.message_count, o.size, o.data, "
+            f"sum(o.size) OVER (ROWS UNBOUNDED PRECEDING) AS {RUNNING_BYTES} FROM storage_objects o "
             "JOIN unnest(CAST(:tenants AS text[]), CAST(:sessions AS text[]), CAST(:keys AS text[])) "
             "AS k(tenant, session_id, key) ON o.session_id = k.session_id AND o.tenant = k.tenant "
-            f"AND o.key = k.key WHERE o.kind = '{AGENT_CHECKPOINT}'"
+            f"AND o.key = k.key WHERE o.kind = '{AGENT_CHECKPOINT}') c "
+            f"WHERE CAST(:most_bytes AS bigint) IS NULL OR {RUNNING_BYTES} - size <= :most_bytes"
         ),
         {
             "tenants": [key[0] for key in keys],
             "sessions": [key[1] for key in keys],
             "keys": [checkpoint_key(key[1], key[2], key[3]) for key in keys],
+            "most_bytes": most_bytes,
         },
     )
     found: dict[CheckpointKey, tuple[Checkpoint, Snapshot]] = {}
-    for row in rows:
+    for row in checked(rows, most_bytes):
         checkpoint = _checkpoint(row)
         # Stored, so checked when written (against the limit of then, which may have been higher).
         snapshot = parse_snapshot(bytes(row.data), row.key, "agent", max_depth=10_000)

@@ -23,3 +23,11 @@ class InvalidDataError(StoreError):
 
 class JsonTooDeepError(InvalidDataError):
     """A JSON document nests deeper than the store keeps (a snapshot, read into the session tables)."""
+
+
+class TooManyBytesError(StoreError):
+    """Rows read for an answer would hold more bytes than the answer may (``db.byte_caps``)."""
+
+    def __init__(self, most_bytes: int) -> None:
+        super().__init__(f"the rows would hold more than {most_bytes} bytes")
+        self.most_bytes = most_bytes

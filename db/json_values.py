@@ -27,6 +27,12 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"))
 
 
+def utf8_length(text: str) -> int:
+    """Bytes of ``text`` in UTF-8 (lone surrogates as three, as JSON escapes let them through)."""
+    # isascii() is a flag check in CPython; only other text pays for an encoding.
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 _UNSET: Any = object()
 
 
@@ -38,11 +44,12 @@ class StoredJSON:
     write's RETURNING), whichever the row held.
     """
 
-    __slots__ = ("_text", "_value")
+    __slots__ = ("_size", "_text", "_value")
 
     def __init__(self, *, text: str = _UNSET, value: Any = _UNSET) -> None:
         self._text = text
         self._value = value
+        self._size = -1
 
     @classmethod
     def of(cls, stored: Any) -> "StoredJSON":
@@ -59,6 +66,13 @@ class StoredJSON:
         if self._text is _UNSET:
             self._text = dump_json(self._value)
         return self._text
+
+    @property
+    def size(self) -> int:
+        """Bytes of the text in UTF-8: what the document adds to an answer that holds it."""
+        if self._size < 0:
+            self._size = utf8_length(self.text)
+        return self._size
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, StoredJSON) and canonical_json(self.value) == canonical_json(other.value)

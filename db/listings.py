@@ -13,10 +13,13 @@ from sqlalchemy import BigInteger, Integer, Select, Text, bindparam, func, selec
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.byte_caps import RUNNING_BYTES, checked, within_bytes
 from db.filters import ConversationFilter, agents_matching, messages_matching, sessions_matching
 from db.models import agents, messages, sessions
 from db.queries import (
+    AGENT_DOCUMENTS,
     MESSAGE_COLUMNS,
+    MESSAGE_DOCUMENTS,
     agent_record,
     int_array,
     message_record,
@@ -130,14 +133,20 @@ async def count_sessions(conn: AsyncConnection, scope: Scope, f: ConversationFil
 
 
 async def list_agents(
-    conn: AsyncConnection, scope: Scope, f: ConversationFilter, order: Order, page: PageRequest
+    conn: AsyncConnection,
+    scope: Scope,
+    f: ConversationFilter,
+    order: Order,
+    page: PageRequest,
+    *,
+    most_bytes: int | None = None,
 ) -> Page[AgentRecord]:
     order_by = AGENT_ORDERS[order.field].label("order_value")
     stmt = select(agents, order_by).where(scope.visible(agents), *agents_matching(f))
     names = ("session_id", "tenant", "agent_id")
     stmt = _keyset(stmt, AGENT_ORDERS[order.field], AGENT_KEY, order, page, ("order", *names))
-    rows = [(agent_record(row), _position(row, "order_value", names)) for row in await conn.execute(stmt)]
-    return _page(rows, page)
+    found = checked(await conn.execute(within_bytes(stmt, AGENT_DOCUMENTS, most_bytes)), most_bytes)
+    return _page([(agent_record(row), _position(row, "order_value", names)) for row in found], page)
 
 
 async def count_agents(conn: AsyncConnection, scope: Scope, f: ConversationFilter) -> int:
@@ -146,16 +155,22 @@ async def count_agents(conn: AsyncConnection, scope: Scope, f: ConversationFilte
 
 
 async def list_messages(
-    conn: AsyncConnection, scope: Scope, f: ConversationFilter, order: Order, page: PageRequest
+    conn: AsyncConnection,
+    scope: Scope,
+    f: ConversationFilter,
+    order: Order,
+    page: PageRequest,
+    *,
+    most_bytes: int | None = None,
 ) -> Page[MessageRecord]:
     order_by = MESSAGE_ORDERS[order.field]
-    stmt = select(*MESSAGE_COLUMNS, order_by.label("order_value")).where(
+    stmt: Select[Any] = select(*MESSAGE_COLUMNS, order_by.label("order_value")).where(
         scope.visible(messages), *messages_matching(f)
     )
     names = ("session_id", "tenant", "agent_id", "message_id")
     stmt = _keyset(stmt, order_by, MESSAGE_KEY, order, page, ("order", *names))
-    rows = [(message_record(row), _position(row, "order_value", names)) for row in await conn.execute(stmt)]
-    return _page(rows, page)
+    found = checked(await conn.execute(within_bytes(stmt, MESSAGE_DOCUMENTS, most_bytes)), most_bytes)
+    return _page([(message_record(row), _position(row, "order_value", names)) for row in found], page)
 
 
 async def count_messages(conn: AsyncConnection, scope: Scope, f: ConversationFilter) -> int:
@@ -176,7 +191,11 @@ def _agent_keys(keys: Sequence[tuple[Any, ...]], *extra: tuple[str, Any, Any]) -
 
 
 async def agent_message_pages(
-    conn: AsyncConnection, keys: Sequence[AgentMessagesKey], *, most: int | None = None
+    conn: AsyncConnection,
+    keys: Sequence[AgentMessagesKey],
+    *,
+    most: int | None = None,
+    most_bytes: int | None = None,
 ) -> list[list[MessageRecord]]:
     """Pages of many agents' messages in conversation order: a statement per distinct filter and direction."""
     found: list[list[MessageRecord]] = [[] for _ in keys]
@@ -210,7 +229,10 @@ async def agent_message_pages(
         stmt = select(k.c.idx, page).select_from(k.join(page, true()))
         if most is not None:
             stmt = stmt.limit(bindparam("most", most, type_=Integer))  # see queries.list_message_windows
-        for row in await conn.execute(stmt):
+        rows = checked(await conn.execute(within_bytes(stmt, MESSAGE_DOCUMENTS, most_bytes)), most_bytes)
+        if most_bytes is not None and rows:
+            most_bytes -= getattr(rows[-1], RUNNING_BYTES)
+        for row in rows:
             found[indexes[row.idx - 1]].append(message_record(row))
     for records, key in zip(found, keys, strict=True):
         records.sort(key=lambda record: record.message_id, reverse=key[6])
@@ -242,7 +264,7 @@ async def count_agent_messages(conn: AsyncConnection, keys: Sequence[AgentFilter
 
 
 async def latest_messages(
-    conn: AsyncConnection, keys: Sequence[tuple[str, str, str]]
+    conn: AsyncConnection, keys: Sequence[tuple[str, str, str]], *, most_bytes: int | None = None
 ) -> list[MessageRecord | None]:
     """Each agent's last message (the highest message id), or None."""
     k = _agent_keys(keys)
@@ -258,6 +280,9 @@ async def latest_messages(
         .lateral("m")
     )
     found: list[MessageRecord | None] = [None] * len(keys)
-    for row in await conn.execute(select(k.c.idx, last).select_from(k.join(last, true()))):
+    stmt = within_bytes(
+        select(k.c.idx, last).select_from(k.join(last, true())), MESSAGE_DOCUMENTS, most_bytes
+    )
+    for row in checked(await conn.execute(stmt), most_bytes):
         found[row.idx - 1] = message_record(row)
     return found

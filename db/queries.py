@@ -6,17 +6,20 @@ tenant it is looked up in (see ``db.tenancy``), and every listing takes a ``Scop
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Integer, Select, Text, and_, bindparam, cast, column, func, select, true
+from sqlalchemy import Integer, Select, Text, and_, bindparam, cast, column, func, select, text, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
+from db.byte_caps import checked, within_bytes
 from db.json_values import StoredJSON
 from db.models import agents, messages, multi_agents, sessions
 from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord, Totals
+from db.storage_keys import AGENT_CHECKPOINT
 
 SessionKey = tuple[str, str]
 """(tenant, session_id)"""
@@ -28,6 +31,8 @@ MultiAgentKey = tuple[str, str, str]
 """(tenant, session_id, multi_agent_id)"""
 MessageWindowKey = tuple[str, str, str, int, int | None]
 """(tenant, session_id, agent_id, offset, limit)"""
+AgentsOfSessionKey = tuple[str, str, int, int]
+"""(tenant, session_id, offset, limit): a page of a session's agents (or multi-agents)."""
 
 
 def text_array(name: str, values: Sequence[str]) -> Any:
@@ -148,7 +153,15 @@ async def get_sessions(conn: AsyncConnection, keys: Sequence[SessionKey]) -> dic
     return {(row.tenant, row.session_id): session_record(row) for row in await conn.execute(stmt)}
 
 
-async def get_agents(conn: AsyncConnection, keys: Sequence[AgentKey]) -> dict[AgentKey, AgentRecord]:
+AGENT_DOCUMENTS = ("state", "conversation_manager_state", "internal_state")
+"""An agent's columns that can be large, for ``byte_caps``."""
+MESSAGE_DOCUMENTS = ("message", "redact_message")
+MULTI_AGENT_DOCUMENTS = ("state",)
+
+
+async def get_agents(
+    conn: AsyncConnection, keys: Sequence[AgentKey], *, most_bytes: int | None = None
+) -> dict[AgentKey, AgentRecord]:
     k = unnested_keys(
         *session_key_columns(keys), ("agent_id", text_array("aids", [key[2] for key in keys]), Text)
     )
@@ -160,27 +173,43 @@ async def get_agents(conn: AsyncConnection, keys: Sequence[AgentKey]) -> dict[Ag
             agents.c.agent_id == k.c.agent_id,
         ),
     )
-    return {(row.tenant, row.session_id, row.agent_id): agent_record(row) for row in await conn.execute(stmt)}
+    rows = await conn.execute(within_bytes(stmt, AGENT_DOCUMENTS, most_bytes))
+    return {
+        (row.tenant, row.session_id, row.agent_id): agent_record(row) for row in checked(rows, most_bytes)
+    }
 
 
 async def list_agents_of_sessions(
-    conn: AsyncConnection, keys: Sequence[SessionKey], *, most: int | None = None
-) -> dict[SessionKey, list[AgentRecord]]:
-    k = unnested_keys(*session_key_columns(keys))
-    stmt = (
-        select(agents)
-        .join(k, and_(agents.c.tenant == k.c.tenant, agents.c.session_id == k.c.session_id))
-        .order_by(agents.c.tenant, agents.c.session_id, agents.c.created_at, agents.c.agent_id)
+    conn: AsyncConnection,
+    keys: Sequence[AgentsOfSessionKey],
+    *,
+    most: int | None = None,
+    most_bytes: int | None = None,
+) -> dict[AgentsOfSessionKey, list[AgentRecord]]:
+    """Each session's agents, oldest first, from ``offset``, at most ``limit`` of them."""
+    k = unnested_keys(
+        *session_key_columns(keys),
+        ("off", int_array("offs", [key[2] for key in keys]), Integer),
+        ("lim", int_array("lims", [key[3] for key in keys]), Integer),
     )
-    if most is not None:
-        stmt = stmt.limit(bindparam("most", most, type_=Integer))
-    found: dict[SessionKey, list[AgentRecord]] = {key: [] for key in keys}
-    for row in await conn.execute(stmt):
-        found[(row.tenant, row.session_id)].append(agent_record(row))
-    return found
+    page = (
+        select(agents)
+        .where(agents.c.tenant == k.c.tenant, agents.c.session_id == k.c.session_id)
+        .order_by(agents.c.created_at, agents.c.agent_id)
+        .offset(k.c.off)
+        .limit(k.c.lim)
+        .lateral("a")
+    )
+    stmt = _at_most(select(k.c.idx, page).select_from(k.join(page, true())), most)
+    found: list[list[AgentRecord]] = [[] for _ in keys]
+    for row in checked(await conn.execute(within_bytes(stmt, AGENT_DOCUMENTS, most_bytes)), most_bytes):
+        found[row.idx - 1].append(agent_record(row))
+    return dict(zip(keys, found, strict=True))
 
 
-async def get_messages(conn: AsyncConnection, keys: Sequence[MessageKey]) -> dict[MessageKey, MessageRecord]:
+async def get_messages(
+    conn: AsyncConnection, keys: Sequence[MessageKey], *, most_bytes: int | None = None
+) -> dict[MessageKey, MessageRecord]:
     k = unnested_keys(
         *session_key_columns(keys),
         ("agent_id", text_array("aids", [key[2] for key in keys]), Text),
@@ -195,9 +224,10 @@ async def get_messages(conn: AsyncConnection, keys: Sequence[MessageKey]) -> dic
             messages.c.message_id == k.c.message_id,
         ),
     )
+    rows = await conn.execute(within_bytes(stmt, MESSAGE_DOCUMENTS, most_bytes))
     return {
         (row.tenant, row.session_id, row.agent_id, row.message_id): message_record(row)
-        for row in await conn.execute(stmt)
+        for row in checked(rows, most_bytes)
     }
 
 
@@ -221,14 +251,14 @@ RECORD_FIELDS = (
 """A MessageRecord's fields, in its order."""
 
 
-def _pages(result: Any, count: int) -> list[list[MessageRecord]]:
+def _pages(columns: Any, rows: Sequence[Any], count: int) -> list[list[MessageRecord]]:
     """Rows of numbered windows (``idx``, then MESSAGE_COLUMNS) as a page of records per window."""
     found: list[list[MessageRecord]] = [[] for _ in range(count)]
     # By position, all fields of a row in one C call: a restore reads 10,000 rows, and reading each
     # field by name took three times as long (``message_record`` does that, for the rarer reads).
-    names = list(result.keys())
+    names = list(columns)
     pick = itemgetter(names.index("idx"), *(names.index(name) for name in RECORD_FIELDS))
-    for row in result:
+    for row in rows:
         idx, session_id, tenant, agent_id, message_id, role, message, redaction, created, updated = pick(row)
         found[idx - 1].append(
             MessageRecord(
@@ -257,10 +287,14 @@ def _messages_of_key(k: FromClause) -> list[Any]:
 
 
 async def list_message_windows(
-    conn: AsyncConnection, windows: Sequence[MessageWindowKey], *, most: int | None = None
+    conn: AsyncConnection,
+    windows: Sequence[MessageWindowKey],
+    *,
+    most: int | None = None,
+    most_bytes: int | None = None,
 ) -> list[list[MessageRecord]]:
     """Messages of many agents, each by ``(tenant, session_id, agent_id, offset, limit)`` in id order;
-    at most ``most`` rows in all."""
+    at most ``most`` rows and ``most_bytes`` of stored JSON in all."""
     k = unnested_keys(
         *session_key_columns(windows),
         ("agent_id", text_array("aids", [w[2] for w in windows]), Text),
@@ -275,14 +309,15 @@ async def list_message_windows(
         .limit(k.c.lim)
         .lateral("m")
     )
-    return _pages(
-        await conn.execute(_at_most(select(k.c.idx, page).select_from(k.join(page, true())), most)),
-        len(windows),
+    stmt = within_bytes(
+        _at_most(select(k.c.idx, page).select_from(k.join(page, true())), most), MESSAGE_DOCUMENTS, most_bytes
     )
+    result = await conn.execute(stmt)
+    return _pages(result.keys(), checked(result, most_bytes), len(windows))
 
 
 async def get_multi_agents(
-    conn: AsyncConnection, keys: Sequence[MultiAgentKey]
+    conn: AsyncConnection, keys: Sequence[MultiAgentKey], *, most_bytes: int | None = None
 ) -> dict[MultiAgentKey, MultiAgentRecord]:
     k = unnested_keys(
         *session_key_columns(keys), ("multi_agent_id", text_array("mids", [key[2] for key in keys]), Text)
@@ -295,29 +330,83 @@ async def get_multi_agents(
             multi_agents.c.multi_agent_id == k.c.multi_agent_id,
         ),
     )
+    rows = await conn.execute(within_bytes(stmt, MULTI_AGENT_DOCUMENTS, most_bytes))
     return {
         (row.tenant, row.session_id, row.multi_agent_id): multi_agent_record(row)
-        for row in await conn.execute(stmt)
+        for row in checked(rows, most_bytes)
     }
 
 
 async def list_multi_agents_of_sessions(
-    conn: AsyncConnection, keys: Sequence[SessionKey], *, most: int | None = None
-) -> dict[SessionKey, list[MultiAgentRecord]]:
-    k = unnested_keys(*session_key_columns(keys))
-    stmt = (
-        select(multi_agents)
-        .join(k, and_(multi_agents.c.tenant == k.c.tenant, multi_agents.c.session_id == k.c.session_id))
-        .order_by(
-            multi_agents.c.tenant,
-            multi_agents.c.session_id,
-            multi_agents.c.created_at,
-            multi_agents.c.multi_agent_id,
-        )
+    conn: AsyncConnection,
+    keys: Sequence[AgentsOfSessionKey],
+    *,
+    most: int | None = None,
+    most_bytes: int | None = None,
+) -> dict[AgentsOfSessionKey, list[MultiAgentRecord]]:
+    """Each session's multi-agent states, oldest first, from ``offset``, at most ``limit``."""
+    k = unnested_keys(
+        *session_key_columns(keys),
+        ("off", int_array("offs", [key[2] for key in keys]), Integer),
+        ("lim", int_array("lims", [key[3] for key in keys]), Integer),
     )
-    if most is not None:
-        stmt = stmt.limit(bindparam("most", most, type_=Integer))
-    found: dict[SessionKey, list[MultiAgentRecord]] = {key: [] for key in keys}
-    for row in await conn.execute(stmt):
-        found[(row.tenant, row.session_id)].append(multi_agent_record(row))
+    page = (
+        select(multi_agents)
+        .where(multi_agents.c.tenant == k.c.tenant, multi_agents.c.session_id == k.c.session_id)
+        .order_by(multi_agents.c.created_at, multi_agents.c.multi_agent_id)
+        .offset(k.c.off)
+        .limit(k.c.lim)
+        .lateral("a")
+    )
+    stmt = _at_most(select(k.c.idx, page).select_from(k.join(page, true())), most)
+    found: list[list[MultiAgentRecord]] = [[] for _ in keys]
+    rows = await conn.execute(within_bytes(stmt, MULTI_AGENT_DOCUMENTS, most_bytes))
+    for row in checked(rows, most_bytes):
+        found[row.idx - 1].append(multi_agent_record(row))
+    return dict(zip(keys, found, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCounts:
+    """How much one session holds, which bounds what a look-up of it can answer."""
+
+    agents: int
+    multi_agents: int
+    most_messages: int
+    """The most messages any one of its agents has."""
+    most_checkpoints: int
+    """The most checkpoints any one of its agents has."""
+
+
+_STORED_COUNTS = text(
+    "SELECT k.idx, "
+    "(SELECT count(*) FROM session_agents a WHERE a.tenant = k.tenant AND a.session_id = k.session_id) "
+    "AS agents, "
+    "(SELECT count(*) FROM session_multi_agents m "
+    "WHERE m.tenant = k.tenant AND m.session_id = k.session_id) AS multi_agents, "
+    "(SELECT coalesce(max(a.message_count), 0) FROM session_agents a "
+    "WHERE a.tenant = k.tenant AND a.session_id = k.session_id) AS most_messages, "
+    "(SELECT coalesce(max(c.n), 0) FROM (SELECT count(*) AS n FROM storage_objects o "
+    "WHERE o.tenant = k.tenant AND o.session_id = k.session_id AND o.kind = :checkpoint "
+    "GROUP BY o.scope_id) c) AS most_checkpoints "
+    "FROM unnest(CAST(:tenants AS text[]), CAST(:sessions AS text[])) "
+    "WITH ORDINALITY AS k(tenant, session_id, idx)"
+)
+
+
+async def stored_counts(conn: AsyncConnection, keys: Sequence[SessionKey]) -> list[StoredCounts]:
+    """For each session key, what the session holds (all zeros for one that does not exist)."""
+    rows = await conn.execute(
+        _STORED_COUNTS,
+        {
+            "tenants": [key[0] for key in keys],
+            "sessions": [key[1] for key in keys],
+            "checkpoint": AGENT_CHECKPOINT,
+        },
+    )
+    found = [StoredCounts(0, 0, 0, 0) for _ in keys]
+    for row in rows:
+        found[row.idx - 1] = StoredCounts(
+            int(row.agents), int(row.multi_agents), int(row.most_messages), int(row.most_checkpoints)
+        )
     return found

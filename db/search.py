@@ -25,10 +25,11 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
 from sqlalchemy.types import REAL, TypeEngine
 
+from db.byte_caps import checked, within_bytes
 from db.filters import ConversationFilter, messages_matching
 from db.listings import MESSAGE_KEY
 from db.models import SEARCH_CONFIGURATION, messages
-from db.queries import MESSAGE_COLUMNS, message_record
+from db.queries import MESSAGE_COLUMNS, MESSAGE_DOCUMENTS, message_record
 from db.records import MessageRecord
 from db.tenancy import Scope
 
@@ -102,6 +103,8 @@ async def search_messages(
     f: ConversationFilter,
     first: int,
     after: RankPosition | None,
+    *,
+    most_bytes: int | None = None,
 ) -> tuple[list[Match], bool]:
     """The ``first`` best matches after ``after``, and whether more follow."""
     tsquery = _tsquery(query)
@@ -119,7 +122,8 @@ async def search_messages(
     stmt = select(best, _snippet(best.c.plain_text, tsquery).label("snippet")).order_by(
         best.c.rank.desc(), *(best.c[column.name].desc() for column in MESSAGE_KEY)
     )
-    return _matches((await conn.execute(stmt)).all(), first, "rank")
+    rows = checked(await conn.execute(within_bytes(stmt, MESSAGE_DOCUMENTS, most_bytes)), most_bytes)
+    return _matches(rows, first, "rank")
 
 
 async def search_newest_messages(
@@ -129,6 +133,8 @@ async def search_newest_messages(
     f: ConversationFilter,
     first: int,
     after: TimePosition | None,
+    *,
+    most_bytes: int | None = None,
 ) -> tuple[list[Match], bool]:
     """The ``first`` newest matches after ``after``, and whether more follow.
 
@@ -157,14 +163,16 @@ async def search_newest_messages(
         walked = select(*(newest.c[column.name] for column in NEWEST_ORDER)).where(
             newest.c.search.op("@@")(tsquery)
         )
-        rows = await _newest_page(conn, walked, tsquery, first)
+        rows = await _newest_page(conn, walked, tsquery, first, most_bytes)
         if len(rows) > first:
             return _matches(rows, first, "created_at")
         if await _share_matching(conn, tsquery) > RARE_SHARE:
-            return _matches(await _newest_page(conn, matching, tsquery, first), first, "created_at")
+            return _matches(
+                await _newest_page(conn, matching, tsquery, first, most_bytes), first, "created_at"
+            )
     # Materialized: fetched whole, so the planner cannot turn it into a walk back in time.
     every_match = select(matching.cte("matching").prefix_with("MATERIALIZED"))
-    return _matches(await _newest_page(conn, every_match, tsquery, first), first, "created_at")
+    return _matches(await _newest_page(conn, every_match, tsquery, first, most_bytes), first, "created_at")
 
 
 async def _share_matching(conn: AsyncConnection, tsquery: Any) -> float:
@@ -196,7 +204,7 @@ async def _expected_rows(conn: AsyncConnection, statement: Select[Any]) -> float
 
 
 async def _newest_page(
-    conn: AsyncConnection, candidates: Select[Any], tsquery: Any, first: int
+    conn: AsyncConnection, candidates: Select[Any], tsquery: Any, first: int, most_bytes: int | None
 ) -> Sequence[Any]:
     """The ``first + 1`` newest of ``candidates`` (the columns of NEWEST_ORDER), with their rank and
     snippet."""
@@ -218,4 +226,4 @@ async def _newest_page(
         )
         .order_by(*(page.c[column.name].desc() for column in NEWEST_ORDER))
     )
-    return (await conn.execute(stmt)).all()
+    return checked(await conn.execute(within_bytes(stmt, MESSAGE_DOCUMENTS, most_bytes)), most_bytes)

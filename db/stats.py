@@ -195,11 +195,18 @@ def _row(row: Any, bucket_start: datetime | None) -> StatsRow:
 
 
 async def conversation_stats(
-    conn: AsyncConnection, scope: Scope, f: ConversationFilter, request: StatsRequest, *, most_rows: int
+    conn: AsyncConnection,
+    scope: Scope,
+    f: ConversationFilter,
+    request: StatsRequest,
+    *,
+    most_rows: int,
+    most_keys: int,
 ) -> Stats:
     """Rows for every bucket of every key (empty ones included), each key's totals and the totals.
 
-    ``most_rows``: a grouping with more buckets times keys than this is refused with ``TooManyRows``.
+    A grouping with more keys than ``most_keys`` is refused with ``TooManyKeys``; one with more
+    buckets times keys (plus their totals) than ``most_rows`` with ``TooManyRows``.
     """
     starts = await bucket_starts(conn, request)  # first: it checks the zone
     facts = _message_facts(scope, f, request)
@@ -243,10 +250,19 @@ async def conversation_stats(
     keys = sorted(key_totals, key=lambda k: (k is None, k or ""))
     if request.group_by == "NONE":
         keys = [None]
-    if len(starts) * max(1, len(keys)) > most_rows:
-        raise TooManyRows(len(starts) * len(keys))
+    if len(keys) > most_keys:
+        raise TooManyKeys(len(keys))
+    size = len(starts) * max(1, len(keys)) + len(keys) + 1
+    if size > most_rows:
+        raise TooManyRows(size)
     rows = [cells.get((start, key)) or _empty(start, key) for start in starts for key in keys]
     return Stats(rows=rows, key_totals=[key_totals[k] for k in keys if k in key_totals], totals=totals)
+
+
+class TooManyKeys(Exception):
+    def __init__(self, keys: int) -> None:
+        super().__init__(f"{keys} keys")
+        self.keys = keys
 
 
 class TooManyRows(Exception):

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, bindparam, func, literal_column, select
+from sqlalchemy import Text, bindparam, case, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.audit import record_event
-from db.errors import ConflictError
+from db.errors import ConflictError, TooManyBytesError
 from db.models import SEARCH_CONFIGURATION, storage_objects
 from db.records import Actor
 from db.snapshot_projection import (
@@ -134,10 +134,23 @@ def _object_key(scope: Scope, key: str) -> list[Any]:
     ]
 
 
-async def read_object(conn: AsyncConnection, scope: Scope, key: str) -> bytes | None:
+async def read_object(
+    conn: AsyncConnection, scope: Scope, key: str, *, most_bytes: int | None = None
+) -> bytes | None:
+    """The object's bytes, or None. With ``most_bytes``, a larger object is not read at all:
+    ``TooManyBytesError`` (its size column says how large it is)."""
     key = normalize_key(key)
-    row = (await conn.execute(select(storage_objects.c.data).where(*_object_key(scope, key)))).first()
-    return None if row is None else bytes(row.data)
+    data: Any = storage_objects.c.data
+    if most_bytes is not None:
+        data = case((storage_objects.c.size <= most_bytes, storage_objects.c.data)).label("data")
+    row = (
+        await conn.execute(select(storage_objects.c.size, data).where(*_object_key(scope, key)))
+    ).first()
+    if row is None:
+        return None
+    if row.data is None:
+        raise TooManyBytesError(most_bytes or 0)
+    return bytes(row.data)
 
 
 async def delete_object(conn: AsyncConnection, scope: Scope, key: str, actor: Actor) -> bool:

@@ -21,7 +21,7 @@ from graphql_api.api_keys import KeyRing
 from graphql_api.authentication import TENANT_HEADER, Authenticator
 from graphql_api.graphiql.assets import graphiql_static_files
 from graphql_api.jwt_tokens import JwtVerifier
-from graphql_api.rate_limit import RateLimiter
+from graphql_api.rate_limit import HeavyRequests, RateLimiter
 from graphql_api.request_ids import HEADER as REQUEST_ID_HEADER
 from graphql_api.schema import create_schema
 from graphql_api.settings import Settings
@@ -100,7 +100,12 @@ def create_app(settings: Settings) -> Starlette:
                     "request acts as admin (make a key with `session-graphql token create`)"
                 )
             app.state.services = Services(
-                database=database, authenticator=authenticator, rate_limiter=limiter
+                database=database,
+                authenticator=authenticator,
+                rate_limiter=limiter,
+                heavy_requests=HeavyRequests(
+                    settings.limits.max_heavy_requests, settings.limits.heavy_wait_seconds
+                ),
             )
             tasks = [asyncio.create_task(keys.keep_fresh()), asyncio.create_task(_housekeeping(limiter))]
             # What start-up made (modules, the schema, caches) lives as long as the process: out of

@@ -1,19 +1,25 @@
 """What every resolver gets through ``info.context``."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from strawberry.types import Info as StrawberryInfo
 
 from db.engine import Database
+from db.errors import TooManyBytesError
 from db.records import Actor
 from db.tenancy import Scope
+from graphql_api.execution import AnswerBudget
 from graphql_api.identity import OPEN_CALLER, Caller
 from graphql_api.loaders import Loaders, RowBudget, create_loaders
+from graphql_api.rate_limit import HeavyRequests
 from graphql_api.settings import Limits
 
 OPEN_SCOPE = Scope(all_tenants=True)
+T = TypeVar("T")
 
 
 @dataclass
@@ -28,11 +34,20 @@ class Context:
     request_id: str | None = None
     body_bytes: int = 0
     """Size of the request body: a message cannot be larger, so small requests skip measuring."""
+    heavy_requests: HeavyRequests | None = None
+    """This replica's slots for heavy requests; None: unlimited (tests without a server)."""
     rows: RowBudget = field(init=False)
+    answer: AnswerBudget = field(init=False)
     _loaders: Loaders | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.rows = RowBudget(self.limits.max_cost)
+        self.answer = AnswerBudget(self.limits.max_response_bytes)
+        self.rows = RowBudget(self.limits.max_cost, self.answer)
+
+    @property
+    def caller_bucket(self) -> str:
+        """Who the caller is to the per-caller limits: a key, a JWT subject, or everyone (open)."""
+        return self.caller.rate_bucket or self.caller.kind
 
     @property
     def loaders(self) -> Loaders:
@@ -45,6 +60,17 @@ class Context:
     def actor(self) -> Actor:
         """The caller as the audit log records it."""
         return Actor(name=self.caller.name, role=self.caller.role.value, request_id=self.request_id)
+
+    async def read(self, fetch: Callable[[AsyncConnection, int], Awaitable[T]]) -> T:
+        """``fetch(conn, most_bytes)`` (an idempotent read) told how much stored JSON the answer has
+        room for; what would not fit refuses the answer whole (``RESPONSE_TOO_LARGE``)."""
+        if self.answer.exceeded:
+            raise self.answer.refusal()
+        most_bytes = max(0, self.answer.left)
+        try:
+            return await self.db.run(lambda conn: fetch(conn, most_bytes), idempotent=True)
+        except TooManyBytesError:
+            raise self.answer.overflow() from None
 
     def database_for_write(self) -> Database:
         """The database, after forgetting what this request has read so far.

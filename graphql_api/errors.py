@@ -12,8 +12,10 @@ Documented set (stable; clients may switch on them):
 - ``RATE_LIMITED``: too many requests for this caller (HTTP 429, ``extensions.retryAfter`` seconds).
 - Request limits, each its own code: ``PAYLOAD_TOO_LARGE`` (HTTP 413), ``REQUEST_TIMEOUT`` (HTTP
   408, the body arrived too slowly), ``DOCUMENT_TOO_LARGE``, ``TOO_MANY_TOKENS``, ``QUERY_TOO_DEEP``,
-  ``TOO_MANY_ALIASES``, ``QUERY_TOO_COSTLY``, ``BATCH_TOO_LARGE``, ``MESSAGE_TOO_LARGE``,
-  ``OBJECT_TOO_LARGE``, ``JSON_TOO_DEEP``, ``STATEMENT_TIMEOUT``. Page sizes past the maximum are
+  ``TOO_MANY_ALIASES``, ``QUERY_TOO_COSTLY``, ``RESPONSE_TOO_LARGE`` (the answer would be over its
+  byte budget; nothing of it is sent), ``BATCH_TOO_LARGE``, ``MESSAGE_TOO_LARGE``,
+  ``OBJECT_TOO_LARGE``, ``JSON_TOO_DEEP``, ``JSON_TOO_LARGE`` (too many values in a JSON input, or
+  content blocks in a message), ``STATEMENT_TIMEOUT``. Page sizes past the maximum are
   ``BAD_USER_INPUT``.
 - ``GRAPHQL_PARSE_FAILED`` / ``GRAPHQL_VALIDATION_FAILED``: the document is not valid for the schema.
 - ``SERVICE_UNAVAILABLE``: the database cannot be reached, or aborted the work to break a
@@ -54,10 +56,12 @@ class ErrorCode(StrEnum):
     QUERY_TOO_DEEP = "QUERY_TOO_DEEP"
     TOO_MANY_ALIASES = "TOO_MANY_ALIASES"
     QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
+    RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
     BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
     MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
     OBJECT_TOO_LARGE = "OBJECT_TOO_LARGE"
     JSON_TOO_DEEP = "JSON_TOO_DEEP"
+    JSON_TOO_LARGE = "JSON_TOO_LARGE"
     STATEMENT_TIMEOUT = "STATEMENT_TIMEOUT"
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
@@ -74,12 +78,21 @@ class InputError(ValueError):
 
 
 class LimitError(Exception):
-    """A request went past one of the server's limits; ``code`` says which."""
+    """A request went past one of the server's limits; ``code`` says which, ``extensions`` say more
+    (``retryAfter``)."""
 
-    def __init__(self, code: ErrorCode, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        field: str | None = None,
+        *,
+        extensions: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.field = field
+        self.extensions = extensions or {}
 
 
 class ForbiddenError(Exception):
@@ -218,6 +231,8 @@ def with_code(error: GraphQLError) -> GraphQLError:
         message = DATABASE_REFUSED_MESSAGE
     elif isinstance(original, (InputError, LimitError)) and original.field is not None:
         extensions["field"] = original.field
+    if isinstance(original, LimitError):
+        extensions.update(original.extensions)
     request_id = request_ids.current.get()
     if request_id is not None:
         extensions["requestId"] = request_id

@@ -1,57 +1,48 @@
-"""Limits on what one operation may ask, checked with its variables known, before it runs.
+"""Limits on what one operation may ask, checked with its variables known, before it runs, and on
+what its answer holds, once it has run.
 
-The length of input lists and the depth of their values are checked before graphql-core coerces
-them (which is where 100,000 messages used to stall the event loop), then the rows the operation
-may ask for (``QUERY_TOO_COSTLY``), estimated from its page sizes. ``loaders.RowBudget`` holds the
-same number while it runs. Size and shape of the document itself: ``graphql_api.documents``.
+The length of input lists, the depth of their values and the values they hold in all are checked
+before graphql-core coerces them (which is where 100,000 messages used to stall the event loop),
+then what the operation will ask for (``graphql_api.cost``): rows (``QUERY_TOO_COSTLY``) and
+statistics buckets. A heavy operation then waits for one of its caller's few slots
+(``RATE_LIMITED`` if none comes free). While it runs, ``loaders.RowBudget`` holds the rows and
+``execution.AnswerBudget`` the bytes of the answer, which is refused whole past them
+(``RESPONSE_TOO_LARGE``). Size and shape of the document itself: ``graphql_api.documents``.
 """
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from graphql import (
     DocumentNode,
-    FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
-    GraphQLField,
+    GraphQLError,
     GraphQLInputObjectType,
-    GraphQLList,
-    GraphQLNonNull,
-    GraphQLObjectType,
     GraphQLSchema,
-    InlineFragmentNode,
     ListTypeNode,
     NamedTypeNode,
     Node,
     NonNullTypeNode,
     OperationDefinitionNode,
-    SelectionSetNode,
+    OperationType,
     TypeNode,
     VariableDefinitionNode,
     VariableNode,
-    get_named_type,
-    value_from_ast,
 )
 from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
 
+from db import queries
+from graphql_api.context import Context
+from graphql_api.cost import estimate, session_lookups, stored_bounds
 from graphql_api.errors import ErrorCode, LimitError
 from graphql_api.settings import Limits
-from graphql_api.types.pagination import LARGEST_DEFAULT_PAGE
-from graphql_api.validation import json_shape
+from graphql_api.validation import dumped_size, json_nesting
 
-ASSUMED_LIST_SIZE = 5
-"""Rows assumed for a list without a page size (a session's agents): a typical session has a few.
-Where a document meets more, ``loaders.RowBudget`` stops it while it runs."""
-PAGE_ARGUMENTS = ("first", "last", "limit")
 INPUT_NESTING = 3
 """Levels of input objects around a stored document in a variable (a list of MessageInput)."""
-
-
-def _count(value: Any) -> int | None:
-    return max(0, value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _list_input_variables(operation: OperationDefinitionNode, schema: GraphQLSchema) -> Iterator[str]:
@@ -134,18 +125,28 @@ def check_variables(
             )
     uses = variable_uses(document, operation)
     expanded = 0
+    nodes_left = limits.max_json_nodes
     for name, value in variables.items():
-        shape = json_shape(
-            value, max_depth=limits.max_json_depth + INPUT_NESTING, max_bytes=limits.max_body_bytes
-        )
-        if shape.too_deep:
+        too_deep, nodes = json_nesting(value, limits.max_json_depth + INPUT_NESTING, nodes_left)
+        if too_deep:
             raise LimitError(
                 ErrorCode.JSON_TOO_DEEP,
                 f"${name}: nests lists and objects more than {limits.max_json_depth} deep",
                 name,
             )
-        # A variable used a hundred times inside a literal is a hundred copies once stored.
-        expanded += shape.size * max(1, uses.get(name, 0))
+        nodes_left -= nodes
+        if nodes_left < 0:
+            # Counted before anything else looks at the values: each one costs the event loop.
+            raise LimitError(
+                ErrorCode.JSON_TOO_LARGE,
+                f"${name}: the variables hold more than {limits.max_json_nodes} JSON values in all "
+                "(objects, lists, strings, numbers); send fewer or larger ones",
+                name,
+            )
+        # A variable used a hundred times inside a literal is a hundred copies once stored; one used
+        # once is no larger than the body that brought it.
+        if uses.get(name, 0) > 1:
+            expanded += dumped_size(value) * uses[name]
         if expanded > limits.max_body_bytes:
             raise LimitError(
                 ErrorCode.PAYLOAD_TOO_LARGE,
@@ -155,110 +156,74 @@ def check_variables(
             )
 
 
-class _Cost:
-    """Rows a document may ask for: every object it selects, times the list sizes above it."""
-
-    def __init__(
-        self, schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any], limits: Limits
-    ) -> None:
-        self.schema = schema
-        self.variables = variables
-        self.limits = limits
-        self.fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
-
-    def page_size(self, node: FieldNode, field: GraphQLField) -> int | None:
-        """The field's own page size argument, its schema default when not given; None: it has none.
-
-        A connection given neither ``first`` nor ``last`` serves its default page, not everything.
-        """
-        if "first" in field.args and "last" in field.args:
-            asked = [_count(self.argument(node, field, name)) for name in ("first", "last")]
-            sizes = [size for size in asked if size is not None]
-            return max(sizes) if sizes else LARGEST_DEFAULT_PAGE
-        for name in PAGE_ARGUMENTS:
-            if name in field.args:
-                # An explicit null (or no default) on ``limit`` asks for everything, up to the list maximum.
-                size = _count(self.argument(node, field, name))
-                return self.limits.max_list_size if size is None else size
-        return None
-
-    def argument(self, node: FieldNode, field: GraphQLField, name: str) -> Any:
-        given = next((a for a in node.arguments or () if a.name.value == name), None)
-        if given is None:
-            return field.args[name].default_value
-        return value_from_ast(given.value, field.args[name].type, dict(self.variables))
-
-    def of(
-        self, selection_set: SelectionSetNode | None, parent: Any, page: int | None, seen: frozenset[str]
-    ) -> int:
-        if selection_set is None or not isinstance(parent, GraphQLObjectType):
-            return 0
-        total = 0
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                total += self.field(selection, parent, page, seen)
-            elif isinstance(selection, InlineFragmentNode):
-                condition = selection.type_condition
-                target = self.schema.get_type(condition.name.value) if condition else parent
-                total += self.of(selection.selection_set, target, page, seen)
-            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
-                fragment = self.fragments.get(selection.name.value)
-                if fragment is not None:
-                    target = self.schema.get_type(fragment.type_condition.name.value)
-                    total += self.of(fragment.selection_set, target, page, seen | {selection.name.value})
-        return total
-
-    def field(
-        self, node: FieldNode, parent: GraphQLObjectType, page: int | None, seen: frozenset[str]
-    ) -> int:
-        if node.name.value.startswith("__"):
-            return 0
-        field = parent.fields.get(node.name.value)
-        if field is None:
-            return 0
-        named = get_named_type(field.type)
-        if not isinstance(named, GraphQLObjectType):
-            return 0  # scalars and enums come with their row
-        own_page = self.page_size(node, field)
-        field_type = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
-        if isinstance(field_type, GraphQLList):
-            # A list's size is its own page argument, or the one of the connection it belongs to.
-            count = own_page if own_page is not None else page if page is not None else ASSUMED_LIST_SIZE
-            return count * (1 + self.of(node.selection_set, named, None, seen))
-        # An object (a connection, say) passes its page size on to the lists inside it.
-        return 1 + self.of(node.selection_set, named, own_page, seen)
-
-
-def estimate_cost(
-    schema: GraphQLSchema,
+async def check_cost(
     document: DocumentNode,
     operation: OperationDefinitionNode,
+    schema: GraphQLSchema,
     variables: Mapping[str, Any],
-    limits: Limits,
-) -> int:
-    root = schema.get_root_type(operation.operation)
-    return _Cost(schema, document, variables, limits).of(operation.selection_set, root, None, frozenset())
+    request: Context,
+) -> bool:
+    """Refuses a document that would ask for more rows or statistics buckets than allowed; returns
+    whether it is heavy.
+
+    Lists are counted at their largest bounds; a document over the limit that way but looking
+    sessions up by id is counted again at what those sessions hold (one statement), so a session
+    with two agents is not refused as if it had the most a session may have.
+    """
+    limits = request.limits
+    found = estimate(schema, document, operation, variables, limits)
+    if found.rows > limits.max_cost:
+        lookups = session_lookups(schema, operation, variables)
+        if lookups:
+            tenant = request.scope.tenant
+            keys = [(tenant, session_id) for session_id in lookups.values()]
+            counts = await request.db.run(lambda conn: queries.stored_counts(conn, keys), idempotent=True)
+            stored = {node: stored_bounds(count, limits) for node, count in zip(lookups, counts, strict=True)}
+            found = estimate(schema, document, operation, variables, limits, stored)
+    if found.rows > limits.max_cost:
+        raise LimitError(
+            ErrorCode.QUERY_TOO_COSTLY,
+            f"the document may ask for about {found.rows} rows; the limit is {limits.max_cost}: "
+            "ask for smaller pages, fewer fields or fewer aliases",
+        )
+    # One chart over the maximum is refused by its field, naming its bucket argument.
+    if found.buckets > limits.max_stats_buckets >= found.widest_chart:
+        raise LimitError(
+            ErrorCode.QUERY_TOO_COSTLY,
+            f"the document asks for {found.buckets} statistics buckets; the limit is "
+            f"{limits.max_stats_buckets} per request: use longer buckets, a shorter range or fewer aliases",
+        )
+    return found.heavy
 
 
 class RequestLimits(SchemaExtension):
-    """Checks the variables and the cost of the operation about to run (``Context.limits``)."""
+    """Checks the variables and the cost of the operation about to run (``Context.limits``), holds
+    one of its caller's heavy slots while a heavy one runs, and refuses an answer past its bytes."""
 
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
+        request: Context = context.context
         document = context.graphql_document
         operation = get_operation_ast(document, context.operation_name) if document else None
+        heavy = False
         if document is not None and operation is not None:
-            limits: Limits = context.context.limits
             schema = context.schema._schema
             variables = context.variables or {}
-            check_variables(document, operation, schema, variables, limits)
-            cost = estimate_cost(schema, document, operation, variables, limits)
-            if cost > limits.max_cost:
-                raise LimitError(
-                    ErrorCode.QUERY_TOO_COSTLY,
-                    f"the document may ask for about {cost} rows; the limit is {limits.max_cost}: "
-                    "ask for smaller pages or fewer fields",
-                )
-        yield
+            check_variables(document, operation, schema, variables, request.limits)
+            heavy = await check_cost(document, operation, schema, variables, request)
+        if heavy and request.heavy_requests is not None:
+            async with request.heavy_requests.slot(request.caller_bucket):
+                yield
+        else:
+            yield
+        if request.answer.exceeded:
+            mutation = operation is not None and operation.operation is OperationType.MUTATION
+            _refuse_answer(self.execution_context.result, request.answer.refusal(mutation=mutation))
+
+
+def _refuse_answer(result: Any, refusal: LimitError) -> None:
+    """Puts ``refusal`` in place of what the operation answered, in the result strawberry returns."""
+    if result is None:
+        return
+    result.data = None
+    result.errors = [GraphQLError(str(refusal), original_error=refusal)]

@@ -1,5 +1,6 @@
-"""Per-caller rate limits that hold across replicas, at about one statement per handful of requests.
+"""Per caller: how many requests a second (across replicas), and how many heavy ones at once.
 
+Rates hold across replicas, at about one statement per handful of requests.
 The bucket itself lives in PostgreSQL (``db.rate_limits``), so ten replicas do not give a key ten
 times its rate. Each replica leases a quarter second's worth of tokens at a time and spends them
 locally; a lease unused after ``LEASE_SECONDS`` lapses, so an idle replica cannot hoard them.
@@ -9,10 +10,13 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from db import rate_limits
 from db.engine import Database
+from graphql_api.errors import ErrorCode, LimitError
 
 logger = logging.getLogger(__name__)
 
@@ -96,3 +100,46 @@ class RateLimiter:
             if bucket not in self._leases and not lock.locked():
                 del self._locks[bucket]
         await self._db.run(lambda conn: rate_limits.forget_idle(conn, IDLE_BUCKET_SECONDS), idempotent=True)
+
+
+class HeavyRequests:
+    """At most ``most`` heavy requests of one caller at once, on this replica.
+
+    Per replica on purpose: what a heavy request spends (memory, the event loop, a database
+    connection) is this process's, and a load balancer spreads a caller's requests over all of
+    them. The others wait up to ``wait_seconds`` for a slot, then are refused with ``RATE_LIMITED``.
+    """
+
+    def __init__(self, most: int, wait_seconds: float) -> None:
+        self.most = most
+        self.wait_seconds = wait_seconds
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._users: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def slot(self, caller: str) -> AsyncIterator[None]:
+        if self.most <= 0:
+            yield
+            return
+        slots = self._slots.setdefault(caller, asyncio.Semaphore(self.most))
+        self._users[caller] = self._users.get(caller, 0) + 1
+        try:
+            try:
+                async with asyncio.timeout(self.wait_seconds):
+                    await slots.acquire()
+            except TimeoutError:
+                raise LimitError(
+                    ErrorCode.RATE_LIMITED,
+                    f"these credentials already have {self.most} heavy requests (statistics, search, "
+                    "storage objects, large pages) running; retry in a second",
+                    extensions={"retryAfter": 1.0},
+                ) from None
+            try:
+                yield
+            finally:
+                slots.release()
+        finally:
+            # A caller's semaphore lives while someone holds or waits for it: callers come and go.
+            self._users[caller] -= 1
+            if self._users[caller] == 0:
+                del self._users[caller], self._slots[caller]

@@ -13,6 +13,7 @@ from strawberry.types import ExecutionContext
 from graphql_api.access import AccessControl
 from graphql_api.documents import DocumentCache, document_cache_extension
 from graphql_api.errors import ValidationErrorCodes, log_unexpected
+from graphql_api.execution import BudgetedExecutor
 from graphql_api.limits import RequestLimits
 from graphql_api.resolvers.mutation import Mutation
 from graphql_api.resolvers.query import Query
@@ -51,6 +52,7 @@ def create_schema(limits: Limits | None = None, *, introspection: bool = True) -
             RequestLimits,
         ],
         scalar_overrides={datetime: DateTimeScalar, Time: TimeScalar, Base64: Base64Scalar},
+        execution_context_class=BudgetedExecutor,
     )
 
 

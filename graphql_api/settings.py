@@ -203,9 +203,24 @@ class Limits:
     max_aliases: int = 50
     max_cost: int = 100_000
     """Rows a document may ask for, estimated from its page sizes before it runs."""
+    max_response_bytes: int = 32 * 1024 * 1024
+    """Bytes one answer may hold, every alias counted: twice a restore of 10,000 messages of 1 KB,
+    or a 10 MiB object in base64."""
     max_page_size: int = 1000
     max_list_size: int = 10_000
     """Most messages one ``messages`` list returns (its ``limit``, or all of them when unlimited)."""
+    max_nested_list: int = 20
+    """Most items a nested list returns without a ``limit`` of its own (a session's agents and
+    multi-agents, an agent's checkpoints); the cost estimate counts such a list at this size."""
+    max_stats_keys: int = 100
+    """Keys (lines) one ``conversationStats`` grouping may have; the estimate counts this many."""
+    max_stats_buckets: int = 5000
+    """Buckets all ``conversationStats`` fields of one document may ask for together."""
+    max_heavy_requests: int = 4
+    """Heavy requests (statistics, search, storage objects, or an estimated cost of at least
+    ``graphql_api.limits.HEAVY_COST`` rows) one caller may have running at once on one replica."""
+    heavy_wait_seconds: float = 2.0
+    """How long a heavy request waits for one of its caller's slots before ``RATE_LIMITED``."""
     max_batch: int = 1000
     """Messages per ``appendMessages``."""
     max_message_bytes: int = 8 * 1024 * 1024
@@ -213,6 +228,11 @@ class Limits:
     """Bytes of one storage object (a Strands snapshot holds the whole conversation)."""
     max_json_depth: int = 64
     """Nesting of a stored JSON document; well under the ~490 levels Strands can read back."""
+    max_json_nodes: int = 1_000_000
+    """Values (objects, lists, strings, numbers...) in the JSON of one request's variables: each
+    costs the server work on its event loop before it can be refused for anything else."""
+    max_content_blocks: int = 10_000
+    """Content blocks of one message (Strands writes a handful; each is read for search and stats)."""
     statement_timeout_ms: int = 10_000
 
     @classmethod
@@ -232,12 +252,30 @@ class Limits:
             max_depth=_int(env, "SESSION_GRAPHQL_MAX_DEPTH", d.max_depth, 1, 1000),
             max_aliases=_int(env, "SESSION_GRAPHQL_MAX_ALIASES", d.max_aliases, 0, 1_000_000),
             max_cost=_int(env, "SESSION_GRAPHQL_MAX_COST", d.max_cost, 1, 10**12),
+            max_response_bytes=_int(
+                env, "SESSION_GRAPHQL_MAX_RESPONSE_BYTES", d.max_response_bytes, 1024, 2**40
+            ),
             max_page_size=_int(env, "SESSION_GRAPHQL_MAX_PAGE_SIZE", d.max_page_size, 1, 1_000_000),
             max_list_size=_int(env, "SESSION_GRAPHQL_MAX_LIST_SIZE", d.max_list_size, 1, 10_000_000),
+            max_nested_list=_int(env, "SESSION_GRAPHQL_MAX_NESTED_LIST", d.max_nested_list, 1, 1_000_000),
+            max_stats_keys=_int(env, "SESSION_GRAPHQL_MAX_STATS_KEYS", d.max_stats_keys, 1, 1_000_000),
+            max_stats_buckets=_int(
+                env, "SESSION_GRAPHQL_MAX_STATS_BUCKETS", d.max_stats_buckets, 1, 10_000_000
+            ),
+            max_heavy_requests=_int(
+                env, "SESSION_GRAPHQL_MAX_HEAVY_REQUESTS", d.max_heavy_requests, 0, 1_000_000
+            ),
+            heavy_wait_seconds=_number(
+                env, "SESSION_GRAPHQL_HEAVY_WAIT_SECONDS", d.heavy_wait_seconds, 0, 600
+            ),
             max_batch=_int(env, "SESSION_GRAPHQL_MAX_BATCH", d.max_batch, 1, 1_000_000),
             max_message_bytes=_int(env, "SESSION_GRAPHQL_MAX_MESSAGE_BYTES", d.max_message_bytes, 100, 2**31),
             max_object_bytes=_int(env, "SESSION_GRAPHQL_MAX_OBJECT_BYTES", d.max_object_bytes, 100, 2**31),
             max_json_depth=_int(env, "SESSION_GRAPHQL_MAX_JSON_DEPTH", d.max_json_depth, 2, 400),
+            max_json_nodes=_int(env, "SESSION_GRAPHQL_MAX_JSON_NODES", d.max_json_nodes, 100, 10**9),
+            max_content_blocks=_int(
+                env, "SESSION_GRAPHQL_MAX_CONTENT_BLOCKS", d.max_content_blocks, 1, 10**9
+            ),
             statement_timeout_ms=_int(
                 env, "SESSION_GRAPHQL_STATEMENT_TIMEOUT_MS", d.statement_timeout_ms, 0, 24 * 3600 * 1000
             ),

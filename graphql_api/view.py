@@ -30,7 +30,7 @@ from graphql_api.authentication import TENANT_HEADER, Authenticator, scope_for
 from graphql_api.context import Context
 from graphql_api.errors import ErrorCode, Refusal, with_code
 from graphql_api.graphiql.page import graphiql_response
-from graphql_api.rate_limit import RateLimited, RateLimiter
+from graphql_api.rate_limit import HeavyRequests, RateLimited, RateLimiter
 from graphql_api.settings import Limits
 
 UNREAD_BODY_BYTES = 64 * 1024
@@ -46,6 +46,7 @@ class Services:
     database: Database
     authenticator: Authenticator
     rate_limiter: RateLimiter
+    heavy_requests: HeavyRequests
 
 
 async def read_body(request: Request, limits: Limits) -> bytes:
@@ -200,17 +201,35 @@ class SessionGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         state = request.state
+        services: Services = request.app.state.services
+        state.sub_response = response
         return Context(
-            db=request.app.state.services.database,
+            db=services.database,
             caller=state.caller,
             scope=state.scope,
             limits=self.limits,
             request=request if isinstance(request, Request) else None,
             request_id=request_ids.current.get(),
             body_bytes=state.body_bytes,
+            heavy_requests=services.heavy_requests,
         )
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         if result.errors:
             result.errors = [with_code(error) for error in result.errors if isinstance(error, GraphQLError)]
+            _rate_limited_status(result.errors, getattr(request.state, "sub_response", None))
         return await super().process_result(request, result)
+
+
+def _rate_limited_status(errors: list[GraphQLError], response: object) -> None:
+    """A request refused for its caller's heavy requests is an HTTP 429 like any rate limit, so
+    proxies and dashboards that read only the status back off too."""
+    if not isinstance(response, Response):
+        return
+    for error in errors:
+        extensions = error.extensions or {}
+        if extensions.get("code") == ErrorCode.RATE_LIMITED.value:
+            response.status_code = 429
+            wait = extensions.get("retryAfter", 1)
+            response.headers["Retry-After"] = str(max(1, math.ceil(float(wait))))
+            return

@@ -56,10 +56,10 @@ def test_sibling_root_fields_run_at_the_same_time_on_different_connections(
     backends: dict[str, int] = {}
 
     def meet_siblings(name: str, fetch: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def fetch_with_siblings(conn: Any, *args: Any) -> Any:
+        async def fetch_with_siblings(conn: Any, *args: Any, **kwargs: Any) -> Any:
             backends[name] = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
             await asyncio.wait_for(all_in_flight.wait(), timeout=5)
-            return await fetch(conn, *args)
+            return await fetch(conn, *args, **kwargs)
 
         return fetch_with_siblings
 

@@ -30,7 +30,9 @@ from sqlalchemy.pool import NullPool
 
 import graphql_api.errors
 from client.operations import document_text
+from db.engine import Database, create_engine
 from graphql_api import documents as document_limits
+from graphql_api.context import Context
 from graphql_api.documents import MAX_OVERLAP_WORK, DocumentCache
 from graphql_api.errors import ErrorCode
 from graphql_api.graphiql.page import load_examples
@@ -512,8 +514,9 @@ def test_the_costliest_documents_within_the_work_of_merging_fields_validate_quic
 
 
 def test_estimated_cost_follows_page_sizes_and_list_sizes(graphql: GraphQLCall) -> None:
-    # 1 connection + 1000 sessions x (1 + 5 assumed agents x (1 + 10,000 messages, the list maximum)).
-    expected = 1 + 1000 * (1 + 5 * (1 + DEFAULTS.max_list_size))
+    # 1 connection + 1000 sessions x (1 + 20 agents, the nested list maximum, x (1 + 10,000
+    # messages, the list maximum)).
+    expected = 1 + 1000 * (1 + DEFAULTS.max_nested_list * (1 + DEFAULTS.max_list_size))
 
     body = graphql("{ sessions(first: 1000) { nodes { agents { messages { message } } } } }")
 
@@ -523,7 +526,7 @@ def test_estimated_cost_follows_page_sizes_and_list_sizes(graphql: GraphQLCall) 
 
 
 def test_a_connection_without_first_or_last_costs_its_default_page(graphql: GraphQLCall) -> None:
-    # 1 connection + 20 sessions x (1 + 5 agents x (1 connection + 50 messages)): served, not refused
+    # 1 connection + 20 sessions x (1 + 20 agents x (1 connection + 50 messages)): served, not refused
     # as if each messagesConnection returned the list maximum.
     document = "{ sessions(first: 20) { nodes { agents { messagesConnection { nodes { messageId } } } } } }"
     assert "errors" not in graphql(document)
@@ -531,7 +534,7 @@ def test_a_connection_without_first_or_last_costs_its_default_page(graphql: Grap
     pages = "messagesConnection(last: 40) { nodes { messageId } }"
     body = graphql(f"{{ sessions(first: 1000) {{ nodes {{ agents {{ {pages} }} }} }} }}")
     error = refused(body, "QUERY_TOO_COSTLY")
-    assert f"about {1 + 1000 * (1 + 5 * (1 + 1 + 40))} rows" in error["message"]
+    assert f"about {1 + 1000 * (1 + DEFAULTS.max_nested_list * (1 + 1 + 40))} rows" in error["message"]
 
 
 def ten_agents_of(page: int) -> str:
@@ -553,7 +556,7 @@ def test_document_costing_over_the_maximum_is_query_too_costly(graphql: GraphQLC
 
 def test_costly_mutation_is_refused_before_anything_runs(graphql: GraphQLCall, new_id: NewId) -> None:
     first, second = new_id("session"), new_id("session")
-    # Each creates one session, but asks for up to 1 + 5 x (1 + 10,000) rows back.
+    # Each creates one session, but asks for up to 1 + 20 x (1 + 10,000) rows back.
     answer = "{ agents { messages { message } } }"
     document = f"""mutation {{
       a: createSession(session: {{sessionId: "{first}"}}) {answer}
@@ -574,7 +577,7 @@ def test_costly_mutation_is_refused_before_anything_runs(graphql: GraphQLCall, n
 
 @pytest.fixture(scope="module")
 def small_cost(database_url: str) -> Iterator[RunningServer]:
-    with limited_server(database_url, max_cost=20) as running:
+    with limited_server(database_url, max_cost=25) as running:
         yield running
 
 
@@ -600,6 +603,7 @@ def session_with_agents(graphql: GraphQLCall, new_id: NewId, count: int) -> str:
 def test_session_with_few_agents_fits_the_estimate_and_the_rows(
     graphql: GraphQLCall, new_id: NewId, small_cost: RunningServer
 ) -> None:
+    # Estimated at 1 + 20 agents (the nested list maximum): within 25.
     session_id = session_with_agents(graphql, new_id, 3)
 
     session = data_of(post(small_cost, SESSION_AGENTS, {"s": session_id}))["session"]
@@ -607,49 +611,80 @@ def test_session_with_few_agents_fits_the_estimate_and_the_rows(
     assert len(session["agents"]) == 3
 
 
-def test_session_with_more_agents_than_estimated_is_stopped_while_running(
-    graphql: GraphQLCall, new_id: NewId, small_cost: RunningServer
+def test_listed_sessions_agents_are_estimated_at_the_most_a_session_returns(
+    graphql: GraphQLCall, small_cost: RunningServer
 ) -> None:
-    # The estimate assumes 5 agents (1 + 5 rows, within 20); the 30 stored ones overrun the row budget.
-    session_id = session_with_agents(graphql, new_id, 30)
-
-    body = post(small_cost, SESSION_AGENTS, {"s": session_id})
+    body = post(small_cost, "{ sessions(first: 2) { nodes { agents { agentId } } } }")
 
     error = refused(body, "QUERY_TOO_COSTLY")
-    assert error["path"] == ["session", "agents"]
-    assert "more than 20 rows" in error["message"]
+    assert f"about {1 + 2 * (1 + DEFAULTS.max_nested_list)} rows" in error["message"]
 
 
-@pytest.fixture(scope="module")
-def cost_sixty(database_url: str) -> Iterator[RunningServer]:
-    with limited_server(database_url, max_cost=60) as running:
-        yield running
+def test_a_session_looked_up_by_id_is_estimated_at_what_it_holds(graphql: GraphQLCall, new_id: NewId) -> None:
+    """At the largest bounds a session's agents with all their messages are 1 + 20 x 10,001 rows,
+    over the limit; looked up by id, the session's three agents of four messages are 16."""
+    session_id = session_with_agents(graphql, new_id, 3)
+    for i in range(3):
+        append_messages(graphql, session_id, f"agent-{i:02d}", [message_input(n) for n in range(4)])
+    tree = "query($s: String!) { session(sessionId: $s) { agents { messages { messageId } } } }"
+    two = (
+        "query($s: String!) { a: session(sessionId: $s) { agents { messages { messageId } } } "
+        'b: session(sessionId: "nobody") { agents { messages { messageId } } } }'
+    )
+
+    session = data_of(graphql(tree, {"s": session_id}))["session"]
+    both = data_of(graphql(two, {"s": session_id}))
+
+    assert [len(agent["messages"]) for agent in session["agents"]] == [4, 4, 4]
+    assert both["b"] is None and both["a"] == session
+    listed = "{ sessions(first: 1) { nodes { agents { messages { messageId } } } } }"
+    refused(graphql(listed), "QUERY_TOO_COSTLY")
 
 
-def test_a_batch_that_would_overrun_the_row_budget_stops_in_the_database(
-    graphql: GraphQLCall, new_id: NewId, cost_sixty: RunningServer
+def test_more_agents_than_a_nested_list_returns_are_refused_with_how_to_page_them(
+    graphql: GraphQLCall, new_id: NewId
 ) -> None:
-    """The budget is a LIMIT on the batch itself: a reader cannot make the server load 600,000 rows
-    only to refuse them afterwards."""
+    session_id = session_with_agents(graphql, new_id, DEFAULTS.max_nested_list + 5)
+
+    error = refused(graphql(SESSION_AGENTS, {"s": session_id}), "BAD_USER_INPUT", "limit")
+    assert f"more than {DEFAULTS.max_nested_list} agents from offset 0" in error["message"]
+
+    paged = (
+        "query($s: String!, $o: Int!, $l: Int) "
+        "{ session(sessionId: $s) { agents(offset: $o, limit: $l) { agentId } } }"
+    )
+    first = data_of(graphql(paged, {"s": session_id, "o": 0, "l": DEFAULTS.max_nested_list}))
+    rest = data_of(graphql(paged, {"s": session_id, "o": DEFAULTS.max_nested_list, "l": None}))
+    ids = [a["agentId"] for a in first["session"]["agents"] + rest["session"]["agents"]]
+    assert ids == [f"agent-{i:02d}" for i in range(DEFAULTS.max_nested_list + 5)]
+
+
+async def test_a_batch_that_would_overrun_the_row_budget_stops_in_the_database(
+    graphql: GraphQLCall, new_id: NewId, database_url: str
+) -> None:
+    """The row budget is a LIMIT on the batch itself, the backstop behind the estimate: a loader
+    asked for more than is left never makes the server load all of it only to refuse it."""
     session_id = session_with_agents(graphql, new_id, 20)
     for i in range(20):
         append_messages(graphql, session_id, f"agent-{i:02d}", [message_input(n) for n in range(3)])
-    # Estimated 1 + 5 * (1 + 3) = 21 rows; there are 1 + 20 + 60.
-    query = "query($s: String!) { session(sessionId: $s) { agents { messages(limit: 3) { messageId } } } }"
+    database = Database(create_engine(database_url))
+    context = Context(db=database, limits=replace(Limits(), max_cost=60))
+    context.rows.spend([object()] * 21)  # a session and its 20 agents, read before
     fetched: list[int] = []
 
     def rows_fetched(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if "session_messages" in statement:
             fetched.append(cursor.rowcount)
 
-    engine = cost_sixty.database.engine.sync_engine
-    event.listen(engine, "after_cursor_execute", rows_fetched)
+    event.listen(database.engine.sync_engine, "after_cursor_execute", rows_fetched)
     try:
-        body = post(cost_sixty, query, {"s": session_id})
+        windows = [("default", session_id, f"agent-{i:02d}", 0, 3) for i in range(20)]
+        with pytest.raises(graphql_api.errors.LimitError) as refusal:
+            await context.loaders.message_window.load_many(windows)
     finally:
-        event.remove(engine, "after_cursor_execute", rows_fetched)
+        await database.dispose()
 
-    refused(body, "QUERY_TOO_COSTLY")
+    assert refusal.value.code is ErrorCode.QUERY_TOO_COSTLY
     # 21 rows spent on the session and its agents left 39: the batch fetched 40, not all 60.
     assert fetched == [40]
 
@@ -1208,7 +1243,7 @@ def test_every_documented_limit_code_is_checked_by_a_test() -> None:
     codes = documented_limit_codes()
     assert len(codes) >= 11 and codes <= CODES
     asserted: set[str] = set()
-    for name in ("test_limits.py", "test_hostile_input.py"):
+    for name in ("test_limits.py", "test_hostile_input.py", "test_answer_limits.py"):
         tree = ast.parse((Path(__file__).parent / name).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             is_check = isinstance(node, ast.Call) and getattr(node.func, "id", None) == "refused"

@@ -23,9 +23,16 @@ from db import (
     stats,
     storage_objects,
 )
-from db.checkpoints import CheckpointKey
+from db.checkpoints import CheckpointKey, CheckpointsKey
 from db.listings import AgentFilterKey, AgentMessagesKey
-from db.queries import AgentKey, MessageKey, MessageWindowKey, MultiAgentKey, SessionKey
+from db.queries import (
+    AgentKey,
+    AgentsOfSessionKey,
+    MessageKey,
+    MessageWindowKey,
+    MultiAgentKey,
+    SessionKey,
+)
 from db.tenancy import Scope
 
 TENANT_FIRST_KEYS = {
@@ -37,6 +44,8 @@ TENANT_FIRST_KEYS = {
     AgentMessagesKey,
     AgentFilterKey,
     CheckpointKey,
+    CheckpointsKey,
+    AgentsOfSessionKey,
 }
 NOT_QUERIES = {
     "totals_of",

@@ -4,7 +4,7 @@ Every one reads the caller's tenant (all tenants for a tenantless admin's listin
 ``ConversationFilter``, and pages with keyset cursors.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,13 +25,11 @@ from graphql_api.types.pagination import (
 )
 from graphql_api.types.scalars import Time
 from graphql_api.types.search import SearchConnection, SearchOrder, decode_newest_cursor, decode_rank_cursor
-from graphql_api.types.stats import Bucket, ConversationStats, GroupBy, ToolStat
+from graphql_api.types.stats import DEFAULT_STATS_RANGE, Bucket, ConversationStats, GroupBy, ToolStat
 from graphql_api.validation import check_page_size
 
-MOST_BUCKETS = 5000
 MOST_TOOLS = 1000
 QUERY_LENGTH = 1000
-DEFAULT_RANGE = timedelta(days=1)
 
 
 def _request(
@@ -108,8 +106,8 @@ class AnalyticsQuery:
         matching, order = filter_of(filter), order_by.to_db() if order_by else NEWEST_FIRST
         wanted = _request(info, "agent", order, first, after, last, before)
         scope, db = info.context.scope, info.context.db
-        page = await db.run(
-            lambda conn: listings.list_agents(conn, scope, matching, order, wanted), idempotent=True
+        page = await info.context.read(
+            lambda conn, most: listings.list_agents(conn, scope, matching, order, wanted, most_bytes=most)
         )
         info.context.loaders.prime_agents([record for record, _ in page.rows])
         return AgentConnection.of(
@@ -135,8 +133,8 @@ class AnalyticsQuery:
         matching, order = filter_of(filter), order_by.to_db() if order_by else NEWEST_FIRST
         wanted = _request(info, "message", order, first, after, last, before)
         scope, db = info.context.scope, info.context.db
-        page = await db.run(
-            lambda conn: listings.list_messages(conn, scope, matching, order, wanted), idempotent=True
+        page = await info.context.read(
+            lambda conn, most: listings.list_messages(conn, scope, matching, order, wanted, most_bytes=most)
         )
         info.context.loaders.prime_messages([record for record, _ in page.rows])
         return MessageConnection.of(
@@ -164,18 +162,20 @@ class AnalyticsQuery:
         if len(query) > QUERY_LENGTH:
             raise InputError("query", f"must be at most {QUERY_LENGTH} characters, got {len(query)}")
         words = query.replace("\x00", " ")
-        matching, scope, db = filter_of(filter), info.context.scope, info.context.db
+        matching, scope = filter_of(filter), info.context.scope
         if order_by is SearchOrder.NEWEST:
             since = None if after is None else decode_newest_cursor("after", after)
-            found, more = await db.run(
-                lambda conn: search.search_newest_messages(conn, scope, words, matching, first, since),
-                idempotent=True,
+            found, more = await info.context.read(
+                lambda conn, most: search.search_newest_messages(
+                    conn, scope, words, matching, first, since, most_bytes=most
+                )
             )
         else:
             best = None if after is None else decode_rank_cursor("after", after)
-            found, more = await db.run(
-                lambda conn: search.search_messages(conn, scope, words, matching, first, best),
-                idempotent=True,
+            found, more = await info.context.read(
+                lambda conn, most: search.search_messages(
+                    conn, scope, words, matching, first, best, most_bytes=most
+                )
             )
         info.context.loaders.prime_messages([match.record for match in found])
         return SearchConnection.of(found, more, after is not None, order_by)
@@ -198,37 +198,44 @@ class AnalyticsQuery:
         filter: ConversationFilter | None = None,
     ) -> ConversationStats:
         end = to or datetime.now(UTC)
-        start = from_ or end - DEFAULT_RANGE
+        start = from_ or end - DEFAULT_STATS_RANGE
         if start >= end:
             raise InputError("from", "must be before to" if to else "must be in the past when to is left out")
-        step = {
-            "MINUTE": timedelta(minutes=1),
-            "HOUR": timedelta(hours=1),
-            "DAY": timedelta(days=1),
-            "WEEK": timedelta(weeks=1),
-        }
-        if (end - start) / step[bucket.value] > MOST_BUCKETS:
+        most_buckets = info.context.limits.max_stats_buckets
+        if (end - start) / stats.STEPS[bucket.value] > most_buckets:
             raise InputError(
                 "bucket",
-                f"the range holds more than {MOST_BUCKETS} {bucket.value.lower()} buckets; use longer ones",
+                f"the range holds more than {most_buckets} {bucket.value.lower()} buckets; use longer ones",
             )
         if group_by is GroupBy.LABEL and not label:
             raise InputError("label", 'name the label to group by, e.g. label: "user"')
         request = stats.StatsRequest(bucket.value, start, end, group_by.value, label, _zone(time_zone))
-        matching, scope = filter_of(filter), info.context.scope
-        most = info.context.limits.max_cost
+        matching, scope, limits = filter_of(filter), info.context.scope, info.context.limits
+        # The rows this request has left: other fields of the document may have spent some.
+        budget = info.context.rows
+        most_rows, most_keys = max(0, budget.left), limits.max_stats_keys
         try:
             found = await info.context.db.run(
-                lambda conn: stats.conversation_stats(conn, scope, matching, request, most_rows=most),
+                lambda conn: stats.conversation_stats(
+                    conn, scope, matching, request, most_rows=most_rows, most_keys=most_keys
+                ),
                 idempotent=True,
             )
         except stats.UnknownTimeZone:
             raise _unknown_zone(time_zone) from None
+        except stats.TooManyKeys as error:
+            raise LimitError(
+                ErrorCode.QUERY_TOO_COSTLY,
+                f"the grouping has {error.keys} keys, over the {most_keys} one chart may have "
+                "(SESSION_GRAPHQL_MAX_STATS_KEYS): narrow the filter or group by something coarser",
+            ) from None
         except stats.TooManyRows as error:
             raise LimitError(
                 ErrorCode.QUERY_TOO_COSTLY,
-                f"{error.rows} rows (buckets times keys) are over {most}: narrow the range or the grouping",
+                f"{error.rows} rows (buckets times keys) are over the {budget.total} a request may have: "
+                "narrow the range or the grouping",
             ) from None
+        budget.spend([found.rows, found.key_totals, found.totals])
         return ConversationStats.from_stats(found)
 
     @strawberry.field(

@@ -9,7 +9,7 @@ import strawberry
 from db import forks, storage_objects
 from graphql_api.context import Info
 from graphql_api.errors import ErrorCode, InputError, LimitError
-from graphql_api.types.scalars import Base64
+from graphql_api.types.scalars import Base64, base64_decoded_size
 from graphql_api.types.session import Session
 from graphql_api.types.storage import StorageKeyPage, StorageObjectInfo, StorageSearchHit
 from graphql_api.validation import check_id, check_page_size
@@ -29,10 +29,15 @@ class StorageQuery:
         description="The bytes stored under a key (normalized as Strands' backends do), or null."
     )
     async def storage_object(self, info: Info, key: str) -> Base64 | None:
-        scope = info.context.scope
-        found = await info.context.db.run(
-            lambda conn: storage_objects.read_object(conn, scope, key), idempotent=True
-        )
+        scope, answer = info.context.scope, info.context.answer
+        # One object at a time: each alias reads only once the ones before it are charged, so fifty
+        # aliases of a 10 MiB object stop at the answer's budget instead of all being read at once.
+        async with answer.large_reads:
+            found = await info.context.read(
+                lambda conn, most: storage_objects.read_object(
+                    conn, scope, key, most_bytes=base64_decoded_size(most)
+                )
+            )
         return None if found is None else Base64(found)
 
     @strawberry.field(

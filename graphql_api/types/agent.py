@@ -8,7 +8,6 @@ import strawberry
 from db.errors import NotFoundError
 from db.records import AgentRecord
 from graphql_api.context import Info
-from graphql_api.errors import InputError
 from graphql_api.types.filters import ConversationFilter, filter_of
 from graphql_api.types.pagination import (
     CONVERSATION_PAGE,
@@ -19,7 +18,8 @@ from graphql_api.types.pagination import (
 from graphql_api.types.scalars import JSON
 from graphql_api.types.storage import AgentSnapshot, Checkpoint
 from graphql_api.types.totals import Totals
-from graphql_api.validation import check_id, check_not_negative, check_page_size
+from graphql_api.types.windows import window
+from graphql_api.validation import check_id
 
 if TYPE_CHECKING:
     from graphql_api.types.message import Message
@@ -78,24 +78,11 @@ class Agent:
     ) -> list[Annotated["Message", strawberry.lazy("graphql_api.types.message")]]:
         from graphql_api.types.message import Message
 
-        check_not_negative("offset", offset)
-        check_not_negative("limit", limit)
         most = info.context.limits.max_list_size
-        if limit is not None:
-            check_page_size("limit", limit, most)
+        wanted = window(offset, limit, most=most, largest_limit=most)
         loaders = info.context.loaders
-        # Unlimited means all of them, up to the server's largest list: one more row tells whether
-        # there are more, which is refused rather than silently cut short.
-        fetch = most + 1 if limit is None else limit
-        records = await loaders.message_window.load(
-            (self.tenant, self.session_id, self.agent_id, offset, fetch)
-        )
-        if limit is None and len(records) > most:
-            raise InputError(
-                "limit",
-                f"the agent has more than {most} messages from offset {offset}; "
-                f"read them in pages of at most {most} with offset and limit",
-            )
+        key = (self.tenant, self.session_id, self.agent_id, wanted.offset, wanted.fetch)
+        records = wanted.of(await loaders.message_window.load(key), "messages")
         loaders.prime_messages(records)
         return [Message.from_record(record) for record in records]
 
@@ -140,10 +127,14 @@ class Agent:
 
     @strawberry.field(
         description="The immutable snapshots (checkpoints) SnapshotSessionManager saved of the agent, "
-        "oldest first; empty for an agent stored message by message."
+        "oldest first; empty for an agent stored message by message. No limit returns all from offset "
+        "(at most the server's largest nested list)."
     )
-    async def snapshots(self, info: Info) -> list[Checkpoint]:
-        found = await info.context.loaders.checkpoints.load((self.tenant, self.session_id, self.agent_id))
+    async def snapshots(self, info: Info, offset: int = 0, limit: int | None = None) -> list[Checkpoint]:
+        limits = info.context.limits
+        wanted = window(offset, limit, most=limits.max_nested_list, largest_limit=limits.max_list_size)
+        key = (self.tenant, self.session_id, self.agent_id, wanted.offset, wanted.fetch)
+        found = wanted.of(await info.context.loaders.checkpoints.load(key), "checkpoints")
         return [Checkpoint.from_record(record) for record in found]
 
     @strawberry.field(

@@ -12,6 +12,7 @@ from graphql_api.types.filters import check_labels
 from graphql_api.types.scalars import JSON
 from graphql_api.types.session import SessionType
 from graphql_api.validation import (
+    check_content_blocks,
     check_document,
     check_id,
     check_message_id,
@@ -102,9 +103,13 @@ class MessageInput:
         """Checked for depth and, with its redaction, for ``max_message_bytes`` as stored."""
         role = message_role(f"{field}.message", self.message)
         redaction = check_optional_object(f"{field}.redactMessage", self.redact_message)
+        # First, as a count: measuring the message walks every block.
+        check_content_blocks(f"{field}.message", self.message, limits.max_content_blocks)
+        if redaction is not None:
+            check_content_blocks(f"{field}.redactMessage", redaction, limits.max_content_blocks)
         depth, most = limits.max_json_depth, limits.max_message_bytes
-        message = json_shape(self.message, max_depth=depth, max_bytes=most)
-        redacted = json_shape(redaction, max_depth=depth, max_bytes=most) if redaction is not None else None
+        message = json_shape(self.message, max_depth=depth)
+        redacted = json_shape(redaction, max_depth=depth) if redaction is not None else None
         for name, shape in (("message", message), ("redactMessage", redacted)):
             if shape is not None and shape.too_deep:
                 raise too_deep(f"{field}.{name}", depth)
@@ -112,7 +117,7 @@ class MessageInput:
         if size > most:
             raise LimitError(
                 ErrorCode.MESSAGE_TOO_LARGE,
-                f"{field}: is at least {size} bytes as JSON with its redaction; the limit is {most} bytes",
+                f"{field}: is {size} bytes as JSON with its redaction; the limit is {most} bytes",
                 field,
             )
         return MessageDraft(

@@ -172,6 +172,11 @@ def _parse_base64(value: object) -> bytes:
         ) from None
 
 
+def base64_decoded_size(encoded: int) -> int:
+    """The most bytes whose base64 fits in ``encoded`` characters."""
+    return encoded // 4 * 3
+
+
 Base64 = NewType("Base64", bytes)
 """Bytes of a storage object (``Base64Scalar`` reads and writes them)."""
 

@@ -10,6 +10,7 @@ from db.records import SessionRecord
 from graphql_api.context import Info
 from graphql_api.types.scalars import JSON
 from graphql_api.types.totals import Totals
+from graphql_api.types.windows import window
 from graphql_api.validation import check_id
 
 if TYPE_CHECKING:
@@ -62,14 +63,19 @@ class Session:
     def message_count(self) -> int:
         return self.totals.messages
 
-    @strawberry.field(description="The session's agents, oldest first.")
+    @strawberry.field(
+        description="The session's agents, oldest first. No limit returns all from offset (at most "
+        "the server's largest nested list)."
+    )
     async def agents(
-        self, info: Info
+        self, info: Info, offset: int = 0, limit: int | None = None
     ) -> list[Annotated["Agent", strawberry.lazy("graphql_api.types.agent")]]:
         from graphql_api.types.agent import Agent
 
-        loaders = info.context.loaders
-        records = await loaders.agents_of_session.load((self.tenant, self.session_id))
+        limits, loaders = info.context.limits, info.context.loaders
+        wanted = window(offset, limit, most=limits.max_nested_list, largest_limit=limits.max_list_size)
+        key = (self.tenant, self.session_id, wanted.offset, wanted.fetch)
+        records = wanted.of(await loaders.agents_of_session.load(key), "agents")
         loaders.prime_agents(records)
         return [Agent.from_record(record) for record in records]
 
@@ -83,14 +89,19 @@ class Session:
         record = await info.context.loaders.agent.load(key)
         return None if record is None else Agent.from_record(record)
 
-    @strawberry.field(description="The session's multi-agent (Graph, Swarm) states, oldest first.")
+    @strawberry.field(
+        description="The session's multi-agent (Graph, Swarm) states, oldest first. No limit returns "
+        "all from offset (at most the server's largest nested list)."
+    )
     async def multi_agents(
-        self, info: Info
+        self, info: Info, offset: int = 0, limit: int | None = None
     ) -> list[Annotated["MultiAgent", strawberry.lazy("graphql_api.types.multi_agent")]]:
         from graphql_api.types.multi_agent import MultiAgent
 
-        loaders = info.context.loaders
-        records = await loaders.multi_agents_of_session.load((self.tenant, self.session_id))
+        limits, loaders = info.context.limits, info.context.loaders
+        wanted = window(offset, limit, most=limits.max_nested_list, largest_limit=limits.max_list_size)
+        key = (self.tenant, self.session_id, wanted.offset, wanted.fetch)
+        records = wanted.of(await loaders.multi_agents_of_session.load(key), "multi-agents")
         loaders.prime_multi_agents(records)
         return [MultiAgent.from_record(record) for record in records]
 

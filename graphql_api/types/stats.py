@@ -1,11 +1,14 @@
 """Conversation statistics and tool statistics, shaped for charts: flat rows, every bucket present."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 
 import strawberry
 
 from db import stats as stored
+
+DEFAULT_STATS_RANGE = timedelta(days=1)
+"""What ``conversationStats`` covers when ``from`` is left out: the day before ``to``."""
 
 
 @strawberry.enum(description="How long one bucket of a chart is (a WEEK starts on Monday).")

@@ -1,0 +1,44 @@
+"""Lists read by ``offset`` and ``limit`` (an agent's messages, a session's agents, an agent's
+checkpoints), as Strands' ``list_messages`` reads them: without a limit, all of them up to a
+maximum, and past it an error that says how to page rather than a list silently cut short."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from graphql_api.errors import InputError
+from graphql_api.validation import check_not_negative, check_page_size
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    offset: int
+    limit: int | None
+    most: int
+    """The most an unlimited window returns."""
+
+    @property
+    def fetch(self) -> int:
+        """Rows to read: the limit, or one past the most, which tells whether there are more."""
+        return self.most + 1 if self.limit is None else self.limit
+
+    def of(self, records: Sequence[R], what: str) -> Sequence[R]:
+        """``records`` as read, after checking an unlimited window did not find more than its most."""
+        if self.limit is None and len(records) > self.most:
+            raise InputError(
+                "limit",
+                f"there are more than {self.most} {what} from offset {self.offset}; "
+                f"read them in pages of at most {self.most} with offset and limit",
+            )
+        return records
+
+
+def window(offset: int, limit: int | None, *, most: int, largest_limit: int) -> Window:
+    """Checks the arguments: neither negative, ``limit`` at most ``largest_limit``."""
+    check_not_negative("offset", offset)
+    check_not_negative("limit", limit)
+    if limit is not None:
+        check_page_size("limit", limit, largest_limit)
+    return Window(offset, limit, most)
