@@ -19,6 +19,7 @@ from client import calls, credentials, failures
 from client.async_write_behind import AsyncWriteBehind
 from client.backoff import Backoff
 from client.credentials import AsyncTokenProvider
+from client.errors import GraphQLSessionError
 from client.repository import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, IDLE_CONNECTION_SECONDS
 from client.write_queue import DEFAULT_MAX_PENDING, DEFAULT_RETRY_SECONDS
 
@@ -279,7 +280,11 @@ class AsyncGraphQLSessionRepository:
         listing = calls.MessageListing(session_id, agent_id, limit, offset, self._message_page_size)
         await self._wait_for_writes(session_id)
         while (call := listing.next_call()) is not None:
-            await self._run(call)
+            try:
+                await self._run(call)
+            except GraphQLSessionError as failure:
+                if not listing.smaller_pages(failure):
+                    raise
         return listing.messages
 
     async def create_multi_agent(self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any) -> None:

@@ -18,6 +18,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage
 from client import mapping
 from client.backoff import Backoff
 from client.errors import (
+    RESPONSE_TOO_LARGE,
     GraphQLSessionError,
     SessionAlreadyExistsError,
     SessionBadInputError,
@@ -414,6 +415,14 @@ class MessageListing:
         if self.page_size < 1:
             raise ValueError(f"message_page_size must be positive, got {self.page_size}")
         self._done = self.limit == 0
+
+    def smaller_pages(self, failure: GraphQLSessionError) -> bool:
+        """After ``failure`` of the last call, whether to ask again in pages half as large: a page of
+        large messages may be over the server's answer budget (RESPONSE_TOO_LARGE)."""
+        if failure.code != RESPONSE_TOO_LARGE or self.page_size == 1:
+            return False
+        self.page_size //= 2
+        return True
 
     def next_call(self) -> Call[None] | None:
         if self._done:

@@ -18,6 +18,7 @@ TOKEN_PROVIDER_FAILED = "TOKEN_PROVIDER_FAILED"
 """The ``code`` of a token provider that raised or returned no usable token."""
 
 RATE_LIMITED = "RATE_LIMITED"
+RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
 
 LIMIT_CODES = frozenset(
     {
@@ -27,10 +28,12 @@ LIMIT_CODES = frozenset(
         "QUERY_TOO_DEEP",
         "TOO_MANY_ALIASES",
         "QUERY_TOO_COSTLY",
+        RESPONSE_TOO_LARGE,
         "BATCH_TOO_LARGE",
         "MESSAGE_TOO_LARGE",
         "OBJECT_TOO_LARGE",
         "JSON_TOO_DEEP",
+        "JSON_TOO_LARGE",
     }
 )
 """Codes of a request the server refused for its size or shape: the same request fails the same way."""

@@ -16,6 +16,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage
 from client import calls, credentials
 from client.backoff import Backoff
 from client.credentials import TokenProvider
+from client.errors import GraphQLSessionError
 from client.write_behind import ThreadedWriteBehind
 from client.write_queue import DEFAULT_MAX_PENDING, DEFAULT_RETRY_SECONDS
 
@@ -330,7 +331,11 @@ class GraphQLSessionRepository(SessionRepository):
         listing = calls.MessageListing(session_id, agent_id, limit, offset, self._message_page_size)
         self._wait_for_writes(session_id)
         while (call := listing.next_call()) is not None:
-            self._run(call)
+            try:
+                self._run(call)
+            except GraphQLSessionError as failure:
+                if not listing.smaller_pages(failure):
+                    raise
         return listing.messages
 
     def create_multi_agent(self, session_id: str, multi_agent: "MultiAgentBase", **kwargs: Any) -> None:
