@@ -350,3 +350,94 @@ def test_fuzzed_invalid_operations_get_coded_answers_and_leave_other_tenants_alo
     assert_known_data_intact(target)
     assert tally.sent >= 50
     assert tally.codes[ErrorCode.GRAPHQL_VALIDATION_FAILED.value] >= tally.sent // 2, tally
+
+
+# --- the largest fields, multiplied by aliases ---
+
+LARGE_KEY = "other/large.bin"
+LARGE_BUDGET = 4 * 1024 * 1024
+ALIASES = 50
+
+
+class _MultiplyRootFields(_SteerIds):
+    """Also points storage keys at a large object, and repeats each root field under aliases, up to
+    the alias limit: a page of large rows copied fifty times is the cheapest way to a huge answer."""
+
+    def _steer(self, name: str, value: graphql.ValueNode) -> graphql.ValueNode | None:
+        if name == "key" and isinstance(value, graphql.StringValueNode):
+            return nodes.String(LARGE_KEY) if self.data.draw(st.booleans()) else None
+        return super()._steer(name, value)
+
+    def enter_operation_definition(
+        self, node: graphql.OperationDefinitionNode, *_: Any
+    ) -> graphql.OperationDefinitionNode:
+        fields = [s for s in node.selection_set.selections if isinstance(s, graphql.FieldNode)]
+        if not fields:
+            return node
+        copies = self.data.draw(st.integers(2, max(2, ALIASES // len(fields))))
+        repeated = [
+            graphql.FieldNode(
+                alias=graphql.NameNode(value=f"x{number}_{copy}"),
+                name=field.name,
+                arguments=field.arguments,
+                directives=field.directives,
+                selection_set=field.selection_set,
+            )
+            for number, field in enumerate(fields)
+            for copy in range(copies)
+        ]
+        return graphql.OperationDefinitionNode(
+            operation=node.operation,
+            name=node.name,
+            variable_definitions=node.variable_definitions,
+            directives=node.directives,
+            selection_set=graphql.SelectionSetNode(selections=tuple(repeated)),
+        )
+
+
+@pytest.fixture(scope="module")
+def large_target(database_url: str) -> Iterator[FuzzTarget]:
+    """A server with a small answer budget, and large rows where the fuzzer's ids lead."""
+    chosen = Settings(limits=replace(Limits(), rate_per_second=0, max_response_bytes=LARGE_BUDGET))
+    with secured_server(database_url, chosen) as secured:
+        fuzz_key = secured.key("admin", tenant="fuzz-large", label=FUZZ_KEY_LABEL)
+        write_tree(secured, fuzz_key, "large " + "x" * 300_000)
+        large = base64.b64encode(bytes(range(256)) * 4096).decode()  # 1 MiB
+        write = "mutation($k: String!, $d: Base64!) { writeStorageObject(key: $k, data: $d) { size } }"
+        assert "errors" not in secured.graphql(write, {"k": LARGE_KEY, "d": large}, key=fuzz_key)
+        yield FuzzTarget(secured, fuzz_key, fuzz_key, {})
+
+
+def test_fuzzed_documents_repeating_the_largest_fields_get_coded_answers_within_the_budget(
+    large_target: FuzzTarget,
+) -> None:
+    tally = Tally()
+    deadline = time.monotonic() + BUDGET_SECONDS / 2
+    headers = {"Authorization": f"Bearer {large_target.fuzz_key}", "content-type": "application/json"}
+    http = large_target.secured.http
+    largest = 0
+
+    @settings(
+        max_examples=300,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate, Phase.shrink],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
+    @given(document=_documents(Mode.POSITIVE), data=st.data())
+    def send(document: graphql.DocumentNode, data: st.DataObject) -> None:
+        nonlocal largest
+        if time.monotonic() > deadline:
+            return
+        text = graphql.print_ast(graphql.visit(document, _MultiplyRootFields(data)))
+        response = http.post("/graphql", content=json.dumps({"query": text}), headers=headers)
+        check_response(response, text, tally)
+        largest = max(largest, len(response.content))
+
+    send()
+
+    assert tally.sent >= 50, tally
+    # Answers stay within the budget (and what JSON escapes add to it); the rest were refused whole.
+    assert largest < LARGE_BUDGET * 1.2, largest
+    assert tally.codes[ErrorCode.RESPONSE_TOO_LARGE.value] > 0, tally
