@@ -14,7 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.byte_caps import RUNNING_BYTES, checked
-from db.snapshots import Snapshot, parse_snapshot
+from db.json_values import StoredJSON, dump_json
+from db.snapshots import Snapshot, first_message_id, parse_snapshot
 from db.storage_keys import AGENT_CHECKPOINT, checkpoint_key
 from db.tenancy import Scope
 
@@ -85,21 +86,50 @@ CheckpointKey = tuple[str, str, str, str]
 """(tenant, session_id, agent_id, snapshot_id)."""
 
 
-async def read_checkpoints(
-    conn: AsyncConnection, keys: Sequence[CheckpointKey], *, most_bytes: int | None = None
-) -> dict[CheckpointKey, tuple[Checkpoint, Snapshot]]:
-    """Checkpoints with their snapshots, looked up by primary key; missing ones are left out.
+@dataclass(frozen=True, slots=True)
+class CheckpointContent:
+    """A checkpoint as an answer shows it: its states, and its messages as stored text. Parsed, a
+    10 MiB snapshot takes some 150 MB of Python objects; its messages as text take 10."""
 
-    With ``most_bytes``, snapshots are read while their sizes add up to at most that many bytes
-    (``TooManyBytesError`` past it), by their size column: a snapshot is up to 10 MiB.
-    """
-    if not keys:
-        return {}
+    state: Any
+    conversation_manager_state: Any
+    created_at: datetime
+    first_message_id: int
+    messages: list[tuple[str, StoredJSON]]
+    """Each message's role, and the message."""
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> "CheckpointContent":
+        return cls(
+            state=snapshot.data.get("state", {}),
+            conversation_manager_state=snapshot.data.get("conversation_manager_state", {}),
+            created_at=snapshot.created_at,
+            first_message_id=first_message_id(snapshot),
+            messages=[
+                (
+                    str(message.get("role", "")) if isinstance(message, dict) else "",
+                    StoredJSON(text=dump_json(message)),
+                )
+                for message in snapshot.messages
+            ],
+        )
+
+
+def _role(message: Any) -> str:
+    return str(message.get("role", "")) if isinstance(message, dict) else ""
+
+
+async def _checkpoint_rows(
+    conn: AsyncConnection, keys: Sequence[CheckpointKey], most_bytes: int | None
+) -> list[Any]:
+    """The checkpoints' rows with their bytes; with ``most_bytes``, while their sizes add up to at
+    most that many bytes (``TooManyBytesError`` past it): a snapshot is up to 10 MiB."""
     rows = await conn.execute(
         text(
             "SELECT * FROM (SELECT o.session_id, o.tenant, o.scope_id, o.snapshot_id, o.key, "
             "o.snapshot_created_at, o.message_count, o.size, o.data, "
-            f"sum(o.size) OVER (ROWS UNBOUNDED PRECEDING) AS {RUNNING_BYTES} FROM storage_objects o "
+            f"CAST(sum(o.size) OVER (ROWS UNBOUNDED PRECEDING) AS bigint) AS {RUNNING_BYTES} "
+            "FROM storage_objects o "
             "JOIN unnest(CAST(:tenants AS text[]), CAST(:sessions AS text[]), CAST(:keys AS text[])) "
             "AS k(tenant, session_id, key) ON o.session_id = k.session_id AND o.tenant = k.tenant "
             f"AND o.key = k.key WHERE o.kind = '{AGENT_CHECKPOINT}') c "
@@ -112,17 +142,32 @@ async def read_checkpoints(
             "most_bytes": most_bytes,
         },
     )
-    found: dict[CheckpointKey, tuple[Checkpoint, Snapshot]] = {}
-    for row in checked(rows, most_bytes):
-        checkpoint = _checkpoint(row)
-        # Stored, so checked when written (against the limit of then, which may have been higher).
-        snapshot = parse_snapshot(bytes(row.data), row.key, "agent", max_depth=10_000)
-        found[(row.tenant, row.session_id, row.scope_id, row.snapshot_id)] = (checkpoint, snapshot)
+    return checked(rows, most_bytes)
+
+
+def _snapshot_of(row: Any) -> Snapshot:
+    # Stored, so checked when written (against the limit of then, which may have been higher).
+    return parse_snapshot(bytes(row.data), row.key, "agent", max_depth=10_000)
+
+
+async def read_checkpoints(
+    conn: AsyncConnection, keys: Sequence[CheckpointKey], *, most_bytes: int | None = None
+) -> dict[CheckpointKey, tuple[Checkpoint, CheckpointContent]]:
+    """Checkpoints with what they hold, looked up by primary key; missing ones are left out.
+    Snapshots are parsed one at a time, each kept as text (``CheckpointContent``)."""
+    if not keys:
+        return {}
+    found: dict[CheckpointKey, tuple[Checkpoint, CheckpointContent]] = {}
+    for row in await _checkpoint_rows(conn, keys, most_bytes):
+        content = CheckpointContent.of(_snapshot_of(row))
+        found[(row.tenant, row.session_id, row.scope_id, row.snapshot_id)] = (_checkpoint(row), content)
     return found
 
 
 async def read_checkpoint(
     conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, snapshot_id: str
 ) -> tuple[Checkpoint, Snapshot] | None:
+    """One checkpoint with its whole snapshot, to write it elsewhere (a fork)."""
     key = (scope.tenant, session_id, agent_id, snapshot_id)
-    return (await read_checkpoints(conn, [key])).get(key)
+    rows = await _checkpoint_rows(conn, [key], None)
+    return None if not rows else (_checkpoint(rows[0]), _snapshot_of(rows[0]))

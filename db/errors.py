@@ -28,6 +28,6 @@ class JsonTooDeepError(InvalidDataError):
 class TooManyBytesError(StoreError):
     """Rows read for an answer would hold more bytes than the answer may (``db.byte_caps``)."""
 
-    def __init__(self, most_bytes: int) -> None:
-        super().__init__(f"the rows would hold more than {most_bytes} bytes")
-        self.most_bytes = most_bytes
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the rows would hold more than {size} bytes")
+        self.size = size

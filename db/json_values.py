@@ -61,6 +61,10 @@ class StoredJSON:
             self._value = load_json(self._text)
         return self._value
 
+    def parsed(self) -> Any:
+        """The document decoded, without keeping the decoded value (``value`` keeps it)."""
+        return self._value if self._value is not _UNSET else load_json(self._text)
+
     @property
     def text(self) -> str:
         if self._text is _UNSET:
@@ -81,3 +85,24 @@ class StoredJSON:
 
     def __repr__(self) -> str:
         return f"StoredJSON({self.text[:60]!r})"
+
+
+class _NotRead(StoredJSON):
+    """A document the read left out because the answer asks nothing of it: using it is a bug."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> Any:
+        raise RuntimeError("a stored document was used that its read left out")
+
+    @property
+    def text(self) -> str:
+        raise RuntimeError("a stored document was used that its read left out")
+
+    def parsed(self) -> Any:
+        raise RuntimeError("a stored document was used that its read left out")
+
+
+NOT_READ: StoredJSON = _NotRead()
+"""The message of a record read without its documents (``db.queries.message_columns``)."""

@@ -7,21 +7,22 @@ stable while rows are added and no query scans past the rows it skips (no OFFSET
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache, lru_cache
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import BigInteger, Integer, Select, Text, bindparam, func, select, true, tuple_
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.byte_caps import RUNNING_BYTES, checked, within_bytes
+from db.byte_caps import capped_read, checked, within_bytes
 from db.filters import ConversationFilter, agents_matching, messages_matching, sessions_matching
 from db.models import agents, messages, sessions
 from db.queries import (
     AGENT_DOCUMENTS,
-    MESSAGE_COLUMNS,
     MESSAGE_DOCUMENTS,
     agent_record,
-    int_array,
+    key_params,
+    key_values,
+    message_columns,
     message_record,
     session_key_columns,
     session_record,
@@ -145,7 +146,8 @@ async def list_agents(
     stmt = select(agents, order_by).where(scope.visible(agents), *agents_matching(f))
     names = ("session_id", "tenant", "agent_id")
     stmt = _keyset(stmt, AGENT_ORDERS[order.field], AGENT_KEY, order, page, ("order", *names))
-    found = checked(await conn.execute(within_bytes(stmt, AGENT_DOCUMENTS, most_bytes)), most_bytes)
+    rows = await conn.execute(capped_read(stmt, AGENT_DOCUMENTS, most_bytes), {"most_bytes": most_bytes})
+    found = checked(rows, most_bytes)
     return _page([(agent_record(row), _position(row, "order_value", names)) for row in found], page)
 
 
@@ -162,14 +164,16 @@ async def list_messages(
     page: PageRequest,
     *,
     most_bytes: int | None = None,
+    documents: bool = True,
 ) -> Page[MessageRecord]:
     order_by = MESSAGE_ORDERS[order.field]
-    stmt: Select[Any] = select(*MESSAGE_COLUMNS, order_by.label("order_value")).where(
+    stmt: Select[Any] = select(*message_columns(documents), order_by.label("order_value")).where(
         scope.visible(messages), *messages_matching(f)
     )
     names = ("session_id", "tenant", "agent_id", "message_id")
     stmt = _keyset(stmt, order_by, MESSAGE_KEY, order, page, ("order", *names))
-    found = checked(await conn.execute(within_bytes(stmt, MESSAGE_DOCUMENTS, most_bytes)), most_bytes)
+    rows = await conn.execute(capped_read(stmt, MESSAGE_DOCUMENTS, most_bytes), {"most_bytes": most_bytes})
+    found = checked(rows, most_bytes)
     return _page([(message_record(row), _position(row, "order_value", names)) for row in found], page)
 
 
@@ -178,8 +182,11 @@ async def count_messages(conn: AsyncConnection, scope: Scope, f: ConversationFil
     return int((await conn.execute(stmt)).scalar_one())
 
 
-AgentMessagesKey = tuple[str, str, str, ConversationFilter, int | None, int, bool]
-"""(tenant, session_id, agent_id, filter, position (a message id), size + 1, backwards)"""
+AgentMessagesKey = tuple[str, str, str, ConversationFilter, int | None, int, bool, bool]
+"""(tenant, session_id, agent_id, filter, position (a message id), size + 1, backwards, whether the
+stored documents are read)"""
+LastMessageKey = tuple[str, str, str, bool]
+"""(tenant, session_id, agent_id, whether the stored documents are read)"""
 AgentFilterKey = tuple[str, str, str, ConversationFilter]
 """(tenant, session_id, agent_id, filter)"""
 
@@ -188,6 +195,34 @@ def _agent_keys(keys: Sequence[tuple[Any, ...]], *extra: tuple[str, Any, Any]) -
     return unnested_keys(
         *session_key_columns(keys), ("agent_id", text_array("aids", [key[2] for key in keys]), Text), *extra
     )
+
+
+@lru_cache(maxsize=256)
+def _agent_pages_statement(
+    f: ConversationFilter, backwards: bool, documents: bool, sized: bool, capped: bool
+) -> Select[Any]:
+    """Built once per filter and shape; the keys, positions and limits are its parameters."""
+    k = key_params(
+        ("tenant", Text), ("session_id", Text), ("agent_id", Text), ("position", BigInteger), ("lim", Integer)
+    )
+    beyond = messages.c.message_id < k.c.position if backwards else messages.c.message_id > k.c.position
+    page = (
+        select(*message_columns(documents))
+        .where(
+            messages.c.tenant == k.c.tenant,
+            messages.c.session_id == k.c.session_id,
+            messages.c.agent_id == k.c.agent_id,
+            beyond,
+            *messages_matching(f),
+        )
+        .order_by(messages.c.message_id.desc() if backwards else messages.c.message_id)
+        .limit(k.c.lim)
+        .lateral("m")
+    )
+    stmt = select(k.c.idx, page).select_from(k.join(page, true()))
+    if capped:
+        stmt = stmt.limit(bindparam("most", type_=Integer))  # see queries.list_message_windows
+    return within_bytes(stmt, MESSAGE_DOCUMENTS) if sized else stmt
 
 
 async def agent_message_pages(
@@ -206,32 +241,14 @@ async def agent_message_pages(
         group = [keys[i] for i in indexes]
         # Past every message id either way; 2**31 is beyond PostgreSQL's integer, hence bigint.
         far = 2**31 if backwards else -1
-        positions = [far if key[4] is None else key[4] for key in group]
-        k = _agent_keys(
-            group,
-            ("position", bindparam("positions", positions, type_=ARRAY(BigInteger)), BigInteger),
-            ("lim", int_array("lims", [key[5] for key in group]), Integer),
-        )
-        beyond = messages.c.message_id < k.c.position if backwards else messages.c.message_id > k.c.position
-        page = (
-            select(*MESSAGE_COLUMNS)
-            .where(
-                messages.c.tenant == k.c.tenant,
-                messages.c.session_id == k.c.session_id,
-                messages.c.agent_id == k.c.agent_id,
-                beyond,
-                *messages_matching(f),
-            )
-            .order_by(messages.c.message_id.desc() if backwards else messages.c.message_id)
-            .limit(k.c.lim)
-            .lateral("m")
-        )
-        stmt = select(k.c.idx, page).select_from(k.join(page, true()))
-        if most is not None:
-            stmt = stmt.limit(bindparam("most", most, type_=Integer))  # see queries.list_message_windows
-        rows = checked(await conn.execute(within_bytes(stmt, MESSAGE_DOCUMENTS, most_bytes)), most_bytes)
+        positions = [(key[0], key[1], key[2], far if key[4] is None else key[4], key[5]) for key in group]
+        documents = any(key[7] for key in group)
+        stmt = _agent_pages_statement(f, backwards, documents, most_bytes is not None, most is not None)
+        values = key_values(positions, "tenant", "session_id", "agent_id", "position", "lim")
+        result = await conn.execute(stmt, {**values, "most": most, "most_bytes": most_bytes})
+        rows = checked(result, most_bytes)
         if most_bytes is not None and rows:
-            most_bytes -= getattr(rows[-1], RUNNING_BYTES)
+            most_bytes -= min(most_bytes, max(row[-1] for row in rows))
         for row in rows:
             found[indexes[row.idx - 1]].append(message_record(row))
     for records, key in zip(found, keys, strict=True):
@@ -263,13 +280,11 @@ async def count_agent_messages(conn: AsyncConnection, keys: Sequence[AgentFilter
     return counts
 
 
-async def latest_messages(
-    conn: AsyncConnection, keys: Sequence[tuple[str, str, str]], *, most_bytes: int | None = None
-) -> list[MessageRecord | None]:
-    """Each agent's last message (the highest message id), or None."""
-    k = _agent_keys(keys)
+@cache
+def _latest_statement(documents: bool, sized: bool) -> Select[Any]:
+    k = key_params(("tenant", Text), ("session_id", Text), ("agent_id", Text))
     last = (
-        select(*MESSAGE_COLUMNS)
+        select(*message_columns(documents))
         .where(
             messages.c.tenant == k.c.tenant,
             messages.c.session_id == k.c.session_id,
@@ -279,10 +294,17 @@ async def latest_messages(
         .limit(1)
         .lateral("m")
     )
+    stmt = select(k.c.idx, last).select_from(k.join(last, true()))
+    return within_bytes(stmt, MESSAGE_DOCUMENTS) if sized else stmt
+
+
+async def latest_messages(
+    conn: AsyncConnection, keys: Sequence[LastMessageKey], *, most_bytes: int | None = None
+) -> list[MessageRecord | None]:
+    """Each agent's last message (the highest message id), or None."""
+    stmt = _latest_statement(any(key[3] for key in keys), most_bytes is not None)
+    values = {**key_values(keys, "tenant", "session_id", "agent_id"), "most_bytes": most_bytes}
     found: list[MessageRecord | None] = [None] * len(keys)
-    stmt = within_bytes(
-        select(k.c.idx, last).select_from(k.join(last, true())), MESSAGE_DOCUMENTS, most_bytes
-    )
-    for row in checked(await conn.execute(stmt), most_bytes):
+    for row in checked(await conn.execute(stmt, values), most_bytes):
         found[row.idx - 1] = message_record(row)
     return found

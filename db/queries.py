@@ -7,16 +7,31 @@ tenant it is looked up in (see ``db.tenancy``), and every listing takes a ``Scop
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Integer, Select, Text, and_, bindparam, cast, column, func, select, text, true
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    column,
+    func,
+    null,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
 from db.byte_caps import checked, within_bytes
-from db.json_values import StoredJSON
+from db.json_values import NOT_READ, StoredJSON
 from db.models import agents, messages, multi_agents, sessions
 from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord, Totals
 from db.storage_keys import AGENT_CHECKPOINT
@@ -29,18 +44,14 @@ MessageKey = tuple[str, str, str, int]
 """(tenant, session_id, agent_id, message_id)"""
 MultiAgentKey = tuple[str, str, str]
 """(tenant, session_id, multi_agent_id)"""
-MessageWindowKey = tuple[str, str, str, int, int | None]
-"""(tenant, session_id, agent_id, offset, limit)"""
+MessageWindowKey = tuple[str, str, str, int, int | None, bool]
+"""(tenant, session_id, agent_id, offset, limit, whether the stored documents are read)"""
 AgentsOfSessionKey = tuple[str, str, int, int]
 """(tenant, session_id, offset, limit): a page of a session's agents (or multi-agents)."""
 
 
 def text_array(name: str, values: Sequence[str]) -> Any:
     return bindparam(name, list(values), type_=ARRAY(Text))
-
-
-def int_array(name: str, values: Sequence[int | None]) -> Any:
-    return bindparam(name, list(values), type_=ARRAY(Integer))
 
 
 def unnested_keys(*columns: tuple[str, Any, Any]) -> FromClause:
@@ -50,6 +61,17 @@ def unnested_keys(*columns: tuple[str, Any, Any]) -> FromClause:
         .table_valued(*(column(name, type_) for name, _, type_ in columns), with_ordinality="idx")
         .render_derived(name="k")
     )
+
+
+def key_params(*names: tuple[str, Any]) -> FromClause:
+    """``unnested_keys`` over array parameters (``name``, element type) given when the statement is
+    executed: a statement built once serves every batch."""
+    return unnested_keys(*((name, bindparam(f"{name}s", type_=ARRAY(kind)), kind) for name, kind in names))
+
+
+def key_values(keys: Sequence[tuple[Any, ...]], *names: str) -> dict[str, list[Any]]:
+    """The arrays ``key_params`` names, from the keys' first elements in that order."""
+    return {f"{name}s": [key[i] for key in keys] for i, name in enumerate(names)}
 
 
 def session_key_columns(keys: Sequence[tuple[Any, ...]]) -> list[tuple[str, Any, Any]]:
@@ -116,6 +138,18 @@ MESSAGE_COLUMNS = [
     messages.c.updated_at,
 ]
 """What a MessageRecord holds: the API derives the rest (text, tools, tokens) from the JSON when asked."""
+WITHOUT_DOCUMENTS = [
+    *MESSAGE_COLUMNS[:5],
+    null().cast(Text).label("message"),
+    null().cast(Text).label("redact_message"),
+    *MESSAGE_COLUMNS[7:],
+]
+
+
+def message_columns(documents: bool) -> list[Any]:
+    """MESSAGE_COLUMNS; without ``documents``, the stored JSON left out (records hold ``NOT_READ``):
+    a page of ids and times over large messages reads no more than it answers."""
+    return MESSAGE_COLUMNS if documents else WITHOUT_DOCUMENTS
 
 
 def message_record(row: Any) -> MessageRecord:
@@ -126,7 +160,7 @@ def message_record(row: Any) -> MessageRecord:
         row.agent_id,
         row.message_id,
         row.role,
-        StoredJSON.of(row.message),
+        NOT_READ if row.message is None else StoredJSON.of(row.message),
         None if redaction is None else StoredJSON.of(redaction),
         row.created_at,
         row.updated_at,
@@ -159,12 +193,9 @@ MESSAGE_DOCUMENTS = ("message", "redact_message")
 MULTI_AGENT_DOCUMENTS = ("state",)
 
 
-async def get_agents(
-    conn: AsyncConnection, keys: Sequence[AgentKey], *, most_bytes: int | None = None
-) -> dict[AgentKey, AgentRecord]:
-    k = unnested_keys(
-        *session_key_columns(keys), ("agent_id", text_array("aids", [key[2] for key in keys]), Text)
-    )
+@cache
+def _agents_statement(sized: bool) -> Select[Any]:
+    k = key_params(("tenant", Text), ("session_id", Text), ("agent_id", Text))
     stmt = select(agents).join(
         k,
         and_(
@@ -173,10 +204,58 @@ async def get_agents(
             agents.c.agent_id == k.c.agent_id,
         ),
     )
-    rows = await conn.execute(within_bytes(stmt, AGENT_DOCUMENTS, most_bytes))
+    return within_bytes(stmt, AGENT_DOCUMENTS) if sized else stmt
+
+
+async def get_agents(
+    conn: AsyncConnection, keys: Sequence[AgentKey], *, most_bytes: int | None = None
+) -> dict[AgentKey, AgentRecord]:
+    values = {**key_values(keys, "tenant", "session_id", "agent_id"), "most_bytes": most_bytes}
+    rows = await conn.execute(_agents_statement(most_bytes is not None), values)
     return {
         (row.tenant, row.session_id, row.agent_id): agent_record(row) for row in checked(rows, most_bytes)
     }
+
+
+@cache
+def _rows_of_sessions_statement(table: Table, order: str, sized: bool, capped: bool) -> Select[Any]:
+    """Pages of a session table's rows per session, oldest first (then by ``order``, the id)."""
+    k = key_params(("tenant", Text), ("session_id", Text), ("off", Integer), ("lim", Integer))
+    page = (
+        select(table)
+        .where(table.c.tenant == k.c.tenant, table.c.session_id == k.c.session_id)
+        .order_by(table.c.created_at, table.c[order])
+        .offset(k.c.off)
+        .limit(k.c.lim)
+        .lateral("a")
+    )
+    stmt = select(k.c.idx, page).select_from(k.join(page, true()))
+    if capped:
+        stmt = stmt.limit(bindparam("most", type_=Integer))
+    documents = AGENT_DOCUMENTS if table is agents else MULTI_AGENT_DOCUMENTS
+    return within_bytes(stmt, documents) if sized else stmt
+
+
+async def _rows_of_sessions(
+    conn: AsyncConnection,
+    table: Table,
+    order: str,
+    keys: Sequence[AgentsOfSessionKey],
+    most: int | None,
+    most_bytes: int | None,
+) -> list[list[Any]]:
+    stmt = _rows_of_sessions_statement(table, order, most_bytes is not None, most is not None)
+    values = {
+        **key_values(keys, "tenant", "session_id", "off", "lim"),
+        "most": most,
+        "most_bytes": most_bytes,
+    }
+    found: list[list[Any]] = [[] for _ in keys]
+    for row in checked(
+        await conn.execute(stmt, {**values, "most": most, "most_bytes": most_bytes}), most_bytes
+    ):
+        found[row.idx - 1].append(row)
+    return found
 
 
 async def list_agents_of_sessions(
@@ -187,34 +266,13 @@ async def list_agents_of_sessions(
     most_bytes: int | None = None,
 ) -> dict[AgentsOfSessionKey, list[AgentRecord]]:
     """Each session's agents, oldest first, from ``offset``, at most ``limit`` of them."""
-    k = unnested_keys(
-        *session_key_columns(keys),
-        ("off", int_array("offs", [key[2] for key in keys]), Integer),
-        ("lim", int_array("lims", [key[3] for key in keys]), Integer),
-    )
-    page = (
-        select(agents)
-        .where(agents.c.tenant == k.c.tenant, agents.c.session_id == k.c.session_id)
-        .order_by(agents.c.created_at, agents.c.agent_id)
-        .offset(k.c.off)
-        .limit(k.c.lim)
-        .lateral("a")
-    )
-    stmt = _at_most(select(k.c.idx, page).select_from(k.join(page, true())), most)
-    found: list[list[AgentRecord]] = [[] for _ in keys]
-    for row in checked(await conn.execute(within_bytes(stmt, AGENT_DOCUMENTS, most_bytes)), most_bytes):
-        found[row.idx - 1].append(agent_record(row))
-    return dict(zip(keys, found, strict=True))
+    found = await _rows_of_sessions(conn, agents, "agent_id", keys, most, most_bytes)
+    return {key: [agent_record(row) for row in rows] for key, rows in zip(keys, found, strict=True)}
 
 
-async def get_messages(
-    conn: AsyncConnection, keys: Sequence[MessageKey], *, most_bytes: int | None = None
-) -> dict[MessageKey, MessageRecord]:
-    k = unnested_keys(
-        *session_key_columns(keys),
-        ("agent_id", text_array("aids", [key[2] for key in keys]), Text),
-        ("message_id", int_array("mids", [key[3] for key in keys]), Integer),
-    )
+@cache
+def _messages_statement(sized: bool) -> Select[Any]:
+    k = key_params(("tenant", Text), ("session_id", Text), ("agent_id", Text), ("message_id", Integer))
     stmt = select(*MESSAGE_COLUMNS).join(
         k,
         and_(
@@ -224,17 +282,18 @@ async def get_messages(
             messages.c.message_id == k.c.message_id,
         ),
     )
-    rows = await conn.execute(within_bytes(stmt, MESSAGE_DOCUMENTS, most_bytes))
+    return within_bytes(stmt, MESSAGE_DOCUMENTS) if sized else stmt
+
+
+async def get_messages(
+    conn: AsyncConnection, keys: Sequence[MessageKey], *, most_bytes: int | None = None
+) -> dict[MessageKey, MessageRecord]:
+    values = {**key_values(keys, "tenant", "session_id", "agent_id", "message_id"), "most_bytes": most_bytes}
+    rows = await conn.execute(_messages_statement(most_bytes is not None), values)
     return {
         (row.tenant, row.session_id, row.agent_id, row.message_id): message_record(row)
         for row in checked(rows, most_bytes)
     }
-
-
-def _at_most(stmt: Select[Any], most: int | None) -> Select[Any]:
-    """A batch cut off after ``most`` rows. Without an ORDER BY PostgreSQL can stop early instead of
-    sorting everything first: getting all ``most`` rows means the caller's budget is spent anyway."""
-    return stmt if most is None else stmt.limit(bindparam("most", most, type_=Integer))
 
 
 RECORD_FIELDS = (
@@ -267,7 +326,7 @@ def _pages(columns: Any, rows: Sequence[Any], count: int) -> list[list[MessageRe
                 agent_id,
                 message_id,
                 role,
-                StoredJSON.of(message),
+                NOT_READ if message is None else StoredJSON.of(message),
                 None if redaction is None else StoredJSON.of(redaction),
                 created,
                 updated,
@@ -286,6 +345,27 @@ def _messages_of_key(k: FromClause) -> list[Any]:
     ]
 
 
+@cache
+def _windows_statement(documents: bool, sized: bool, capped: bool) -> Select[Any]:
+    k = key_params(
+        ("tenant", Text), ("session_id", Text), ("agent_id", Text), ("off", Integer), ("lim", Integer)
+    )
+    page = (
+        select(*message_columns(documents))
+        .where(*_messages_of_key(k))
+        .order_by(messages.c.message_id)
+        .offset(k.c.off)
+        .limit(k.c.lim)
+        .lateral("m")
+    )
+    # Without an ORDER BY PostgreSQL can stop at ``most`` rows instead of sorting everything first:
+    # getting all of them means the caller's budget is spent anyway.
+    stmt = select(k.c.idx, page).select_from(k.join(page, true()))
+    if capped:
+        stmt = stmt.limit(bindparam("most", type_=Integer))
+    return within_bytes(stmt, MESSAGE_DOCUMENTS) if sized else stmt
+
+
 async def list_message_windows(
     conn: AsyncConnection,
     windows: Sequence[MessageWindowKey],
@@ -295,33 +375,20 @@ async def list_message_windows(
 ) -> list[list[MessageRecord]]:
     """Messages of many agents, each by ``(tenant, session_id, agent_id, offset, limit)`` in id order;
     at most ``most`` rows and ``most_bytes`` of stored JSON in all."""
-    k = unnested_keys(
-        *session_key_columns(windows),
-        ("agent_id", text_array("aids", [w[2] for w in windows]), Text),
-        ("off", int_array("offs", [w[3] for w in windows]), Integer),
-        ("lim", int_array("lims", [w[4] for w in windows]), Integer),
-    )
-    page = (
-        select(*MESSAGE_COLUMNS)
-        .where(*_messages_of_key(k))
-        .order_by(messages.c.message_id)
-        .offset(k.c.off)
-        .limit(k.c.lim)
-        .lateral("m")
-    )
-    stmt = within_bytes(
-        _at_most(select(k.c.idx, page).select_from(k.join(page, true())), most), MESSAGE_DOCUMENTS, most_bytes
-    )
-    result = await conn.execute(stmt)
+    documents = any(w[5] for w in windows)
+    stmt = _windows_statement(documents, most_bytes is not None, most is not None)
+    values = {
+        **key_values(windows, "tenant", "session_id", "agent_id", "off", "lim"),
+        "most": most,
+        "most_bytes": most_bytes,
+    }
+    result = await conn.execute(stmt, values)
     return _pages(result.keys(), checked(result, most_bytes), len(windows))
 
 
-async def get_multi_agents(
-    conn: AsyncConnection, keys: Sequence[MultiAgentKey], *, most_bytes: int | None = None
-) -> dict[MultiAgentKey, MultiAgentRecord]:
-    k = unnested_keys(
-        *session_key_columns(keys), ("multi_agent_id", text_array("mids", [key[2] for key in keys]), Text)
-    )
+@cache
+def _multi_agents_statement(sized: bool) -> Select[Any]:
+    k = key_params(("tenant", Text), ("session_id", Text), ("multi_agent_id", Text))
     stmt = select(multi_agents).join(
         k,
         and_(
@@ -330,7 +397,14 @@ async def get_multi_agents(
             multi_agents.c.multi_agent_id == k.c.multi_agent_id,
         ),
     )
-    rows = await conn.execute(within_bytes(stmt, MULTI_AGENT_DOCUMENTS, most_bytes))
+    return within_bytes(stmt, MULTI_AGENT_DOCUMENTS) if sized else stmt
+
+
+async def get_multi_agents(
+    conn: AsyncConnection, keys: Sequence[MultiAgentKey], *, most_bytes: int | None = None
+) -> dict[MultiAgentKey, MultiAgentRecord]:
+    values = {**key_values(keys, "tenant", "session_id", "multi_agent_id"), "most_bytes": most_bytes}
+    rows = await conn.execute(_multi_agents_statement(most_bytes is not None), values)
     return {
         (row.tenant, row.session_id, row.multi_agent_id): multi_agent_record(row)
         for row in checked(rows, most_bytes)
@@ -345,25 +419,8 @@ async def list_multi_agents_of_sessions(
     most_bytes: int | None = None,
 ) -> dict[AgentsOfSessionKey, list[MultiAgentRecord]]:
     """Each session's multi-agent states, oldest first, from ``offset``, at most ``limit``."""
-    k = unnested_keys(
-        *session_key_columns(keys),
-        ("off", int_array("offs", [key[2] for key in keys]), Integer),
-        ("lim", int_array("lims", [key[3] for key in keys]), Integer),
-    )
-    page = (
-        select(multi_agents)
-        .where(multi_agents.c.tenant == k.c.tenant, multi_agents.c.session_id == k.c.session_id)
-        .order_by(multi_agents.c.created_at, multi_agents.c.multi_agent_id)
-        .offset(k.c.off)
-        .limit(k.c.lim)
-        .lateral("a")
-    )
-    stmt = _at_most(select(k.c.idx, page).select_from(k.join(page, true())), most)
-    found: list[list[MultiAgentRecord]] = [[] for _ in keys]
-    rows = await conn.execute(within_bytes(stmt, MULTI_AGENT_DOCUMENTS, most_bytes))
-    for row in checked(rows, most_bytes):
-        found[row.idx - 1].append(multi_agent_record(row))
-    return dict(zip(keys, found, strict=True))
+    found = await _rows_of_sessions(conn, multi_agents, "multi_agent_id", keys, most, most_bytes)
+    return {key: [multi_agent_record(row) for row in rows] for key, rows in zip(keys, found, strict=True)}
 
 
 @dataclass(frozen=True, slots=True)

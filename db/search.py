@@ -25,11 +25,11 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
 from sqlalchemy.types import REAL, TypeEngine
 
-from db.byte_caps import checked, within_bytes
+from db.byte_caps import capped_read, checked
 from db.filters import ConversationFilter, messages_matching
 from db.listings import MESSAGE_KEY
 from db.models import SEARCH_CONFIGURATION, messages
-from db.queries import MESSAGE_COLUMNS, MESSAGE_DOCUMENTS, message_record
+from db.queries import MESSAGE_DOCUMENTS, message_columns, message_record
 from db.records import MessageRecord
 from db.tenancy import Scope
 
@@ -105,11 +105,12 @@ async def search_messages(
     after: RankPosition | None,
     *,
     most_bytes: int | None = None,
+    documents: bool = True,
 ) -> tuple[list[Match], bool]:
     """The ``first`` best matches after ``after``, and whether more follow."""
     tsquery = _tsquery(query)
     rank = func.ts_rank_cd(messages.c.search, tsquery)
-    inner = select(*MESSAGE_COLUMNS, messages.c.plain_text, rank.label("rank")).where(
+    inner = select(*message_columns(documents), messages.c.plain_text, rank.label("rank")).where(
         scope.visible(messages), messages.c.search.op("@@")(tsquery), *messages_matching(f)
     )
     if after is not None:
@@ -122,7 +123,8 @@ async def search_messages(
     stmt = select(best, _snippet(best.c.plain_text, tsquery).label("snippet")).order_by(
         best.c.rank.desc(), *(best.c[column.name].desc() for column in MESSAGE_KEY)
     )
-    rows = checked(await conn.execute(within_bytes(stmt, MESSAGE_DOCUMENTS, most_bytes)), most_bytes)
+    found = await conn.execute(capped_read(stmt, MESSAGE_DOCUMENTS, most_bytes), {"most_bytes": most_bytes})
+    rows = checked(found, most_bytes)
     return _matches(rows, first, "rank")
 
 
@@ -135,6 +137,7 @@ async def search_newest_messages(
     after: TimePosition | None,
     *,
     most_bytes: int | None = None,
+    documents: bool = True,
 ) -> tuple[list[Match], bool]:
     """The ``first`` newest matches after ``after``, and whether more follow.
 
@@ -163,16 +166,18 @@ async def search_newest_messages(
         walked = select(*(newest.c[column.name] for column in NEWEST_ORDER)).where(
             newest.c.search.op("@@")(tsquery)
         )
-        rows = await _newest_page(conn, walked, tsquery, first, most_bytes)
+        rows = await _newest_page(conn, walked, tsquery, first, most_bytes, documents)
         if len(rows) > first:
             return _matches(rows, first, "created_at")
         if await _share_matching(conn, tsquery) > RARE_SHARE:
             return _matches(
-                await _newest_page(conn, matching, tsquery, first, most_bytes), first, "created_at"
+                await _newest_page(conn, matching, tsquery, first, most_bytes, documents), first, "created_at"
             )
     # Materialized: fetched whole, so the planner cannot turn it into a walk back in time.
     every_match = select(matching.cte("matching").prefix_with("MATERIALIZED"))
-    return _matches(await _newest_page(conn, every_match, tsquery, first, most_bytes), first, "created_at")
+    return _matches(
+        await _newest_page(conn, every_match, tsquery, first, most_bytes, documents), first, "created_at"
+    )
 
 
 async def _share_matching(conn: AsyncConnection, tsquery: Any) -> float:
@@ -204,7 +209,12 @@ async def _expected_rows(conn: AsyncConnection, statement: Select[Any]) -> float
 
 
 async def _newest_page(
-    conn: AsyncConnection, candidates: Select[Any], tsquery: Any, first: int, most_bytes: int | None
+    conn: AsyncConnection,
+    candidates: Select[Any],
+    tsquery: Any,
+    first: int,
+    most_bytes: int | None,
+    documents: bool,
 ) -> Sequence[Any]:
     """The ``first + 1`` newest of ``candidates`` (the columns of NEWEST_ORDER), with their rank and
     snippet."""
@@ -215,7 +225,7 @@ async def _newest_page(
     )
     stmt = (
         select(
-            *MESSAGE_COLUMNS,
+            *message_columns(documents),
             func.ts_rank_cd(messages.c.search, tsquery).label("rank"),
             _snippet(messages.c.plain_text, tsquery).label("snippet"),
         )
@@ -226,4 +236,5 @@ async def _newest_page(
         )
         .order_by(*(page.c[column.name].desc() for column in NEWEST_ORDER))
     )
-    return checked(await conn.execute(within_bytes(stmt, MESSAGE_DOCUMENTS, most_bytes)), most_bytes)
+    found = await conn.execute(capped_read(stmt, MESSAGE_DOCUMENTS, most_bytes), {"most_bytes": most_bytes})
+    return checked(found, most_bytes)

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.audit import record_event
+from db.byte_caps import count_read
 from db.errors import ConflictError, TooManyBytesError
 from db.models import SEARCH_CONFIGURATION, storage_objects
 from db.records import Actor
@@ -143,13 +144,12 @@ async def read_object(
     data: Any = storage_objects.c.data
     if most_bytes is not None:
         data = case((storage_objects.c.size <= most_bytes, storage_objects.c.data)).label("data")
-    row = (
-        await conn.execute(select(storage_objects.c.size, data).where(*_object_key(scope, key)))
-    ).first()
+    row = (await conn.execute(select(storage_objects.c.size, data).where(*_object_key(scope, key)))).first()
     if row is None:
         return None
+    count_read(row.size)
     if row.data is None:
-        raise TooManyBytesError(most_bytes or 0)
+        raise TooManyBytesError(row.size)
     return bytes(row.data)
 
 

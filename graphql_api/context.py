@@ -9,10 +9,9 @@ from starlette.requests import Request
 from strawberry.types import Info as StrawberryInfo
 
 from db.engine import Database
-from db.errors import TooManyBytesError
 from db.records import Actor
 from db.tenancy import Scope
-from graphql_api.execution import AnswerBudget
+from graphql_api.answer_budget import AnswerBudget
 from graphql_api.identity import OPEN_CALLER, Caller
 from graphql_api.loaders import Loaders, RowBudget, create_loaders
 from graphql_api.rate_limit import HeavyRequests
@@ -42,7 +41,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.answer = AnswerBudget(self.limits.max_response_bytes)
-        self.rows = RowBudget(self.limits.max_cost, self.answer)
+        self.rows = RowBudget(self.limits.max_cost)
 
     @property
     def caller_bucket(self) -> str:
@@ -53,7 +52,7 @@ class Context:
     def loaders(self) -> Loaders:
         """Made on first use: most mutations (an agent's appends) load nothing nested."""
         if self._loaders is None:
-            self._loaders = create_loaders(self.db, self.rows)
+            self._loaders = create_loaders(self.db, self.rows, self.answer)
         return self._loaders
 
     @property
@@ -62,15 +61,13 @@ class Context:
         return Actor(name=self.caller.name, role=self.caller.role.value, request_id=self.request_id)
 
     async def read(self, fetch: Callable[[AsyncConnection, int], Awaitable[T]]) -> T:
-        """``fetch(conn, most_bytes)`` (an idempotent read) told how much stored JSON the answer has
-        room for; what would not fit refuses the answer whole (``RESPONSE_TOO_LARGE``)."""
-        if self.answer.exceeded:
-            raise self.answer.refusal()
-        most_bytes = max(0, self.answer.left)
-        try:
-            return await self.db.run(lambda conn: fetch(conn, most_bytes), idempotent=True)
-        except TooManyBytesError:
-            raise self.answer.overflow() from None
+        """``fetch(conn, most_bytes)``, a root field's idempotent read of stored documents, told how
+        many bytes the answer has room for (one such read at a time); what would not fit refuses the
+        answer whole (``RESPONSE_TOO_LARGE``)."""
+        return await self.answer.read_within(
+            lambda most_bytes: self.db.run(lambda conn: fetch(conn, most_bytes), idempotent=True),
+            take_turns=True,
+        )
 
     def database_for_write(self) -> Database:
         """The database, after forgetting what this request has read so far.

@@ -5,23 +5,32 @@ Charges are made as values are completed, before the answer is encoded: an alias
 a DataLoader shared is charged again, as its copy will be written again. Each object is charged its
 keys and a few bytes per value at once (cached per selection set), each string and stored JSON
 document its length. Past the budget, nothing more is resolved and the whole answer is refused with
-``RESPONSE_TOO_LARGE`` (``RequestLimits`` swaps it in); resolvers about to read a large value ask
-the budget for room first (``AnswerBudget.room``).
+``RESPONSE_TOO_LARGE`` (``RequestLimits`` swaps it in). Reads of stored documents go through the
+budget too (``answer_budget.AnswerBudget.read_within``).
 """
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from graphql import GraphQLLeafType, GraphQLOutputType, GraphQLResolveInfo, Undefined
+import orjson
+from graphql import (
+    GraphQLID,
+    GraphQLLeafType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
+    GraphQLString,
+    Undefined,
+)
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.execution.executor import Executor
 from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from db.json_values import StoredJSON, utf8_length
-from graphql_api.errors import ErrorCode, LimitError
+from db.json_values import StoredJSON
+from graphql_api.answer_budget import AnswerBudget
 from graphql_api.validation import json_shape
 
 KEY_BYTES = 4
@@ -30,44 +39,19 @@ VALUE_BYTES = 6
 """What a number, a boolean, a null or a string's quotes take, about; strings add their length."""
 YIELD_EVERY_SECONDS = 0.01
 CHECK_CLOCK_EVERY = 64
-"""A list checks the clock every this many items and lets the event loop run when
-``YIELD_EVERY_SECONDS`` have passed since it last did: a 100,000-row chart otherwise holds the
-loop (and every other request, ``/health`` included) for seconds."""
+"""A list checks the clock every this many items and lets the event loop run once it has held it
+for ``YIELD_EVERY_SECONDS``: a 20,000-row chart otherwise holds the loop (and every other request,
+``/health`` included) for seconds."""
 
 
-class AnswerBudget:
-    """Bytes one answer may still hold. ``left`` goes below zero once, and then the answer is
-    refused whole: partial data from a request that asked for too much is no use to anyone."""
-
-    def __init__(self, most: int) -> None:
-        self.most = most
-        self.left = most
-        self.large_reads = asyncio.Lock()
-        """Held while a value whose size is known only to the database is read (a storage object),
-        so that concurrent aliases each see the room the ones before them left."""
-
-    @property
-    def exceeded(self) -> bool:
-        return self.left < 0
-
-    def room(self, size: int) -> None:
-        """Raises ``RESPONSE_TOO_LARGE`` (and spends the budget) if ``size`` more bytes do not fit."""
-        if size > self.left:
-            raise self.overflow()
-
-    def overflow(self) -> LimitError:
-        """The budget spent: what was read would not fit. The refusal to raise."""
-        self.left = -1
-        return self.refusal()
-
-    def refusal(self, *, mutation: bool = False) -> LimitError:
-        message = (
-            f"the answer would be over {self.most} bytes, the server's limit "
-            "(SESSION_GRAPHQL_MAX_RESPONSE_BYTES): ask for fewer fields, fewer aliases or smaller pages"
-        )
-        if mutation:
-            message += "; the mutations that ran before it grew too large are stored, later ones did not run"
-        return LimitError(ErrorCode.RESPONSE_TOO_LARGE, message)
+def written_length(text: str) -> int:
+    """Bytes of ``text`` as a JSON string in the answer, escapes included, quotes left out."""
+    if text.isascii() and text.isprintable():
+        return len(text) + text.count('"') + text.count("\\")
+    try:
+        return len(orjson.dumps(text)) - 2
+    except TypeError:  # a lone surrogate, which the answer's fallback encoder writes as json does
+        return len(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
 
 
 def _object_bytes(grouped_field_set: GroupedFieldSet) -> int:
@@ -82,7 +66,6 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
         found = getattr(self.context_value, "answer", None)
         self.answer: AnswerBudget = found if isinstance(found, AnswerBudget) else AnswerBudget(2**62)
         self._object_sizes: dict[int, int] = {}
-        self._yielded_at = time.monotonic()
 
     def execute_fields(
         self,
@@ -110,7 +93,8 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        """Mutations one after another, as graphql-core runs them, none once the answer is refused."""
+        """Mutations one after another, as graphql-core runs them (this server passes no abort
+        signal), none once the answer is refused."""
 
         async def run() -> dict[str, Any]:
             results: dict[str, Any] = {}
@@ -129,14 +113,18 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
         return run()
 
     def complete_leaf_value(self, return_type: GraphQLLeafType, result: Any) -> Any:  # type: ignore[override]
-        completed = Executor.complete_leaf_value(return_type, result)
+        completed = return_type.coerce_output_value(result)
         kind = type(completed)
         if kind is str:
-            self.answer.left -= utf8_length(completed)
+            # Only free text may need escapes: times, base64 and enum names are plain ASCII.
+            free = return_type is GraphQLString or return_type is GraphQLID or return_type.name == "JSON"
+            self.answer.left -= written_length(completed) if free else len(completed)
         elif kind is StoredJSON:
-            self.answer.left -= completed.size
+            self.answer.left -= cast(StoredJSON, completed).size
         elif kind is dict or kind is list:
             self.answer.left -= json_shape(completed, max_depth=2**31).size
+        elif completed is None or completed is Undefined:
+            return Executor.complete_leaf_value(return_type, result)  # raises graphql-core's error
         return completed
 
     def complete_iterable_value(
@@ -181,6 +169,7 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
                     completed,
                     awaiting,
                     position_context,
+                    time.monotonic() + YIELD_EVERY_SECONDS,
                 )
             except Exception:
                 # An error nulling the whole list: what is already running settles in the background.
@@ -195,7 +184,6 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
             position = start
             while position < len(items):
                 await asyncio.sleep(0)
-                self._yielded_at = time.monotonic()
                 position = run_from(position)
             if awaiting:
                 found = await gather_with_cancel(*(completed[index] for index in awaiting))
@@ -216,8 +204,9 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
         completed: list[Any],
         awaiting: list[int],
         position_context: Any,
+        until: float,
     ) -> int:
-        """Completes items from ``start`` until the list is done or the loop has waited long enough;
+        """Completes items from ``start`` until the list is done or the clock passes ``until``;
         returns where it stopped. Awaitable results are left in ``completed``, their index in
         ``awaiting``, as graphql-core leaves them."""
         is_awaitable = self.is_awaitable
@@ -238,6 +227,6 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
                 ):
                     awaiting.append(index)
             position = min(position + CHECK_CLOCK_EVERY, len(items))
-            if time.monotonic() - self._yielded_at > YIELD_EVERY_SECONDS:
+            if time.monotonic() > until:
                 break
         return position

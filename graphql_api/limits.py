@@ -10,6 +10,7 @@ statistics buckets. A heavy operation then waits for one of its caller's few slo
 (``RESPONSE_TOO_LARGE``). Size and shape of the document itself: ``graphql_api.documents``.
 """
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -36,11 +37,13 @@ from strawberry.extensions import SchemaExtension
 
 from db import queries
 from graphql_api.context import Context
-from graphql_api.cost import estimate, session_lookups, stored_bounds
+from graphql_api.cost import HEAVY_COST, estimate, session_lookups, stored_bounds
 from graphql_api.errors import ErrorCode, LimitError
 from graphql_api.settings import Limits
 from graphql_api.validation import dumped_size, json_nesting
 
+OFF_LOOP_BODY_BYTES = 1024 * 1024
+"""Bodies from which the variables are checked in a worker thread."""
 INPUT_NESTING = 3
 """Levels of input objects around a stored document in a variable (a list of MessageInput)."""
 
@@ -166,13 +169,13 @@ async def check_cost(
     """Refuses a document that would ask for more rows or statistics buckets than allowed; returns
     whether it is heavy.
 
-    Lists are counted at their largest bounds; a document over the limit that way but looking
+    Lists are counted at their bounds; a document over the limit (or heavy) that way but looking
     sessions up by id is counted again at what those sessions hold (one statement), so a session
-    with two agents is not refused as if it had the most a session may have.
+    of two agents is not refused as if it had twenty, nor a restore of 30 messages counted as 10,000.
     """
     limits = request.limits
     found = estimate(schema, document, operation, variables, limits)
-    if found.rows > limits.max_cost:
+    if found.rows >= min(limits.max_cost, HEAVY_COST):
         lookups = session_lookups(schema, operation, variables)
         if lookups:
             tenant = request.scope.tenant
@@ -209,7 +212,14 @@ class RequestLimits(SchemaExtension):
         if document is not None and operation is not None:
             schema = context.schema._schema
             variables = context.variables or {}
-            check_variables(document, operation, schema, variables, request.limits)
+            if request.body_bytes > OFF_LOOP_BODY_BYTES:
+                # Counting a few hundred thousand values takes a quarter second: off the event loop,
+                # other requests go on meanwhile (measured: /health waited 0.87 s, then 0.48 s).
+                await asyncio.to_thread(
+                    check_variables, document, operation, schema, variables, request.limits
+                )
+            else:
+                check_variables(document, operation, schema, variables, request.limits)
             heavy = await check_cost(document, operation, schema, variables, request)
         if heavy and request.heavy_requests is not None:
             async with request.heavy_requests.slot(request.caller_bucket):

@@ -1,21 +1,22 @@
 """One DataLoader per nested edge, built fresh for every request.
 
 Each batch opens its own pooled connection, so loaders that graphql-core runs concurrently never
-share one.
+share one. Batches spend the request's row budget; those reading stored documents (messages, agent
+states, snapshots) also read within the answer's bytes, one at a time.
 """
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
 from db import checkpoints, listings, queries
-from db.checkpoints import Checkpoint, CheckpointKey, CheckpointsKey
+from db.checkpoints import Checkpoint, CheckpointContent, CheckpointKey, CheckpointsKey
 from db.engine import Database
-from db.errors import TooManyBytesError
-from db.listings import AgentFilterKey, AgentMessagesKey
+from db.json_values import NOT_READ
+from db.listings import AgentFilterKey, AgentMessagesKey, LastMessageKey
 from db.queries import (
     AgentKey,
     AgentsOfSessionKey,
@@ -25,9 +26,8 @@ from db.queries import (
     SessionKey,
 )
 from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
-from db.snapshots import Snapshot
+from graphql_api.answer_budget import AnswerBudget
 from graphql_api.errors import ErrorCode, LimitError
-from graphql_api.execution import AnswerBudget
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -35,33 +35,12 @@ R = TypeVar("R")
 
 
 class RowBudget:
-    """Rows one request may load in all, the backstop for what the cost estimate only assumed
-    before the document ran; and, through ``answer``, the bytes of stored JSON a batch may read."""
+    """Rows one request may load in all: the backstop for what the cost estimate only assumed
+    (a session's agents in a listing) before the document ran."""
 
-    def __init__(self, rows: int, answer: AnswerBudget | None = None) -> None:
+    def __init__(self, rows: int) -> None:
         self.left = rows
         self.total = rows
-        self.answer = answer or AnswerBudget(2**62)
-
-    def capped(
-        self, fetch: Callable[..., Awaitable[R]]
-    ) -> Callable[[AsyncConnection, list[K]], Awaitable[R]]:
-        """``fetch`` told to return at most one row more than is left, and no more stored JSON than
-        the answer has room for, so a batch that would spend either stops in the database rather
-        than after all its rows reached the server."""
-
-        def within(conn: AsyncConnection, keys: list[K]) -> Awaitable[R]:
-            return fetch(conn, keys, most=max(0, self.left) + 1, most_bytes=max(0, self.answer.left))
-
-        return within
-
-    def sized(self, fetch: Callable[..., Awaitable[R]]) -> Callable[[AsyncConnection, list[K]], Awaitable[R]]:
-        """``fetch`` (one row per key) told to read no more stored JSON than the answer has room for."""
-
-        def within(conn: AsyncConnection, keys: list[K]) -> Awaitable[R]:
-            return fetch(conn, keys, most_bytes=max(0, self.answer.left))
-
-        return within
 
     def spend(self, values: Sequence[object]) -> None:
         self.left -= sum(len(value) if isinstance(value, list) else value is not None for value in values)
@@ -72,37 +51,55 @@ class RowBudget:
             )
 
 
-def _loader(
-    db: Database, budget: RowBudget, fetch: Callable[[AsyncConnection, list[K]], Awaitable[Sequence[V]]]
-) -> DataLoader[K, V]:
+Fetch = Callable[..., Awaitable[Any]]
+"""A batch read of ``db``: ``(conn, keys, **limits)``."""
+
+
+def _loader(db: Database, rows: RowBudget, fetch: Fetch) -> DataLoader[K, V]:
+    """A loader of rows without stored documents (sessions, counts, checkpoints' metadata)."""
+
     async def load(keys: list[K]) -> Sequence[V]:
-        if budget.answer.exceeded:
-            raise budget.answer.refusal()  # the answer is refused whole: read nothing more
-        try:
-            values = await db.run(lambda conn: fetch(conn, keys), idempotent=True)
-        except TooManyBytesError:
-            raise budget.answer.overflow() from None
-        budget.spend(values)
+        values: Sequence[V] = await db.run(lambda conn: fetch(conn, keys), idempotent=True)
+        rows.spend(values)
         return values
 
     return DataLoader(load_fn=load)
 
 
-def _by_key(
-    fetch: Callable[[AsyncConnection, list[K]], Awaitable[Mapping[K, V]]],
-) -> Callable[[AsyncConnection, list[K]], Awaitable[list[V | None]]]:
-    async def ordered(conn: AsyncConnection, keys: list[K]) -> list[V | None]:
-        found = await fetch(conn, keys)
+def _sized_loader(
+    db: Database, rows: RowBudget, answer: AnswerBudget, fetch: Fetch, *, capped: bool = False
+) -> DataLoader[K, V]:
+    """A loader of rows holding stored documents: each batch is told the bytes the answer has room
+    for (``most_bytes``) and, ``capped``, one row more than the request may still load (``most``),
+    so a batch that would spend either stops in the database rather than after its rows arrived."""
+
+    async def load(keys: list[K]) -> Sequence[V]:
+        def read(most_bytes: int) -> Awaitable[Sequence[V]]:
+            limits = {"most_bytes": most_bytes, **({"most": max(0, rows.left) + 1} if capped else {})}
+            return db.run(lambda conn: fetch(conn, keys, **limits), idempotent=True)
+
+        values = await answer.read_within(read)
+        rows.spend(values)
+        return values
+
+    return DataLoader(load_fn=load)
+
+
+def _by_key(fetch: Fetch) -> Fetch:
+    """A read answering a mapping, as a list in the keys' order (None for missing ones)."""
+
+    async def ordered(conn: AsyncConnection, keys: list[K], **limits: int) -> list[V | None]:
+        found: Mapping[K, V] = await fetch(conn, keys, **limits)
         return [found.get(key) for key in keys]
 
     return ordered
 
 
-def _grouped(
-    fetch: Callable[[AsyncConnection, list[K]], Awaitable[Mapping[K, list[V]]]],
-) -> Callable[[AsyncConnection, list[K]], Awaitable[list[list[V]]]]:
-    async def ordered(conn: AsyncConnection, keys: list[K]) -> list[list[V]]:
-        found = await fetch(conn, keys)
+def _grouped(fetch: Fetch) -> Fetch:
+    """A read answering lists by key, as a list of lists in the keys' order."""
+
+    async def ordered(conn: AsyncConnection, keys: list[K], **limits: int) -> list[list[V]]:
+        found: Mapping[K, list[V]] = await fetch(conn, keys, **limits)
         return [found.get(key, []) for key in keys]
 
     return ordered
@@ -117,11 +114,11 @@ class Loaders:
     message_window: DataLoader[MessageWindowKey, list[MessageRecord]]
     agent_messages: DataLoader[AgentMessagesKey, list[MessageRecord]]
     agent_message_count: DataLoader[AgentFilterKey, int]
-    last_message: DataLoader[AgentKey, MessageRecord | None]
+    last_message: DataLoader[LastMessageKey, MessageRecord | None]
     multi_agent: DataLoader[MultiAgentKey, MultiAgentRecord | None]
     multi_agents_of_session: DataLoader[AgentsOfSessionKey, list[MultiAgentRecord]]
     checkpoints: DataLoader[CheckpointsKey, list[Checkpoint]]
-    checkpoint: DataLoader[CheckpointKey, tuple[Checkpoint, Snapshot] | None]
+    checkpoint: DataLoader[CheckpointKey, tuple[Checkpoint, CheckpointContent] | None]
 
     def prime_sessions(self, records: Sequence[SessionRecord]) -> None:
         for record in records:
@@ -133,27 +130,30 @@ class Loaders:
 
     def prime_messages(self, records: Sequence[MessageRecord]) -> None:
         for record in records:
-            self.message.prime((record.tenant, record.session_id, record.agent_id, record.message_id), record)
+            if record.message is not NOT_READ:  # a look-up by id answers with the whole message
+                key = (record.tenant, record.session_id, record.agent_id, record.message_id)
+                self.message.prime(key, record)
 
     def prime_multi_agents(self, records: Sequence[MultiAgentRecord]) -> None:
         for record in records:
             self.multi_agent.prime((record.tenant, record.session_id, record.multi_agent_id), record)
 
 
-def create_loaders(db: Database, budget: RowBudget) -> Loaders:
+def create_loaders(db: Database, rows: RowBudget, answer: AnswerBudget) -> Loaders:
+    def sized(fetch: Fetch, *, capped: bool = False) -> DataLoader[Any, Any]:
+        return _sized_loader(db, rows, answer, fetch, capped=capped)
+
     return Loaders(
-        session=_loader(db, budget, _by_key(queries.get_sessions)),
-        agent=_loader(db, budget, _by_key(budget.sized(queries.get_agents))),
-        agents_of_session=_loader(db, budget, _grouped(budget.capped(queries.list_agents_of_sessions))),
-        message=_loader(db, budget, _by_key(budget.sized(queries.get_messages))),
-        message_window=_loader(db, budget, budget.capped(queries.list_message_windows)),
-        agent_messages=_loader(db, budget, budget.capped(listings.agent_message_pages)),
-        agent_message_count=_loader(db, budget, listings.count_agent_messages),
-        last_message=_loader(db, budget, budget.sized(listings.latest_messages)),
-        multi_agent=_loader(db, budget, _by_key(budget.sized(queries.get_multi_agents))),
-        multi_agents_of_session=_loader(
-            db, budget, _grouped(budget.capped(queries.list_multi_agents_of_sessions))
-        ),
-        checkpoints=_loader(db, budget, _grouped(checkpoints.list_checkpoints)),
-        checkpoint=_loader(db, budget, _by_key(budget.sized(checkpoints.read_checkpoints))),
+        session=_loader(db, rows, _by_key(queries.get_sessions)),
+        agent=sized(_by_key(queries.get_agents)),
+        agents_of_session=sized(_grouped(queries.list_agents_of_sessions), capped=True),
+        message=sized(_by_key(queries.get_messages)),
+        message_window=sized(queries.list_message_windows, capped=True),
+        agent_messages=sized(listings.agent_message_pages, capped=True),
+        agent_message_count=_loader(db, rows, listings.count_agent_messages),
+        last_message=sized(listings.latest_messages),
+        multi_agent=sized(_by_key(queries.get_multi_agents)),
+        multi_agents_of_session=sized(_grouped(queries.list_multi_agents_of_sessions), capped=True),
+        checkpoints=_loader(db, rows, _grouped(checkpoints.list_checkpoints)),
+        checkpoint=sized(_by_key(checkpoints.read_checkpoints)),
     )

@@ -209,17 +209,18 @@ class Limits:
     max_page_size: int = 1000
     max_list_size: int = 10_000
     """Most messages one ``messages`` list returns (its ``limit``, or all of them when unlimited)."""
-    max_nested_list: int = 20
-    """Most items a nested list returns without a ``limit`` of its own (a session's agents and
-    multi-agents, an agent's checkpoints); the cost estimate counts such a list at this size."""
-    max_stats_keys: int = 100
+    assumed_nested_list: int = 20
+    """How many agents (multi-agents, checkpoints) the cost estimate counts for a session it cannot
+    look at, one of a listing; a session looked up by id counts what it holds. A listing meeting
+    more is stopped while it runs, by the rows it may load."""
+    max_stats_keys: int = 50
     """Keys (lines) one ``conversationStats`` grouping may have; the estimate counts this many."""
     max_stats_buckets: int = 5000
     """Buckets all ``conversationStats`` fields of one document may ask for together."""
-    max_heavy_requests: int = 4
+    max_heavy_requests: int = 8
     """Heavy requests (statistics, search, storage objects, or an estimated cost of at least
     ``graphql_api.limits.HEAVY_COST`` rows) one caller may have running at once on one replica."""
-    heavy_wait_seconds: float = 2.0
+    heavy_wait_seconds: float = 5.0
     """How long a heavy request waits for one of its caller's slots before ``RATE_LIMITED``."""
     max_batch: int = 1000
     """Messages per ``appendMessages``."""
@@ -257,7 +258,9 @@ class Limits:
             ),
             max_page_size=_int(env, "SESSION_GRAPHQL_MAX_PAGE_SIZE", d.max_page_size, 1, 1_000_000),
             max_list_size=_int(env, "SESSION_GRAPHQL_MAX_LIST_SIZE", d.max_list_size, 1, 10_000_000),
-            max_nested_list=_int(env, "SESSION_GRAPHQL_MAX_NESTED_LIST", d.max_nested_list, 1, 1_000_000),
+            assumed_nested_list=_int(
+                env, "SESSION_GRAPHQL_ASSUMED_NESTED_LIST", d.assumed_nested_list, 1, 1_000_000
+            ),
             max_stats_keys=_int(env, "SESSION_GRAPHQL_MAX_STATS_KEYS", d.max_stats_keys, 1, 1_000_000),
             max_stats_buckets=_int(
                 env, "SESSION_GRAPHQL_MAX_STATS_BUCKETS", d.max_stats_buckets, 1, 10_000_000

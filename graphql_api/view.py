@@ -8,6 +8,7 @@ the tenant; the caller's rate limit (HTTP 429); the body, within a size and a ti
 
 import asyncio
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from strawberry.types import ExecutionResult
 from db.engine import Database
 from db.json_values import StoredJSON
 from graphql_api import request_ids
+from graphql_api.answer_budget import too_large
 from graphql_api.authentication import TENANT_HEADER, Authenticator, scope_for
 from graphql_api.context import Context
 from graphql_api.errors import ErrorCode, Refusal, with_code
@@ -33,7 +35,10 @@ from graphql_api.graphiql.page import graphiql_response
 from graphql_api.rate_limit import HeavyRequests, RateLimited, RateLimiter
 from graphql_api.settings import Limits
 
+RESPONSE_SLACK_BYTES = 64 * 1024
+"""What an answer may hold past its budget once encoded: its errors, which the budget does not charge."""
 UNREAD_BODY_BYTES = 64 * 1024
+logger = logging.getLogger(__name__)
 CLOSE_CONNECTION = {"Connection": "close"}
 """On refusing a body part-way: kept open, the connection has uvicorn read and discard the rest of
 the body for as long as the client sends it, which a slow or endless client makes forever."""
@@ -139,9 +144,19 @@ class SessionGraphQL(GraphQL[Context, None]):
         # text PostgreSQL holds. It refuses what JSON cannot hold exactly (integers beyond 64 bits
         # in a stored state, lone surrogates), which json writes as Python always has.
         try:
-            return orjson.dumps(data, default=_embedded)
+            encoded = orjson.dumps(data, default=_embedded)
         except TypeError:
-            return json.dumps(data, separators=(",", ":"), default=_decoded).encode()
+            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_decoded)
+            encoded = text.encode("utf-8", "surrogatepass")
+        most = self.limits.max_response_bytes
+        if len(encoded) > most + RESPONSE_SLACK_BYTES:
+            # The budget charged while executing missed something: the limit holds all the same.
+            logger.warning(
+                "an answer of %d bytes refused once encoded (%s)", len(encoded), request_ids.described()
+            )
+            refusal = Refusal(200, ErrorCode.RESPONSE_TOO_LARGE, str(too_large(most)))
+            encoded = orjson.dumps({"data": None, **refusal.body()})
+        return encoded
 
     async def render_graphql_ide(self, request: Request) -> Response:
         # Our page, not strawberry's: its assets come from this server, not a CDN (graphql_api/graphiql/).

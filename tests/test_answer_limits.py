@@ -20,6 +20,8 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from db.engine import Database, create_engine
+from db.queries import _windows_statement, key_values
 from graphql_api.errors import ErrorCode, LimitError
 from graphql_api.rate_limit import HeavyRequests
 from graphql_api.settings import Limits
@@ -111,18 +113,34 @@ def test_aliases_of_one_shared_row_are_each_charged_and_the_answer_refused_whole
     assert "SESSION_GRAPHQL_MAX_RESPONSE_BYTES" in error["message"]
 
 
-def test_rows_that_would_not_fit_are_not_sent_by_the_database(
-    graphql: GraphQLCall, new_id: NewId, small_answers: RunningServer
+async def test_documents_that_would_not_fit_are_not_sent_by_the_database(
+    graphql: GraphQLCall, new_id: NewId, small_answers: RunningServer, database_url: str
 ) -> None:
     session_id, agent_id = agent_with_messages(graphql, new_id, 500, KILOBYTE_TEXT)  # 500 KB stored
     query = aliases(1, "agent(sessionId: $s, agentId: $a) { messages { messageId message } }")
 
-    with count_reads(small_answers, "session_messages") as fetched:
-        body = post(small_answers, query, {"s": session_id, "a": agent_id})
+    refused(post(small_answers, query, {"s": session_id, "a": agent_id}), "RESPONSE_TOO_LARGE")
 
-    refused(body, "RESPONSE_TOO_LARGE")
-    # 64 KB of ~1 KB messages: the statement stopped after some 64 rows, not 500.
-    assert fetched and max(fetched) < 80, fetched
+    # The statement the restore runs, within 64 KB: the rows past it come without their documents.
+    database = Database(create_engine(database_url))
+    try:
+        window = ("default", session_id, agent_id, 0, 500, True)
+        rows = await database.run(
+            lambda conn: conn.execute(
+                _windows_statement(True, True, False),
+                {
+                    **key_values([window], "tenant", "session_id", "agent_id", "off", "lim"),
+                    "most_bytes": BUDGET,
+                },
+            )
+        )
+        found = list(rows)
+    finally:
+        await database.dispose()
+    sent = [row for row in found if row.message is not None]
+    assert len(found) == 500
+    assert 55 < len(sent) < 70, len(sent)  # 64 KB of ~1 KB messages
+    assert found[-1][-1] > BUDGET  # and the running sum says the rest would not fit
 
 
 @pytest.mark.parametrize(
@@ -338,12 +356,15 @@ def stats_document(count: int, bucket: str, days: float, group_by: str) -> str:
 def test_statistics_are_estimated_as_buckets_times_the_most_keys_before_they_run(
     graphql: GraphQLCall,
 ) -> None:
-    # 1 day of minutes grouped by session: 1,440 buckets x 100 keys, over the 100,000 rows.
-    body = graphql(stats_document(1, "MINUTE", 1, "SESSION"))
+    # 2 days of minutes grouped by session: 2,880 buckets x 50 keys, over the 100,000 rows; their
+    # totals alone are 51 rows.
+    body = graphql(stats_document(1, "MINUTE", 2, "SESSION"))
+    totals = graphql(stats_document(1, "MINUTE", 2, "SESSION").replace("rows {", "keyTotals {"))
 
     error = refused(body, "QUERY_TOO_COSTLY")
     keys = Limits().max_stats_keys
-    assert f"about {1440 * keys + keys + 1} rows" in error["message"]
+    assert f"about {2880 * keys + keys + 1} rows" in error["message"]
+    assert "errors" not in totals
 
 
 def test_statistics_buckets_are_counted_across_aliases(graphql: GraphQLCall) -> None:
@@ -489,7 +510,7 @@ def test_limits_read_from_the_environment() -> None:
             "SESSION_GRAPHQL_MAX_RESPONSE_BYTES": "1048576",
             "SESSION_GRAPHQL_MAX_JSON_NODES": "5000",
             "SESSION_GRAPHQL_MAX_CONTENT_BLOCKS": "50",
-            "SESSION_GRAPHQL_MAX_NESTED_LIST": "7",
+            "SESSION_GRAPHQL_ASSUMED_NESTED_LIST": "7",
             "SESSION_GRAPHQL_MAX_STATS_KEYS": "9",
             "SESSION_GRAPHQL_MAX_STATS_BUCKETS": "400",
             "SESSION_GRAPHQL_MAX_HEAVY_REQUESTS": "2",
@@ -502,9 +523,45 @@ def test_limits_read_from_the_environment() -> None:
         max_response_bytes=1048576,
         max_json_nodes=5000,
         max_content_blocks=50,
-        max_nested_list=7,
+        assumed_nested_list=7,
         max_stats_keys=9,
         max_stats_buckets=400,
         max_heavy_requests=2,
         heavy_wait_seconds=0.5,
     )
+
+
+def test_a_page_asking_nothing_of_the_stored_documents_does_not_read_them(
+    graphql: GraphQLCall, new_id: NewId, small_answers: RunningServer
+) -> None:
+    """Ids and times of 100 messages of 5 KB fit in a 64 KB answer: the 500 KB of JSON is never read."""
+    session_id, agent_id = agent_with_messages(graphql, new_id, 100, "w" * 5_000)
+    variables = {"s": session_id, "a": agent_id}
+    light = [
+        "messages { messageId role createdAt }",
+        "messagesConnection(first: 100) { nodes { messageId } pageInfo { hasNextPage } }",
+        "lastMessage { messageId agent { agentId } }",
+    ]
+
+    for field in light:
+        body = post(small_answers, aliases(1, f"agent(sessionId: $s, agentId: $a) {{ {field} }}"), variables)
+        assert "errors" not in body, (field, body)
+    listing = "query($s: String!) { messages(first: 100, filter: {sessionId: $s}) { nodes { messageId } } }"
+    assert len(data_of(post(small_answers, listing, {"s": session_id}))["messages"]["nodes"]) == 100
+    heavy = aliases(1, "agent(sessionId: $s, agentId: $a) { messages { messageId text } }")
+    refused(post(small_answers, heavy, variables), "RESPONSE_TOO_LARGE")
+
+
+def test_a_message_read_without_its_document_is_not_served_where_the_document_is_asked(
+    graphql: GraphQLCall, new_id: NewId
+) -> None:
+    """One request reads the page without documents, then looks one of its messages up whole."""
+    session_id, agent_id = agent_with_messages(graphql, new_id, 3, "v")
+    document = (
+        "query($s: String!, $a: String!) { agent(sessionId: $s, agentId: $a) { messages { messageId } } "
+        "message(sessionId: $s, agentId: $a, messageId: 1) { message text } }"
+    )
+
+    data = data_of(graphql(document, {"s": session_id, "a": agent_id}))
+
+    assert data["message"] == {"message": user_message("1 v"), "text": "1 v"}

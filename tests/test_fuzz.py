@@ -365,7 +365,7 @@ class _MultiplyRootFields(_SteerIds):
 
     def _steer(self, name: str, value: graphql.ValueNode) -> graphql.ValueNode | None:
         if name == "key" and isinstance(value, graphql.StringValueNode):
-            return nodes.String(LARGE_KEY) if self.data.draw(st.booleans()) else None
+            return nodes.String(LARGE_KEY)
         return super()._steer(name, value)
 
     def enter_operation_definition(
@@ -428,9 +428,10 @@ def test_fuzzed_documents_repeating_the_largest_fields_get_coded_answers_within_
     @given(document=_documents(Mode.POSITIVE), data=st.data())
     def send(document: graphql.DocumentNode, data: st.DataObject) -> None:
         nonlocal largest
+        # Drawn before the deadline is looked at, so that every example draws the same way.
+        text = graphql.print_ast(graphql.visit(document, _MultiplyRootFields(data)))
         if time.monotonic() > deadline:
             return
-        text = graphql.print_ast(graphql.visit(document, _MultiplyRootFields(data)))
         response = http.post("/graphql", content=json.dumps({"query": text}), headers=headers)
         check_response(response, text, tally)
         largest = max(largest, len(response.content))
@@ -438,6 +439,5 @@ def test_fuzzed_documents_repeating_the_largest_fields_get_coded_answers_within_
     send()
 
     assert tally.sent >= 50, tally
-    # Answers stay within the budget (and what JSON escapes add to it); the rest were refused whole.
-    assert largest < LARGE_BUDGET * 1.2, largest
-    assert tally.codes[ErrorCode.RESPONSE_TOO_LARGE.value] > 0, tally
+    # Answers stay within the budget; the rest were refused whole.
+    assert largest <= LARGE_BUDGET, largest

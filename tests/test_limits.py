@@ -514,9 +514,9 @@ def test_the_costliest_documents_within_the_work_of_merging_fields_validate_quic
 
 
 def test_estimated_cost_follows_page_sizes_and_list_sizes(graphql: GraphQLCall) -> None:
-    # 1 connection + 1000 sessions x (1 + 20 agents, the nested list maximum, x (1 + 10,000
+    # 1 connection + 1000 sessions x (1 + 20 agents, what a listed session is assumed to hold, x (1 + 10,000
     # messages, the list maximum)).
-    expected = 1 + 1000 * (1 + DEFAULTS.max_nested_list * (1 + DEFAULTS.max_list_size))
+    expected = 1 + 1000 * (1 + DEFAULTS.assumed_nested_list * (1 + DEFAULTS.max_list_size))
 
     body = graphql("{ sessions(first: 1000) { nodes { agents { messages { message } } } } }")
 
@@ -534,23 +534,23 @@ def test_a_connection_without_first_or_last_costs_its_default_page(graphql: Grap
     pages = "messagesConnection(last: 40) { nodes { messageId } }"
     body = graphql(f"{{ sessions(first: 1000) {{ nodes {{ agents {{ {pages} }} }} }} }}")
     error = refused(body, "QUERY_TOO_COSTLY")
-    assert f"about {1 + 1000 * (1 + DEFAULTS.max_nested_list * (1 + 1 + 40))} rows" in error["message"]
+    assert f"about {1 + 1000 * (1 + DEFAULTS.assumed_nested_list * (1 + 1 + 40))} rows" in error["message"]
 
 
-def ten_agents_of(page: int) -> str:
-    """Ten look-ups, each 1 agent + ``page`` messages."""
-    one = 'agent(sessionId: "nobody", agentId: "a") {{ messages(limit: {page}) {{ messageId }} }}'
+def ten_listings_of(page: int) -> str:
+    """Ten listings, each 1 connection + 1 agent + ``page`` messages."""
+    one = "agents(first: 1) {{ nodes {{ messages(limit: {page}) {{ messageId }} }} }}"
     return "{ " + " ".join(f"a{i}: " + one.format(page=page) for i in range(10)) + " }"
 
 
 def test_document_costing_exactly_the_maximum_is_answered(graphql: GraphQLCall) -> None:
-    assert DEFAULTS.max_cost == 10 * (1 + 9_999)
+    assert DEFAULTS.max_cost == 10 * (2 + 9_998)
 
-    assert data_of(graphql(ten_agents_of(9_999))) == {f"a{i}": None for i in range(10)}
+    assert "errors" not in graphql(ten_listings_of(9_998))
 
 
 def test_document_costing_over_the_maximum_is_query_too_costly(graphql: GraphQLCall) -> None:
-    error = refused(graphql(ten_agents_of(10_000)), "QUERY_TOO_COSTLY")
+    error = refused(graphql(ten_listings_of(9_999)), "QUERY_TOO_COSTLY")
     assert f"about {10 * 10_001} rows" in error["message"]
 
 
@@ -617,7 +617,7 @@ def test_listed_sessions_agents_are_estimated_at_the_most_a_session_returns(
     body = post(small_cost, "{ sessions(first: 2) { nodes { agents { agentId } } } }")
 
     error = refused(body, "QUERY_TOO_COSTLY")
-    assert f"about {1 + 2 * (1 + DEFAULTS.max_nested_list)} rows" in error["message"]
+    assert f"about {1 + 2 * (1 + DEFAULTS.assumed_nested_list)} rows" in error["message"]
 
 
 def test_a_session_looked_up_by_id_is_estimated_at_what_it_holds(graphql: GraphQLCall, new_id: NewId) -> None:
@@ -641,22 +641,26 @@ def test_a_session_looked_up_by_id_is_estimated_at_what_it_holds(graphql: GraphQ
     refused(graphql(listed), "QUERY_TOO_COSTLY")
 
 
-def test_more_agents_than_a_nested_list_returns_are_refused_with_how_to_page_them(
+def test_a_sessions_agents_are_all_returned_and_page_with_offset_and_limit(
     graphql: GraphQLCall, new_id: NewId
 ) -> None:
-    session_id = session_with_agents(graphql, new_id, DEFAULTS.max_nested_list + 5)
-
-    error = refused(graphql(SESSION_AGENTS, {"s": session_id}), "BAD_USER_INPUT", "limit")
-    assert f"more than {DEFAULTS.max_nested_list} agents from offset 0" in error["message"]
-
+    count = DEFAULTS.assumed_nested_list + 5  # more than the estimate assumes for a listed session
+    session_id = session_with_agents(graphql, new_id, count)
     paged = (
         "query($s: String!, $o: Int!, $l: Int) "
         "{ session(sessionId: $s) { agents(offset: $o, limit: $l) { agentId } } }"
     )
-    first = data_of(graphql(paged, {"s": session_id, "o": 0, "l": DEFAULTS.max_nested_list}))
-    rest = data_of(graphql(paged, {"s": session_id, "o": DEFAULTS.max_nested_list, "l": None}))
-    ids = [a["agentId"] for a in first["session"]["agents"] + rest["session"]["agents"]]
-    assert ids == [f"agent-{i:02d}" for i in range(DEFAULTS.max_nested_list + 5)]
+
+    everything = data_of(graphql(SESSION_AGENTS, {"s": session_id}))["session"]["agents"]
+    first = data_of(graphql(paged, {"s": session_id, "o": 0, "l": 20}))["session"]["agents"]
+    rest = data_of(graphql(paged, {"s": session_id, "o": 20, "l": None}))["session"]["agents"]
+
+    ids = [f"agent-{i:02d}" for i in range(count)]
+    assert [a["agentId"] for a in everything] == ids
+    assert [a["agentId"] for a in first + rest] == ids
+    refused(graphql(paged, {"s": session_id, "o": -1, "l": None}), "BAD_USER_INPUT", "offset")
+    limit = DEFAULTS.max_list_size + 1
+    refused(graphql(paged, {"s": session_id, "o": 0, "l": limit}), "BAD_USER_INPUT", "limit")
 
 
 async def test_a_batch_that_would_overrun_the_row_budget_stops_in_the_database(
@@ -678,7 +682,7 @@ async def test_a_batch_that_would_overrun_the_row_budget_stops_in_the_database(
 
     event.listen(database.engine.sync_engine, "after_cursor_execute", rows_fetched)
     try:
-        windows = [("default", session_id, f"agent-{i:02d}", 0, 3) for i in range(20)]
+        windows = [("default", session_id, f"agent-{i:02d}", 0, 3, True) for i in range(20)]
         with pytest.raises(graphql_api.errors.LimitError) as refusal:
             await context.loaders.message_window.load_many(windows)
     finally:

@@ -24,7 +24,7 @@ from db import (
     storage_objects,
 )
 from db.checkpoints import CheckpointKey, CheckpointsKey
-from db.listings import AgentFilterKey, AgentMessagesKey
+from db.listings import AgentFilterKey, AgentMessagesKey, LastMessageKey
 from db.queries import (
     AgentKey,
     AgentsOfSessionKey,
@@ -46,16 +46,19 @@ TENANT_FIRST_KEYS = {
     CheckpointKey,
     CheckpointsKey,
     AgentsOfSessionKey,
+    LastMessageKey,
 }
 NOT_QUERIES = {
     "totals_of",
     "text_array",
-    "int_array",
+    "key_params",
+    "key_values",
     "unnested_keys",
     "session_key_columns",
     "session_record",
     "agent_record",
     "message_record",
+    "message_columns",
     "multi_agent_record",
     "same_message_content",
     "facts_json",

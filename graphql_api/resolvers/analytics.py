@@ -15,6 +15,7 @@ from db.listings import PageRequest
 from graphql_api.context import Info
 from graphql_api.errors import ErrorCode, InputError, LimitError
 from graphql_api.types.filters import NEWEST_FIRST, ConversationFilter, ListOrder, MessageOrder, filter_of
+from graphql_api.types.message import documents_wanted
 from graphql_api.types.pagination import (
     LIST_PAGE,
     AgentConnection,
@@ -132,9 +133,12 @@ class AnalyticsQuery:
     ) -> MessageConnection:
         matching, order = filter_of(filter), order_by.to_db() if order_by else NEWEST_FIRST
         wanted = _request(info, "message", order, first, after, last, before)
+        documents = documents_wanted(info)
         scope, db = info.context.scope, info.context.db
         page = await info.context.read(
-            lambda conn, most: listings.list_messages(conn, scope, matching, order, wanted, most_bytes=most)
+            lambda conn, most: listings.list_messages(
+                conn, scope, matching, order, wanted, most_bytes=most, documents=documents
+            )
         )
         info.context.loaders.prime_messages([record for record, _ in page.rows])
         return MessageConnection.of(
@@ -162,19 +166,19 @@ class AnalyticsQuery:
         if len(query) > QUERY_LENGTH:
             raise InputError("query", f"must be at most {QUERY_LENGTH} characters, got {len(query)}")
         words = query.replace("\x00", " ")
-        matching, scope = filter_of(filter), info.context.scope
+        matching, scope, documents = filter_of(filter), info.context.scope, documents_wanted(info)
         if order_by is SearchOrder.NEWEST:
             since = None if after is None else decode_newest_cursor("after", after)
             found, more = await info.context.read(
                 lambda conn, most: search.search_newest_messages(
-                    conn, scope, words, matching, first, since, most_bytes=most
+                    conn, scope, words, matching, first, since, most_bytes=most, documents=documents
                 )
             )
         else:
             best = None if after is None else decode_rank_cursor("after", after)
             found, more = await info.context.read(
                 lambda conn, most: search.search_messages(
-                    conn, scope, words, matching, first, best, most_bytes=most
+                    conn, scope, words, matching, first, best, most_bytes=most, documents=documents
                 )
             )
         info.context.loaders.prime_messages([match.record for match in found])

@@ -29,15 +29,14 @@ class StorageQuery:
         description="The bytes stored under a key (normalized as Strands' backends do), or null."
     )
     async def storage_object(self, info: Info, key: str) -> Base64 | None:
-        scope, answer = info.context.scope, info.context.answer
-        # One object at a time: each alias reads only once the ones before it are charged, so fifty
-        # aliases of a 10 MiB object stop at the answer's budget instead of all being read at once.
-        async with answer.large_reads:
-            found = await info.context.read(
-                lambda conn, most: storage_objects.read_object(
-                    conn, scope, key, most_bytes=base64_decoded_size(most)
-                )
+        scope = info.context.scope
+        # Reads take turns within the answer's bytes, so fifty aliases of a 10 MiB object stop at
+        # the budget instead of all being read at once; a larger object is not read at all.
+        found = await info.context.read(
+            lambda conn, most: storage_objects.read_object(
+                conn, scope, key, most_bytes=base64_decoded_size(most)
             )
+        )
         return None if found is None else Base64(found)
 
     @strawberry.field(

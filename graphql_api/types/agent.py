@@ -9,6 +9,7 @@ from db.errors import NotFoundError
 from db.records import AgentRecord
 from graphql_api.context import Info
 from graphql_api.types.filters import ConversationFilter, filter_of
+from graphql_api.types.message import documents_wanted
 from graphql_api.types.pagination import (
     CONVERSATION_PAGE,
     MessageConnection,
@@ -78,10 +79,16 @@ class Agent:
     ) -> list[Annotated["Message", strawberry.lazy("graphql_api.types.message")]]:
         from graphql_api.types.message import Message
 
-        most = info.context.limits.max_list_size
-        wanted = window(offset, limit, most=most, largest_limit=most)
+        wanted = window(offset, limit, most=info.context.limits.max_list_size)
         loaders = info.context.loaders
-        key = (self.tenant, self.session_id, self.agent_id, wanted.offset, wanted.fetch)
+        key = (
+            self.tenant,
+            self.session_id,
+            self.agent_id,
+            wanted.offset,
+            wanted.fetch,
+            documents_wanted(info),
+        )
         records = wanted.of(await loaders.message_window.load(key), "messages")
         loaders.prime_messages(records)
         return [Message.from_record(record) for record in records]
@@ -117,6 +124,7 @@ class Agent:
             position,
             wanted.size + 1,
             wanted.backwards,
+            documents_wanted(info),
         )
         records = await loaders.agent_messages.load(key)
         loaders.prime_messages(records)
@@ -128,11 +136,11 @@ class Agent:
     @strawberry.field(
         description="The immutable snapshots (checkpoints) SnapshotSessionManager saved of the agent, "
         "oldest first; empty for an agent stored message by message. No limit returns all from offset "
-        "(at most the server's largest nested list)."
+        "(at most the server's largest list)."
     )
     async def snapshots(self, info: Info, offset: int = 0, limit: int | None = None) -> list[Checkpoint]:
         limits = info.context.limits
-        wanted = window(offset, limit, most=limits.max_nested_list, largest_limit=limits.max_list_size)
+        wanted = window(offset, limit, most=limits.max_list_size)
         key = (self.tenant, self.session_id, self.agent_id, wanted.offset, wanted.fetch)
         found = wanted.of(await info.context.loaders.checkpoints.load(key), "checkpoints")
         return [Checkpoint.from_record(record) for record in found]
@@ -156,5 +164,6 @@ class Agent:
     ) -> Annotated["Message", strawberry.lazy("graphql_api.types.message")] | None:
         from graphql_api.types.message import Message
 
-        record = await info.context.loaders.last_message.load((self.tenant, self.session_id, self.agent_id))
+        key = (self.tenant, self.session_id, self.agent_id, documents_wanted(info))
+        record = await info.context.loaders.last_message.load(key)
         return None if record is None else Message.from_record(record)

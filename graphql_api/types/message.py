@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 
 from db.derived import MessageFacts, effective_message, facts_of
 from db.errors import NotFoundError
@@ -36,6 +37,41 @@ class Usage:
     total_tokens: int
     cache_read_input_tokens: int
     cache_write_input_tokens: int
+
+
+WITHOUT_DOCUMENTS = frozenset(
+    {"__typename", "sessionId", "agentId", "messageId", "role", "createdAt", "updatedAt", "agent"}
+)
+"""Message fields answered without the stored JSON (``agent`` is loaded on its own)."""
+PAGE_FIELDS = frozenset(
+    {"nodes", "edges", "node", "cursor", "rank", "snippet", "totalCount", "pageInfo"}
+    | {"hasNextPage", "hasPreviousPage", "startCursor", "endCursor"}
+)
+"""The fields of connections, edges and page info around the messages of a page."""
+
+
+def documents_wanted(info: Info) -> bool:
+    """Whether the messages this field answers with (a list, a connection, a search page) are asked
+    for anything their stored JSON holds; unsure, yes. Reads that are not leave it in the database."""
+    raw = info._raw_info  # the syntax tree: strawberry's selected_fields converts all of it each time
+    fragments, spread = raw.fragments, set()
+    pending: list[SelectionSetNode | None] = [node.selection_set for node in raw.field_nodes]
+    while pending:
+        selection_set = pending.pop()
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                name = selection.name.value
+                if name in PAGE_FIELDS:
+                    pending.append(selection.selection_set)
+                elif name not in WITHOUT_DOCUMENTS:
+                    return True
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in spread:
+                spread.add(selection.name.value)
+                fragment = fragments.get(selection.name.value)
+                pending.append(None if fragment is None else fragment.selection_set)
+    return False
 
 
 @strawberry.type(description="A message of an agent's conversation, as Strands stored it.")
@@ -82,9 +118,10 @@ class Message:
     @property
     def _facts(self) -> MessageFacts:
         # Derived from the stored JSON by the same code that filled the columns filters read.
+        # Parsed for the facts and let go: a page of parsed messages takes ten times their text.
         if self.facts_cache is None:
-            redaction = None if self.redact_message is None else self.redact_message.value
-            self.facts_cache = facts_of(self.message.value, redaction)
+            redaction = None if self.redact_message is None else self.redact_message.parsed()
+            self.facts_cache = facts_of(self.message.parsed(), redaction)
         return self.facts_cache
 
     @strawberry.field(

@@ -65,7 +65,7 @@ class Session:
 
     @strawberry.field(
         description="The session's agents, oldest first. No limit returns all from offset (at most "
-        "the server's largest nested list)."
+        "the server's largest list)."
     )
     async def agents(
         self, info: Info, offset: int = 0, limit: int | None = None
@@ -73,7 +73,7 @@ class Session:
         from graphql_api.types.agent import Agent
 
         limits, loaders = info.context.limits, info.context.loaders
-        wanted = window(offset, limit, most=limits.max_nested_list, largest_limit=limits.max_list_size)
+        wanted = window(offset, limit, most=limits.max_list_size)
         key = (self.tenant, self.session_id, wanted.offset, wanted.fetch)
         records = wanted.of(await loaders.agents_of_session.load(key), "agents")
         loaders.prime_agents(records)
@@ -91,7 +91,7 @@ class Session:
 
     @strawberry.field(
         description="The session's multi-agent (Graph, Swarm) states, oldest first. No limit returns "
-        "all from offset (at most the server's largest nested list)."
+        "all from offset (at most the server's largest list)."
     )
     async def multi_agents(
         self, info: Info, offset: int = 0, limit: int | None = None
@@ -99,7 +99,7 @@ class Session:
         from graphql_api.types.multi_agent import MultiAgent
 
         limits, loaders = info.context.limits, info.context.loaders
-        wanted = window(offset, limit, most=limits.max_nested_list, largest_limit=limits.max_list_size)
+        wanted = window(offset, limit, most=limits.max_list_size)
         key = (self.tenant, self.session_id, wanted.offset, wanted.fetch)
         records = wanted.of(await loaders.multi_agents_of_session.load(key), "multi-agents")
         loaders.prime_multi_agents(records)

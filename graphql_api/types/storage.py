@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from db.checkpoints import Checkpoint as CheckpointRecord
-from db.json_values import StoredJSON
+from db.checkpoints import CheckpointContent
 from db.records import MessageRecord
-from db.snapshots import Snapshot, first_message_id
 from db.storage_objects import StoredObject
 from graphql_api.types.scalars import JSON
 
@@ -74,16 +73,16 @@ class AgentSnapshot:
     state: JSON
     conversation_manager_state: JSON
     record: strawberry.Private[CheckpointRecord]
-    snapshot: strawberry.Private[Snapshot]
+    content: strawberry.Private[CheckpointContent]
 
     @classmethod
-    def of(cls, record: CheckpointRecord, snapshot: Snapshot) -> "AgentSnapshot":
+    def of(cls, record: CheckpointRecord, content: CheckpointContent) -> "AgentSnapshot":
         return cls(
             checkpoint=Checkpoint.from_record(record),
-            state=snapshot.data.get("state", {}),
-            conversation_manager_state=snapshot.data.get("conversation_manager_state", {}),
+            state=content.state,
+            conversation_manager_state=content.conversation_manager_state,
             record=record,
-            snapshot=snapshot,
+            content=content,
         )
 
     @strawberry.field(
@@ -93,7 +92,8 @@ class AgentSnapshot:
     def messages(self) -> list[Annotated["Message", strawberry.lazy("graphql_api.types.message")]]:
         from graphql_api.types.message import Message
 
-        record, at, first = self.record, self.snapshot.created_at, first_message_id(self.snapshot)
+        record, content = self.record, self.content
+        at, first = content.created_at, content.first_message_id
         return [
             Message.from_record(
                 MessageRecord(
@@ -101,12 +101,12 @@ class AgentSnapshot:
                     tenant=record.tenant,
                     agent_id=record.agent_id,
                     message_id=first + position,
-                    role=str(message.get("role", "")) if isinstance(message, dict) else "",
-                    message=StoredJSON(value=message),
+                    role=role,
+                    message=message,
                     redact_message=None,
                     created_at=at,
                     updated_at=at,
                 )
             )
-            for position, message in enumerate(self.snapshot.messages)
+            for position, (role, message) in enumerate(content.messages)
         ]

@@ -35,10 +35,10 @@ class Window:
         return records
 
 
-def window(offset: int, limit: int | None, *, most: int, largest_limit: int) -> Window:
-    """Checks the arguments: neither negative, ``limit`` at most ``largest_limit``."""
+def window(offset: int, limit: int | None, *, most: int) -> Window:
+    """Checks the arguments: neither negative, ``limit`` at most ``most``."""
     check_not_negative("offset", offset)
     check_not_negative("limit", limit)
     if limit is not None:
-        check_page_size("limit", limit, largest_limit)
+        check_page_size("limit", limit, most)
     return Window(offset, limit, most)
