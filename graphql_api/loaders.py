@@ -5,6 +5,7 @@ share one. Batches spend the request's row budget; those reading stored document
 states, snapshots) also read within the answer's bytes, one at a time.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -51,6 +52,15 @@ class RowBudget:
             )
 
 
+class SharedLoader(DataLoader[K, V]):
+    """A DataLoader whose loads are each awaited apart: strawberry's hands every load of one key the
+    same future, and graphql-core cancels the fields beside one that fails, which would cancel that
+    future for the aliases that did not fail too (their request then ended in a bare HTTP 500)."""
+
+    def load(self, key: K) -> Awaitable[V]:
+        return asyncio.shield(super().load(key))
+
+
 Fetch = Callable[..., Awaitable[Any]]
 """A batch read of ``db``: ``(conn, keys, **limits)``."""
 
@@ -63,7 +73,7 @@ def _loader(db: Database, rows: RowBudget, fetch: Fetch) -> DataLoader[K, V]:
         rows.spend(values)
         return values
 
-    return DataLoader(load_fn=load)
+    return SharedLoader(load_fn=load)
 
 
 def _sized_loader(
@@ -82,7 +92,7 @@ def _sized_loader(
         rows.spend(values)
         return values
 
-    return DataLoader(load_fn=load)
+    return SharedLoader(load_fn=load)
 
 
 def _by_key(fetch: Fetch) -> Fetch:

@@ -703,3 +703,25 @@ def test_an_out_of_range_float_in_a_large_request_is_bad_user_input(
 
     refused(answered(response), "BAD_USER_INPUT")
     assert stored_message_ids(graphql, session_id, agent_id) == []
+
+
+def test_a_failing_field_beside_an_alias_sharing_its_rows_leaves_that_alias_answered(
+    http: httpx.Client, graphql: GraphQLCall, new_id: NewId
+) -> None:
+    """graphql-core cancels the fields beside one that fails; the DataLoader's shared future for the
+    session was cancelled with them, for the other alias too, and the request ended in a bare 500."""
+    session_id, agent_id = new_agent(graphql, new_id)
+    document = (
+        "query($s: String!, $a: String!) { "
+        "a: agent(sessionId: $s, agentId: $a) { bad: messages(offset: -1) { messageId } "
+        "session { sessionId } } "
+        "b: agent(sessionId: $s, agentId: $a) { session { sessionId } } }"
+    )
+
+    for _ in range(10):
+        response = http.post(
+            "/graphql", json={"query": document, "variables": {"s": session_id, "a": agent_id}}
+        )
+        body = answered(response)
+        assert body["data"] == {"a": None, "b": {"session": {"sessionId": session_id}}}
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
