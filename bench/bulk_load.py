@@ -1,14 +1,14 @@
 """Stores many messages fast, with SQL, as the server would have stored them one by one.
 
-The eight conversation templates (``bench.conversation``) are derived once with ``db.derived``
-and ``db.message_writes.facts_json``, the functions the server derives messages with; their
+The eight conversation templates (``bench.conversation``) are derived once with ``db.conversations.facts``
+and ``db.conversations.message_writes.facts_json``, the functions the server derives messages with; their
 facts go into a temporary table, and ``generate_series`` replicates them over sessions, agents
 and message ids, filling the placeholders (order number, tool use ids, tracking id) in both the
 JSON and the text, and spreading ``created_at`` over one day. Tool calls go into
 ``session_tool_calls`` as the server merges a call and its result, and the agents' and
 sessions' totals and activity times are summed from the stored rows, as migration 0003 does.
 Two connections load halves of the sessions at once. ``verify`` re-derives a sample of stored
-rows with ``db.derived`` and checks the totals.
+rows with ``db.conversations.facts`` and checks the totals.
 """
 
 import asyncio
@@ -20,8 +20,8 @@ from typing import Any
 import asyncpg
 
 from bench.conversation import MESSAGE_ID, ORDER, PREVIOUS_ID, TEMPLATES, TRACKING_ID
-from db.derived import facts_of
-from db.message_writes import FACT_COLUMNS, TOTALS, facts_json
+from db.conversations.facts import facts_of
+from db.conversations.message_writes import FACT_COLUMNS, TOTALS, facts_json
 
 AGENT_NAMES = ("triage", "billing", "shipping", "support", "qa")
 MESSAGES_PER_AGENT = 1_000
@@ -120,7 +120,8 @@ SELECT session_id, 'default', agent_id, message_id, role,
 FROM generated
 """
 )
-# Calls first, then results merged into them, as ``db.message_writes`` merges a result into its call.
+# Calls first, then results merged into them, as ``db.conversations.message_writes`` merges a result
+# into its call.
 _INSERT_TOOL_CALLS = (
     _GENERATED
     + f"""
@@ -233,7 +234,7 @@ async def load(libpq_url: str, layout: Layout) -> None:
 
 
 async def verify(libpq_url: str, layout: Layout) -> None:
-    """Raises AssertionError unless sampled rows carry the facts ``db.derived`` finds in them and
+    """Raises AssertionError unless sampled rows carry the facts ``db.conversations.facts`` finds in them and
     the totals add up."""
     conn = await asyncpg.connect(libpq_url)
     try:

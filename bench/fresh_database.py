@@ -1,7 +1,7 @@
 """A new, migrated database for one benchmark run.
 
 Without ``DATABASE_URL``: an embedded PostgreSQL (``db.embedded``) in a temporary data directory,
-as ``bench/append.py`` runs. With it: a new database created next to the one it names (the role
+as ``python -m bench`` runs it. With it: a new database created next to the one it names (the role
 needs CREATEDB), dropped after the run, so a run never measures or changes existing data.
 """
 

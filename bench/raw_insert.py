@@ -1,8 +1,8 @@
 """The reference for appends: asyncpg inserting the row the server stores, with nothing around it.
 
-The statement is ``bench/append.py``'s single-row insert into ``session_messages`` (tenant
+The statement is the single-row insert the server makes into ``session_messages`` (tenant
 ``default``), prepared once, autocommit, with the derived columns filled as the server fills them
-(``db.derived``, computed once beforehand: the reference pays for storing the row, not for
+(``db.conversations.facts``, computed once beforehand: the reference pays for storing the row, not for
 deriving it). The server's own statement also adds to the agent's and session's totals and
 records tool calls; that, GraphQL and HTTP are what the ratio measures.
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from db.derived import facts_of
-from db.message_writes import FACT_COLUMNS, facts_json
+from db.conversations.facts import facts_of
+from db.conversations.message_writes import FACT_COLUMNS, facts_json
 
 _INSERT = (
     "INSERT INTO session_messages (session_id, tenant, agent_id, message_id, role, message, redact_message,"

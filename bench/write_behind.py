@@ -20,7 +20,7 @@ from pathlib import Path
 
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
-from bench.append import MESSAGE
+from bench.conversation import APPEND_MESSAGE as MESSAGE
 from bench.fresh_database import fresh_database
 from bench.server_process import running_server
 from client import GraphQLSessionRepository

@@ -16,12 +16,12 @@ from gql.transport.exceptions import TransportError
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from client import calls, credentials, failures
-from client.async_write_behind import AsyncWriteBehind
 from client.backoff import Backoff
 from client.credentials import AsyncTokenProvider
 from client.errors import GraphQLSessionError
 from client.repository import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, IDLE_CONNECTION_SECONDS
-from client.write_queue import DEFAULT_MAX_PENDING, DEFAULT_RETRY_SECONDS
+from client.write_behind.asynchronous import AsyncWriteBehind
+from client.write_behind.queue import DEFAULT_MAX_PENDING, DEFAULT_RETRY_SECONDS
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase

@@ -17,8 +17,8 @@ from client import calls, credentials
 from client.backoff import Backoff
 from client.credentials import TokenProvider
 from client.errors import GraphQLSessionError
-from client.write_behind import ThreadedWriteBehind
-from client.write_queue import DEFAULT_MAX_PENDING, DEFAULT_RETRY_SECONDS
+from client.write_behind.queue import DEFAULT_MAX_PENDING, DEFAULT_RETRY_SECONDS
+from client.write_behind.threaded import ThreadedWriteBehind
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase

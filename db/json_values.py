@@ -105,4 +105,4 @@ class _NotRead(StoredJSON):
 
 
 NOT_READ: StoredJSON = _NotRead()
-"""The message of a record read without its documents (``db.queries.message_columns``)."""
+"""The message of a record read without its documents (``db.conversations.reads.message_columns``)."""

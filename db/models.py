@@ -86,7 +86,7 @@ def _measure() -> Mapped[int | None]:
 
 
 def _snapshot_backed() -> Mapped[bool]:
-    """Written by Strands' SnapshotSessionManager through the storage API (db.storage_objects)."""
+    """Written by Strands' SnapshotSessionManager through the storage API (db.storage.objects)."""
     return mapped_column(Boolean, nullable=False, server_default=text("false"))
 
 
@@ -189,7 +189,7 @@ class MessageModel(Base):
     redact_message: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
-    # Facts of the message as the agent sees it (db.derived), written with it.
+    # Facts of the message as the agent sees it (db.conversations.facts), written with it.
     plain_text: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
     search: Mapped[Any] = mapped_column(
         TSVECTOR, Computed(f"to_tsvector('{SEARCH_CONFIGURATION}', plain_text)", persisted=True)
@@ -253,7 +253,7 @@ class MultiAgentModel(Base):
 
 class StorageObjectModel(Base):
     """An object written through Strands' ``Storage`` protocol: its bytes as given, and what is read
-    from them once, when written (db.storage_objects).
+    from them once, when written (db.storage.objects).
 
     ``session_id`` is the session a ``session/<id>/...`` key belongs to, so a session's objects
     live on its shard; keys outside sessions have ``''``. Keys list in code point order (Python's

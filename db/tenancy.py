@@ -1,8 +1,8 @@
 """Which tenant's rows a caller reaches: the one place that turns a caller's tenant into SQL.
 
-Every read and write of a session table in ``db.queries`` and ``db.commands`` takes a ``Scope``
-or a key that carries its tenant, and filters with ``Scope.visible`` or joins on the key's tenant;
-nothing in ``db/`` addresses a session by its id alone.
+Every read and write of a session table in ``db.conversations.reads`` and ``db.conversations.writes``
+takes a ``Scope`` or a key that carries its tenant, and filters with ``Scope.visible`` or joins on the
+key's tenant; nothing in ``db/`` addresses a session by its id alone.
 """
 
 from dataclasses import dataclass

@@ -1,7 +1,6 @@
 """The ASGI application: GraphQL at /graphql, liveness at /health, readiness at /ready."""
 
 import asyncio
-import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -17,20 +16,20 @@ from starlette.routing import Route
 from db.embedded import EmbeddedPostgres, start_embedded_postgres
 from db.engine import Database, create_engine
 from db.migrate import upgrade_async
-from graphql_api.api_keys import KeyRing
-from graphql_api.authentication import TENANT_HEADER, Authenticator
+from graphql_api.auth.api_keys import KeyRing
+from graphql_api.auth.credentials import TENANT_HEADER, Authenticator
+from graphql_api.auth.jwt import JwtVerifier
+from graphql_api.auth.rate_limits import HeavyRequests, RateLimiter
+from graphql_api.background import background_tasks
+from graphql_api.endpoint import Services, SessionGraphQL
 from graphql_api.graphiql.assets import graphiql_static_files
-from graphql_api.jwt_tokens import JwtVerifier
-from graphql_api.rate_limit import HeavyRequests, RateLimiter
 from graphql_api.request_ids import HEADER as REQUEST_ID_HEADER
 from graphql_api.schema import create_schema
 from graphql_api.settings import Settings
-from graphql_api.view import Services, SessionGraphQL
 
 logger = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 2.0
-HOUSEKEEPING_SECONDS = 300.0
 
 
 async def health(_: Request) -> Response:
@@ -51,13 +50,6 @@ async def ready(request: Request) -> Response:
 
 async def home(_: Request) -> Response:
     return RedirectResponse("/graphql")
-
-
-async def _housekeeping(limiter: RateLimiter) -> None:
-    while True:
-        await asyncio.sleep(HOUSEKEEPING_SECONDS)
-        with contextlib.suppress(Exception):  # the next round tries again; outages are logged elsewhere
-            await limiter.forget_idle()
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -107,17 +99,14 @@ def create_app(settings: Settings) -> Starlette:
                     settings.limits.max_heavy_requests, settings.limits.heavy_wait_seconds
                 ),
             )
-            tasks = [asyncio.create_task(keys.keep_fresh()), asyncio.create_task(_housekeeping(limiter))]
             # What start-up made (modules, the schema, caches) lives as long as the process: out of
             # the collector's sight, full collections only walk what requests make, not all of it.
             gc.collect()
             gc.freeze()
             try:
-                yield
+                async with background_tasks(keys, limiter):
+                    yield
             finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
                 await database.dispose()
         finally:
             if embedded is not None:

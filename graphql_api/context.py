@@ -11,10 +11,10 @@ from strawberry.types import Info as StrawberryInfo
 from db.engine import Database
 from db.records import Actor
 from db.tenancy import Scope
-from graphql_api.answer_budget import AnswerBudget
-from graphql_api.identity import OPEN_CALLER, Caller
+from graphql_api.auth.identity import OPEN_CALLER, Caller
+from graphql_api.auth.rate_limits import HeavyRequests
+from graphql_api.guards.answer_budget import AnswerBudget
 from graphql_api.loaders import Loaders, RowBudget, create_loaders
-from graphql_api.rate_limit import HeavyRequests
 from graphql_api.settings import Limits
 
 OPEN_SCOPE = Scope(all_tenants=True)
@@ -69,15 +69,23 @@ class Context:
             take_turns=True,
         )
 
-    def database_for_write(self) -> Database:
-        """The database, after forgetting what this request has read so far.
+    async def write(
+        self,
+        fetch: Callable[[AsyncConnection], Awaitable[T]],
+        *,
+        transaction: bool = False,
+        idempotent: bool = False,
+    ) -> T:
+        """Runs a mutation's write (in one transaction when asked), after forgetting what this request
+        has read so far.
 
         A document may hold several mutations, each answered with nested fields; those must show
         the data after the mutation, not what an earlier field of the same request cached. Mutations
         run one after another, so swapping the loaders here cannot disturb a field in flight.
         """
         self._loaders = None
-        return self.db
+        run = self.db.run_in_transaction if transaction else self.db.run
+        return await run(fetch, idempotent=idempotent)
 
 
 Info: TypeAlias = StrawberryInfo[Context, None]

@@ -30,8 +30,8 @@ from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from db.json_values import StoredJSON
-from graphql_api.answer_budget import AnswerBudget
-from graphql_api.validation import json_shape
+from graphql_api.guards.answer_budget import AnswerBudget
+from graphql_api.guards.arguments import json_shape
 
 KEY_BYTES = 4
 """Quotes, colon and comma around each key of an object."""

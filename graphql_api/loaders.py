@@ -13,12 +13,10 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
-from db import checkpoints, listings, queries
-from db.checkpoints import Checkpoint, CheckpointContent, CheckpointKey, CheckpointsKey
-from db.engine import Database
-from db.json_values import NOT_READ
-from db.listings import AgentFilterKey, AgentMessagesKey, LastMessageKey
-from db.queries import (
+from db.analytics import listings
+from db.analytics.listings import AgentFilterKey, AgentMessagesKey, LastMessageKey
+from db.conversations import reads
+from db.conversations.reads import (
     AgentKey,
     AgentsOfSessionKey,
     MessageKey,
@@ -26,9 +24,13 @@ from db.queries import (
     MultiAgentKey,
     SessionKey,
 )
+from db.engine import Database
+from db.json_values import NOT_READ
 from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
-from graphql_api.answer_budget import AnswerBudget
+from db.storage import checkpoints
+from db.storage.checkpoints import Checkpoint, CheckpointContent, CheckpointKey, CheckpointsKey
 from graphql_api.errors import ErrorCode, LimitError
+from graphql_api.guards.answer_budget import AnswerBudget
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -154,16 +156,16 @@ def create_loaders(db: Database, rows: RowBudget, answer: AnswerBudget) -> Loade
         return _sized_loader(db, rows, answer, fetch, capped=capped)
 
     return Loaders(
-        session=_loader(db, rows, _by_key(queries.get_sessions)),
-        agent=sized(_by_key(queries.get_agents)),
-        agents_of_session=sized(_grouped(queries.list_agents_of_sessions), capped=True),
-        message=sized(_by_key(queries.get_messages)),
-        message_window=sized(queries.list_message_windows, capped=True),
+        session=_loader(db, rows, _by_key(reads.get_sessions)),
+        agent=sized(_by_key(reads.get_agents)),
+        agents_of_session=sized(_grouped(reads.list_agents_of_sessions), capped=True),
+        message=sized(_by_key(reads.get_messages)),
+        message_window=sized(reads.list_message_windows, capped=True),
         agent_messages=sized(listings.agent_message_pages, capped=True),
         agent_message_count=_loader(db, rows, listings.count_agent_messages),
         last_message=sized(listings.latest_messages),
-        multi_agent=sized(_by_key(queries.get_multi_agents)),
-        multi_agents_of_session=sized(_grouped(queries.list_multi_agents_of_sessions), capped=True),
+        multi_agent=sized(_by_key(reads.get_multi_agents)),
+        multi_agents_of_session=sized(_grouped(reads.list_multi_agents_of_sessions), capped=True),
         checkpoints=_loader(db, rows, _grouped(checkpoints.list_checkpoints)),
         checkpoint=sized(_by_key(checkpoints.read_checkpoints)),
     )

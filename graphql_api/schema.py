@@ -10,13 +10,12 @@ from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.types import ExecutionContext
 
-from graphql_api.access import AccessControl
-from graphql_api.documents import DocumentCache, document_cache_extension
+from graphql_api.auth.permissions import AccessControl
 from graphql_api.errors import ValidationErrorCodes, log_unexpected
 from graphql_api.execution import BudgetedExecutor
-from graphql_api.limits import RequestLimits
-from graphql_api.resolvers.mutation import Mutation
-from graphql_api.resolvers.query import Query
+from graphql_api.guards.documents import DocumentCache, document_cache_extension
+from graphql_api.guards.request_limits import RequestLimits
+from graphql_api.resolvers.root import Mutation, Query
 from graphql_api.settings import Limits
 from graphql_api.types.scalars import Base64, Base64Scalar, DateTimeScalar, Time, TimeScalar
 

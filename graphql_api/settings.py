@@ -219,7 +219,7 @@ class Limits:
     """Buckets all ``conversationStats`` fields of one document may ask for together."""
     max_heavy_requests: int = 8
     """Heavy requests (statistics, search, storage objects, or an estimated cost of at least
-    ``graphql_api.limits.HEAVY_COST`` rows) one caller may have running at once on one replica."""
+    ``graphql_api.guards.cost.HEAVY_COST`` rows) one caller may have running at once on one replica."""
     heavy_wait_seconds: float = 5.0
     """How long a heavy request waits for one of its caller's slots before ``RATE_LIMITED``."""
     max_batch: int = 1000

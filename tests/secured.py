@@ -17,8 +17,8 @@ from sqlalchemy.pool import NullPool
 from db.engine import Database
 from db.migrate import upgrade
 from db.records import Actor
-from graphql_api.api_keys import issue_key
-from graphql_api.identity import Role
+from graphql_api.auth.api_keys import issue_key
+from graphql_api.auth.identity import Role
 from graphql_api.settings import Settings
 from tests.conftest import RunningServer
 from tests.scratch_database import scratch_database
@@ -32,7 +32,9 @@ def make_key(database_url: str, role: str, tenant: str | None = None, label: str
     async def make() -> str:
         database = Database(create_async_engine(database_url, poolclass=NullPool))
         try:
-            made, _ = await issue_key(database, role=Role(role), tenant=tenant, label=label, actor=OPERATOR)
+            made, _ = await issue_key(
+                database.run_in_transaction, role=Role(role), tenant=tenant, label=label, actor=OPERATOR
+            )
         finally:
             await database.dispose()
         return made.token

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from db.migrate import upgrade
-from graphql_api.access import MUTATION_ROLES, QUERY_ROLES
+from graphql_api.auth.permissions import MUTATION_ROLES, QUERY_ROLES
 from graphql_api.schema import schema
 from graphql_api.settings import Settings
 from tests.api_helpers import assert_error, data_of

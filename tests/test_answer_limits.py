@@ -20,10 +20,10 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from db.conversations.reads import _windows_statement, key_values
 from db.engine import Database, create_engine
-from db.queries import _windows_statement, key_values
+from graphql_api.auth.rate_limits import HeavyRequests
 from graphql_api.errors import ErrorCode, LimitError
-from graphql_api.rate_limit import HeavyRequests
 from graphql_api.settings import Limits
 from tests.api_helpers import (
     GraphQLCall,

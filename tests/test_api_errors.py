@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from db import commands, listings, queries
+from db.analytics import listings
+from db.conversations import reads, writes
 from tests.api_helpers import (
     APPEND_MESSAGES,
     CREATE_AGENT,
@@ -609,9 +610,9 @@ def boom(*args: Any, **kwargs: Any) -> Any:
 @pytest.mark.parametrize(
     ("module", "function", "document", "make_variables"),
     [
-        (queries, "get_agents", GET_AGENT, lambda new_id: {"sessionId": new_id("s"), "agentId": "a"}),
+        (reads, "get_agents", GET_AGENT, lambda new_id: {"sessionId": new_id("s"), "agentId": "a"}),
         (listings, "list_sessions", "{ sessions { nodes { sessionId } } }", lambda new_id: {}),
-        (commands, "create_session", CREATE_SESSION, lambda new_id: {"session": {"sessionId": new_id("s")}}),
+        (writes, "create_session", CREATE_SESSION, lambda new_id: {"session": {"sessionId": new_id("s")}}),
     ],
     ids=["loader", "query", "mutation"],
 )

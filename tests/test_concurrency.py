@@ -9,7 +9,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from db import listings, queries
+from db.analytics import listings
+from db.conversations import reads
 from tests.conftest import GraphQLCall, RunningServer
 
 MESSAGE = {"role": "user", "content": [{"text": "hi"}]}
@@ -64,9 +65,9 @@ def test_sibling_root_fields_run_at_the_same_time_on_different_connections(
         return fetch_with_siblings
 
     for module, name in (
-        (queries, "get_sessions"),
-        (queries, "get_agents"),
-        (queries, "get_messages"),
+        (reads, "get_sessions"),
+        (reads, "get_agents"),
+        (reads, "get_messages"),
         (listings, "list_sessions"),
     ):
         monkeypatch.setattr(module, name, meet_siblings(name, getattr(module, name)))

@@ -24,7 +24,7 @@ import httpx
 import orjson
 import pytest
 
-from graphql_api.key_commands import any_key_made, run_on
+from graphql_api.cli.tokens import any_key_made, run_on
 from tests.secured import make_key
 from tests.server_process import MB, Answer, Costs, ServerProcess, measure, post_graphql
 

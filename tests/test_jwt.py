@@ -30,8 +30,8 @@ from strands.types.session import Session, SessionType
 
 from client import GraphQLSessionRepository, SessionUnauthenticatedError
 from db.migrate import upgrade
-from graphql_api import jwt_tokens
 from graphql_api.app import create_app
+from graphql_api.auth import jwt as jwt_tokens
 from graphql_api.settings import JwtSettings, Limits, Settings, SettingsError
 from tests.api_helpers import assert_error, data_of
 from tests.conftest import RunningServer

@@ -31,11 +31,11 @@ from sqlalchemy.pool import NullPool
 import graphql_api.errors
 from client.operations import document_text
 from db.engine import Database, create_engine
-from graphql_api import documents as document_limits
 from graphql_api.context import Context
-from graphql_api.documents import MAX_OVERLAP_WORK, DocumentCache
 from graphql_api.errors import ErrorCode
 from graphql_api.graphiql.page import load_examples
+from graphql_api.guards import documents as document_limits
+from graphql_api.guards.documents import MAX_OVERLAP_WORK, DocumentCache
 from graphql_api.schema import create_schema
 from graphql_api.settings import Limits, Settings
 from tests.api_helpers import (

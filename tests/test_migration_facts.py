@@ -1,6 +1,7 @@
-"""Migration 0003 on rows stored under 0002: every message gets the facts ``db.derived.facts_of`` finds
-in it, every agent and session the totals and activity time its rows add up to, every tool call a row,
-and the API serves them; downgrading to 0002 leaves the conversations as they were."""
+"""Migration 0003 on rows stored under 0002: every message gets the facts
+``db.conversations.facts.facts_of`` finds in it, every agent and session the totals and activity time
+its rows add up to, every tool call a row, and the API serves them; downgrading to 0002 leaves the
+conversations as they were."""
 
 import json
 from collections.abc import Iterator
@@ -12,8 +13,8 @@ import pytest
 from alembic import command
 from sqlalchemy import Connection, text
 
-from db.derived import facts_of
-from db.message_writes import facts_json
+from db.conversations.facts import facts_of
+from db.conversations.message_writes import facts_json
 from db.migrate import alembic_config, upgrade
 from graphql_api.settings import Settings
 from tests.conftest import RunningServer

@@ -4,8 +4,8 @@ planner, left to itself, never scans those tables sequentially.
 
 The rows are written by bulk SQL shaped like Strands messages (text, toolUse and toolResult blocks,
 ``metadata.usage`` and ``metadata.metrics``, a few redactions), with the derived columns filled by SQL
-that a test checks against ``db.derived.facts_of``. The plans are those of the statements the running
-server really sent, with their parameters, captured on its engine.
+that a test checks against ``db.conversations.facts.facts_of``. The plans are those of the statements
+the running server really sent, with their parameters, captured on its engine.
 """
 
 import asyncio
@@ -21,9 +21,9 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.derived import facts_of
+from db.conversations.facts import facts_of
+from db.conversations.message_writes import TOTALS, facts_json
 from db.engine import create_engine
-from db.message_writes import TOTALS, facts_json
 from db.migrate import upgrade
 from graphql_api.settings import Settings
 from tests.conftest import RunningServer

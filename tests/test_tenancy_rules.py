@@ -1,7 +1,8 @@
 """The tenancy rule of ``db/``: nothing reads or writes a session table without naming the tenant.
 
-Every public function of ``db.queries`` and ``db.commands`` takes a ``Scope`` or keys whose first
-element is the tenant; a new query written without one fails here before it can leak a row.
+Every public function of ``db.conversations.reads`` and ``db.conversations.writes`` takes a ``Scope`` or
+keys whose first element is the tenant; a new query written without one fails here before it can leak a
+row.
 """
 
 import inspect
@@ -11,21 +12,10 @@ from types import ModuleType
 
 import pytest
 
-from db import (
-    checkpoints,
-    commands,
-    forks,
-    listings,
-    message_writes,
-    queries,
-    search,
-    snapshot_projection,
-    stats,
-    storage_objects,
-)
-from db.checkpoints import CheckpointKey, CheckpointsKey
-from db.listings import AgentFilterKey, AgentMessagesKey, LastMessageKey
-from db.queries import (
+from db.analytics import listings, search, stats
+from db.analytics.listings import AgentFilterKey, AgentMessagesKey, LastMessageKey
+from db.conversations import message_writes, reads, writes
+from db.conversations.reads import (
     AgentKey,
     AgentsOfSessionKey,
     MessageKey,
@@ -33,6 +23,8 @@ from db.queries import (
     MultiAgentKey,
     SessionKey,
 )
+from db.storage import checkpoints, forks, objects, projection
+from db.storage.checkpoints import CheckpointKey, CheckpointsKey
 from db.tenancy import Scope
 
 TENANT_FIRST_KEYS = {
@@ -86,14 +78,14 @@ def names_its_tenant(function: typing.Callable[..., object]) -> bool:
 
 
 MODULES = [
-    queries,
-    commands,
+    reads,
+    writes,
     listings,
     message_writes,
     search,
     stats,
-    storage_objects,
-    snapshot_projection,
+    objects,
+    projection,
     checkpoints,
     forks,
 ]

@@ -4,31 +4,30 @@ Every one reads the caller's tenant (all tenants for a tenantless admin's listin
 ``ConversationFilter``, and pages with keyset cursors.
 """
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db import listings, search, stats
-from db.listings import PageRequest
+from db.analytics import listings, search, stats
+from db.analytics.listings import Page, PageRequest
 from graphql_api.context import Info
 from graphql_api.errors import ErrorCode, InputError, LimitError
+from graphql_api.guards.arguments import check_page_size
+from graphql_api.types.agent import Agent
 from graphql_api.types.filters import NEWEST_FIRST, ConversationFilter, ListOrder, MessageOrder, filter_of
-from graphql_api.types.message import documents_wanted
-from graphql_api.types.pagination import (
-    LIST_PAGE,
-    AgentConnection,
-    MessageConnection,
-    SessionConnection,
-    decode_position,
-    page_request,
-)
+from graphql_api.types.message import Message, documents_wanted
+from graphql_api.types.pagination import LIST_PAGE, Connection, decode_position, listed, page_request
 from graphql_api.types.scalars import Time
 from graphql_api.types.search import SearchConnection, SearchOrder, decode_newest_cursor, decode_rank_cursor
+from graphql_api.types.session import Session
 from graphql_api.types.stats import DEFAULT_STATS_RANGE, Bucket, ConversationStats, GroupBy, ToolStat
-from graphql_api.validation import check_page_size
 
+R = TypeVar("R")
+N = TypeVar("N")
 MOST_TOOLS = 1000
 QUERY_LENGTH = 1000
 
@@ -52,6 +51,24 @@ def _request(
         maximum=info.context.limits.max_page_size,
         decode=lambda field, cursor: decode_position(field, cursor, kind, order),
     )
+
+
+async def _listing(
+    info: Info,
+    kind: str,
+    order: listings.Order,
+    wanted: PageRequest,
+    fetch: Callable[[AsyncConnection, int], Awaitable[Page[R]]],
+    count: Callable[[AsyncConnection], Awaitable[int]],
+    node: Callable[[R], N],
+    prime: Callable[[list[R]], None],
+) -> Connection[N]:
+    """A listing's page (read within the answer's bytes), its rows primed for the loaders, and its
+    count (read only when asked for)."""
+    page = await info.context.read(fetch)
+    prime([record for record, _ in page.rows])
+    db = info.context.db
+    return listed(kind, page, wanted, order, node, lambda: db.run(count, idempotent=True))
 
 
 def _unknown_zone(name: str) -> InputError:
@@ -78,19 +95,18 @@ class AnalyticsQuery:
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
-    ) -> SessionConnection:
+    ) -> Connection[Session]:
         matching, order = filter_of(filter), order_by.to_db() if order_by else NEWEST_FIRST
-        wanted = _request(info, "session", order, first, after, last, before)
-        scope, db = info.context.scope, info.context.db
-        page = await db.run(
-            lambda conn: listings.list_sessions(conn, scope, matching, order, wanted), idempotent=True
-        )
-        info.context.loaders.prime_sessions([record for record, _ in page.rows])
-        return SessionConnection.of(
-            page,
-            wanted,
+        wanted, scope = _request(info, "session", order, first, after, last, before), info.context.scope
+        return await _listing(
+            info,
+            "session",
             order,
-            lambda: db.run(lambda conn: listings.count_sessions(conn, scope, matching), idempotent=True),
+            wanted,
+            lambda conn, _: listings.list_sessions(conn, scope, matching, order, wanted),
+            lambda conn: listings.count_sessions(conn, scope, matching),
+            Session.from_record,
+            info.context.loaders.prime_sessions,
         )
 
     @strawberry.field(description="Agents across sessions, newest first unless ordered otherwise, filtered.")
@@ -103,19 +119,18 @@ class AnalyticsQuery:
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
-    ) -> AgentConnection:
+    ) -> Connection[Agent]:
         matching, order = filter_of(filter), order_by.to_db() if order_by else NEWEST_FIRST
-        wanted = _request(info, "agent", order, first, after, last, before)
-        scope, db = info.context.scope, info.context.db
-        page = await info.context.read(
-            lambda conn, most: listings.list_agents(conn, scope, matching, order, wanted, most_bytes=most)
-        )
-        info.context.loaders.prime_agents([record for record, _ in page.rows])
-        return AgentConnection.of(
-            page,
-            wanted,
+        wanted, scope = _request(info, "agent", order, first, after, last, before), info.context.scope
+        return await _listing(
+            info,
+            "agent",
             order,
-            lambda: db.run(lambda conn: listings.count_agents(conn, scope, matching), idempotent=True),
+            wanted,
+            lambda conn, most: listings.list_agents(conn, scope, matching, order, wanted, most_bytes=most),
+            lambda conn: listings.count_agents(conn, scope, matching),
+            Agent.from_record,
+            info.context.loaders.prime_agents,
         )
 
     @strawberry.field(
@@ -130,22 +145,21 @@ class AnalyticsQuery:
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
-    ) -> MessageConnection:
+    ) -> Connection[Message]:
         matching, order = filter_of(filter), order_by.to_db() if order_by else NEWEST_FIRST
-        wanted = _request(info, "message", order, first, after, last, before)
+        wanted, scope = _request(info, "message", order, first, after, last, before), info.context.scope
         documents = documents_wanted(info)
-        scope, db = info.context.scope, info.context.db
-        page = await info.context.read(
+        return await _listing(
+            info,
+            "message",
+            order,
+            wanted,
             lambda conn, most: listings.list_messages(
                 conn, scope, matching, order, wanted, most_bytes=most, documents=documents
-            )
-        )
-        info.context.loaders.prime_messages([record for record, _ in page.rows])
-        return MessageConnection.of(
-            page,
-            wanted,
-            order,
-            lambda: db.run(lambda conn: listings.count_messages(conn, scope, matching), idempotent=True),
+            ),
+            lambda conn: listings.count_messages(conn, scope, matching),
+            Message.from_record,
+            info.context.loaders.prime_messages,
         )
 
     @strawberry.field(

@@ -6,13 +6,13 @@ they were written.
 
 import strawberry
 
-from db import forks, storage_objects
+from db.storage import forks, objects
 from graphql_api.context import Info
 from graphql_api.errors import ErrorCode, InputError, LimitError
+from graphql_api.guards.arguments import check_id, check_page_size
 from graphql_api.types.scalars import Base64, base64_decoded_size
 from graphql_api.types.session import Session
 from graphql_api.types.storage import StorageKeyPage, StorageObjectInfo, StorageSearchHit
-from graphql_api.validation import check_id, check_page_size
 
 SEARCH_PAGE = 100
 
@@ -33,9 +33,7 @@ class StorageQuery:
         # Reads take turns within the answer's bytes, so fifty aliases of a 10 MiB object stop at
         # the budget instead of all being read at once; a larger object is not read at all.
         found = await info.context.read(
-            lambda conn, most: storage_objects.read_object(
-                conn, scope, key, most_bytes=base64_decoded_size(most)
-            )
+            lambda conn, most: objects.read_object(conn, scope, key, most_bytes=base64_decoded_size(most))
         )
         return None if found is None else Base64(found)
 
@@ -50,7 +48,7 @@ class StorageQuery:
         size = most if first is None else check_page_size("first", first, most)
         scope = info.context.scope
         keys, more = await info.context.db.run(
-            lambda conn: storage_objects.list_keys(conn, scope, prefix, after, size), idempotent=True
+            lambda conn: objects.list_keys(conn, scope, prefix, after, size), idempotent=True
         )
         return StorageKeyPage(keys=keys, has_next_page=more)
 
@@ -65,7 +63,7 @@ class StorageQuery:
         _check_text("query", query)
         scope = info.context.scope
         found = await info.context.db.run(
-            lambda conn: storage_objects.search_objects(conn, scope, query, prefix, first), idempotent=True
+            lambda conn: objects.search_objects(conn, scope, query, prefix, first), idempotent=True
         )
         return [StorageSearchHit(key=match.key, score=match.score) for match in found]
 
@@ -84,9 +82,10 @@ class StorageMutation:
                 ErrorCode.OBJECT_TOO_LARGE, f"data: {len(data)} bytes, more than the {most} allowed", "data"
             )
         scope, stored, depth = info.context.scope, bytes(data), info.context.limits.max_json_depth
-        record = await info.context.database_for_write().run_in_transaction(
-            lambda conn: storage_objects.write_object(conn, scope, key, stored, max_depth=depth),
+        record = await info.context.write(
+            lambda conn: objects.write_object(conn, scope, key, stored, max_depth=depth),
             idempotent=True,
+            transaction=True,
         )
         return StorageObjectInfo.from_record(record)
 
@@ -96,8 +95,10 @@ class StorageMutation:
     )
     async def delete_storage_object(self, info: Info, key: str) -> bool:
         scope, actor = info.context.scope, info.context.actor
-        return await info.context.database_for_write().run_in_transaction(
-            lambda conn: storage_objects.delete_object(conn, scope, key, actor), idempotent=True
+        return await info.context.write(
+            lambda conn: objects.delete_object(conn, scope, key, actor),
+            idempotent=True,
+            transaction=True,
         )
 
     @strawberry.mutation(
@@ -123,7 +124,8 @@ class StorageMutation:
                 raise InputError("agentId", "is needed with atSnapshotId: a checkpoint is one agent's")
         scope = info.context.scope
         point = None if agent_id is None else forks.ForkPoint(agent_id, at_snapshot_id)
-        record = await info.context.database_for_write().run_in_transaction(
-            lambda conn: forks.fork_session(conn, scope, source_session_id, new_session_id, point)
+        record = await info.context.write(
+            lambda conn: forks.fork_session(conn, scope, source_session_id, new_session_id, point),
+            transaction=True,
         )
         return Session.from_record(record)

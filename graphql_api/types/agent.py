@@ -8,11 +8,13 @@ import strawberry
 from db.errors import NotFoundError
 from db.records import AgentRecord
 from graphql_api.context import Info
+from graphql_api.guards.arguments import check_id
 from graphql_api.types.filters import ConversationFilter, filter_of
 from graphql_api.types.message import documents_wanted
 from graphql_api.types.pagination import (
     CONVERSATION_PAGE,
-    MessageConnection,
+    Connection,
+    conversation_page,
     decode_message_cursor,
     page_request,
 )
@@ -20,7 +22,6 @@ from graphql_api.types.scalars import JSON
 from graphql_api.types.storage import AgentSnapshot, Checkpoint
 from graphql_api.types.totals import Totals
 from graphql_api.types.windows import window
-from graphql_api.validation import check_id
 
 if TYPE_CHECKING:
     from graphql_api.types.message import Message
@@ -102,7 +103,9 @@ class Agent:
         last: int | None = None,
         before: str | None = None,
         filter: ConversationFilter | None = None,
-    ) -> MessageConnection:
+    ) -> Connection[Annotated["Message", strawberry.lazy("graphql_api.types.message")]]:
+        from graphql_api.types.message import Message
+
         wanted = page_request(
             "messagesConnection",
             first=first,
@@ -129,8 +132,8 @@ class Agent:
         records = await loaders.agent_messages.load(key)
         loaders.prime_messages(records)
         count_key = (self.tenant, self.session_id, self.agent_id, matching)
-        return MessageConnection.of_conversation(
-            records, wanted, lambda: loaders.agent_message_count.load(count_key)
+        return conversation_page(
+            records, wanted, Message.from_record, lambda: loaders.agent_message_count.load(count_key)
         )
 
     @strawberry.field(

@@ -6,7 +6,7 @@ from enum import Enum
 import strawberry
 
 from db.records import ApiKeyRecord
-from graphql_api.identity import Role
+from graphql_api.auth.identity import Role
 
 
 @strawberry.enum(description="What a key may do: READER queries, WRITER also writes, ADMIN also deletes.")

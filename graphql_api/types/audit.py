@@ -8,7 +8,7 @@ from datetime import datetime
 
 import strawberry
 
-from db.audit import AuditPosition
+from db.control.audit import AuditPosition
 from db.records import AuditEventRecord
 from graphql_api.errors import InputError
 from graphql_api.types.pagination import PageInfo

@@ -4,12 +4,12 @@ from enum import Enum
 
 import strawberry
 
-from db import filters as stored
-from db.listings import Order
+from db.analytics import filters as stored
+from db.analytics.listings import Order
 from graphql_api.errors import InputError
+from graphql_api.guards.arguments import check_id, check_unicode
 from graphql_api.types.scalars import JSON, Time
 from graphql_api.types.session import SessionType
-from graphql_api.validation import check_id, check_unicode
 
 LABEL_KEY_LENGTH = 64
 LABEL_VALUE_LENGTH = 256

@@ -7,11 +7,7 @@ import strawberry
 
 from db.records import AgentDraft, MessageDraft, MultiAgentDraft, SessionDraft
 from graphql_api.errors import ErrorCode, InputError, LimitError
-from graphql_api.settings import Limits
-from graphql_api.types.filters import check_labels
-from graphql_api.types.scalars import JSON
-from graphql_api.types.session import SessionType
-from graphql_api.validation import (
+from graphql_api.guards.arguments import (
     check_content_blocks,
     check_document,
     check_id,
@@ -23,6 +19,10 @@ from graphql_api.validation import (
     message_role,
     too_deep,
 )
+from graphql_api.settings import Limits
+from graphql_api.types.filters import check_labels
+from graphql_api.types.scalars import JSON
+from graphql_api.types.session import SessionType
 
 
 def check_title(field: str, title: str) -> str:

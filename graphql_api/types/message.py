@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 
-from db.derived import MessageFacts, effective_message, facts_of
+from db.conversations.facts import MessageFacts, effective_message, facts_of
 from db.errors import NotFoundError
 from db.json_values import StoredJSON
 from db.records import MessageRecord
@@ -81,7 +81,7 @@ class Message:
     agent_id: str
     message_id: int = strawberry.field(description="Position of the message in the conversation, from 0.")
     role: str = strawberry.field(description="The message's role (user, assistant), copied for filtering.")
-    # StoredJSON: the view embeds the stored text in the answer (graphql_api/view.py).
+    # StoredJSON: the endpoint embeds the stored text in the answer (graphql_api/endpoint.py).
     message: StoredJSON = strawberry.field(
         graphql_type=JSON, description="The Strands message, bytes as base64 envelopes."
     )

@@ -10,21 +10,17 @@ import binascii
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
-from db.listings import Order, Page, PageRequest, Position
-from db.records import AgentRecord, MessageRecord, SessionRecord
+from db.analytics.listings import Order, Page, PageRequest, Position
+from db.records import MessageRecord
+from graphql_api.auth.identity import check_tenant
 from graphql_api.errors import InputError
-from graphql_api.identity import check_tenant
-from graphql_api.validation import MAX_MESSAGE_ID, check_id, check_page_size
+from graphql_api.guards.arguments import MAX_MESSAGE_ID, check_id, check_page_size
 
-if TYPE_CHECKING:
-    from graphql_api.types.agent import Agent
-    from graphql_api.types.message import Message
-    from graphql_api.types.session import Session
-
+R = TypeVar("R")
 LIST_PAGE = 20
 """Rows per page of the root listings (sessions, agents, messages, searchMessages) without first/last."""
 CONVERSATION_PAGE = 50
@@ -164,128 +160,61 @@ def page_info(cursors: Sequence[str], page: Page[Any], request: PageRequest) -> 
 
 
 CountOf = Callable[[], Awaitable[int]]
+Node = TypeVar("Node")
 
 
 @strawberry.type
-class SessionEdge:
+class Edge(Generic[Node]):
     cursor: str
-    node: Annotated["Session", strawberry.lazy("graphql_api.types.session")]
+    node: Node
 
 
-@strawberry.type(description="A page of sessions.")
-class SessionConnection:
-    edges: list[SessionEdge]
+@strawberry.type(description="A page of rows, in the order asked for.")
+class Connection(Generic[Node]):
+    edges: list[Edge[Node]]
     page_info: PageInfo
     count_of: strawberry.Private[CountOf]
 
-    @strawberry.field(description="The page's sessions, without cursors.")
-    def nodes(self) -> list[Annotated["Session", strawberry.lazy("graphql_api.types.session")]]:
+    @strawberry.field(description="The page's rows, without cursors.")
+    def nodes(self) -> list[Node]:
         return [edge.node for edge in self.edges]
 
-    @strawberry.field(description="How many sessions match the filter in all (counted only when asked for).")
+    @strawberry.field(description="How many rows match the filter in all (counted only when asked for).")
     async def total_count(self) -> int:
         return await self.count_of()
 
     @classmethod
     def of(
-        cls, page: Page[SessionRecord], request: PageRequest, order: Order, count_of: CountOf
-    ) -> "SessionConnection":
-        from graphql_api.types.session import Session
-
-        edges = [
-            SessionEdge(cursor=encode_position("session", order, position), node=Session.from_record(record))
-            for record, position in page.rows
-        ]
-        info = page_info([edge.cursor for edge in edges], page, request)
-        return cls(edges=edges, page_info=info, count_of=count_of)
-
-
-@strawberry.type
-class AgentEdge:
-    cursor: str
-    node: Annotated["Agent", strawberry.lazy("graphql_api.types.agent")]
-
-
-@strawberry.type(description="A page of agents.")
-class AgentConnection:
-    edges: list[AgentEdge]
-    page_info: PageInfo
-    count_of: strawberry.Private[CountOf]
-
-    @strawberry.field(description="The page's agents, without cursors.")
-    def nodes(self) -> list[Annotated["Agent", strawberry.lazy("graphql_api.types.agent")]]:
-        return [edge.node for edge in self.edges]
-
-    @strawberry.field(description="How many agents match the filter in all (counted only when asked for).")
-    async def total_count(self) -> int:
-        return await self.count_of()
-
-    @classmethod
-    def of(
-        cls, page: Page[AgentRecord], request: PageRequest, order: Order, count_of: CountOf
-    ) -> "AgentConnection":
-        from graphql_api.types.agent import Agent
-
-        edges = [
-            AgentEdge(cursor=encode_position("agent", order, position), node=Agent.from_record(record))
-            for record, position in page.rows
-        ]
+        cls, edges: list[Edge[Node]], page: Page[Any], request: PageRequest, count_of: CountOf
+    ) -> "Connection[Node]":
         return cls(
             edges=edges, page_info=page_info([e.cursor for e in edges], page, request), count_of=count_of
         )
 
 
-@strawberry.type
-class MessageEdge:
-    cursor: str
-    node: Annotated["Message", strawberry.lazy("graphql_api.types.message")]
+def listed(
+    kind: str, page: Page[R], request: PageRequest, order: Order, node: Callable[[R], Node], count_of: CountOf
+) -> Connection[Node]:
+    """A listing's page (sessions, agents, messages across sessions) with its keyset cursors."""
+    edges = [
+        Edge(cursor=encode_position(kind, order, position), node=node(record))
+        for record, position in page.rows
+    ]
+    return Connection.of(edges, page, request, count_of)
 
 
-@strawberry.type(description="A page of messages.")
-class MessageConnection:
-    edges: list[MessageEdge]
-    page_info: PageInfo
-    count_of: strawberry.Private[CountOf]
-
-    @strawberry.field(description="The page's messages, without cursors.")
-    def nodes(self) -> list[Annotated["Message", strawberry.lazy("graphql_api.types.message")]]:
-        return [edge.node for edge in self.edges]
-
-    @strawberry.field(description="How many messages match the filter in all (counted only when asked for).")
-    async def total_count(self) -> int:
-        return await self.count_of()
-
-    @classmethod
-    def of(
-        cls, page: Page[MessageRecord], request: PageRequest, order: Order, count_of: CountOf
-    ) -> "MessageConnection":
-        from graphql_api.types.message import Message
-
-        edges = [
-            MessageEdge(cursor=encode_position("message", order, position), node=Message.from_record(record))
-            for record, position in page.rows
-        ]
-        return cls(
-            edges=edges, page_info=page_info([e.cursor for e in edges], page, request), count_of=count_of
-        )
-
-    @classmethod
-    def of_conversation(
-        cls, records: list[MessageRecord], request: PageRequest, count_of: CountOf
-    ) -> "MessageConnection":
-        """One agent's messages in message id order; ``records`` holds one more when more follow."""
-        from graphql_api.types.message import Message
-
-        shown = records[: request.size]
-        if request.backwards:
-            shown.reverse()  # fetched nearest first, read in conversation order
-        page = Page(
-            rows=[(record, (record.message_id,)) for record in shown], more=len(records) > request.size
-        )
-        edges = [
-            MessageEdge(cursor=encode_message_cursor(record.message_id), node=Message.from_record(record))
-            for record, _ in page.rows
-        ]
-        return cls(
-            edges=edges, page_info=page_info([e.cursor for e in edges], page, request), count_of=count_of
-        )
+def conversation_page(
+    records: list[MessageRecord],
+    request: PageRequest,
+    node: Callable[[MessageRecord], Node],
+    count_of: CountOf,
+) -> Connection[Node]:
+    """One agent's messages in message id order; ``records`` holds one more when more follow."""
+    shown = records[: request.size]
+    if request.backwards:
+        shown.reverse()  # fetched nearest first, read in conversation order
+    page = Page(rows=[(record, (record.message_id,)) for record in shown], more=len(records) > request.size)
+    edges = [
+        Edge(cursor=encode_message_cursor(record.message_id), node=node(record)) for record, _ in page.rows
+    ]
+    return Connection.of(edges, page, request, count_of)

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from db.search import Match, RankPosition, SearchPosition, TimePosition
+from db.analytics.search import Match, RankPosition, SearchPosition, TimePosition
+from graphql_api.auth.identity import check_tenant
 from graphql_api.errors import InputError
-from graphql_api.identity import check_tenant
+from graphql_api.guards.arguments import MAX_MESSAGE_ID, check_id
 from graphql_api.types.pagination import NOT_OURS, OTHER_ORDER, PageInfo, cursor_time
-from graphql_api.validation import MAX_MESSAGE_ID, check_id
 
 if TYPE_CHECKING:
     from graphql_api.types.message import Message

@@ -8,10 +8,10 @@ import strawberry
 
 from db.records import SessionRecord
 from graphql_api.context import Info
+from graphql_api.guards.arguments import check_id
 from graphql_api.types.scalars import JSON
 from graphql_api.types.totals import Totals
 from graphql_api.types.windows import window
-from graphql_api.validation import check_id
 
 if TYPE_CHECKING:
     from graphql_api.types.agent import Agent

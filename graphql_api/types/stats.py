@@ -5,7 +5,7 @@ from enum import Enum
 
 import strawberry
 
-from db import stats as stored
+from db.analytics import stats as stored
 
 DEFAULT_STATS_RANGE = timedelta(days=1)
 """What ``conversationStats`` covers when ``from`` is left out: the day before ``to``."""

@@ -5,10 +5,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from db.checkpoints import Checkpoint as CheckpointRecord
-from db.checkpoints import CheckpointContent
 from db.records import MessageRecord
-from db.storage_objects import StoredObject
+from db.storage.checkpoints import Checkpoint as CheckpointRecord
+from db.storage.checkpoints import CheckpointContent
+from db.storage.objects import StoredObject
 from graphql_api.types.scalars import JSON
 
 if TYPE_CHECKING:

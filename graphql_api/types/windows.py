@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from graphql_api.errors import InputError
-from graphql_api.validation import check_not_negative, check_page_size
+from graphql_api.guards.arguments import check_not_negative, check_page_size
 
 R = TypeVar("R")
 

@@ -1,7 +1,7 @@
 """conversation facts: labels, activity, running totals, message facts, tool calls
 
 Sessions gain labels, a title, the time of their last activity and running totals; agents the
-same totals; messages the facts dashboards filter and count by (db.derived), with a full-text
+same totals; messages the facts dashboards filter and count by (db.conversations.facts), with a full-text
 search vector; tool calls get a table of their own. Existing rows are filled in from what they
 already hold.
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from db.derived import facts_of
-from db.message_writes import facts_json
+from db.conversations.facts import facts_of
+from db.conversations.message_writes import facts_json
 
 revision: str = "0003"
 down_revision: str | None = "0002"

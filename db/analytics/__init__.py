@@ -1,0 +1,1 @@
+"""What dashboards ask: one filter, listings, search and statistics."""

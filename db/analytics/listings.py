@@ -1,0 +1,310 @@
+"""Filtered, ordered keyset pages of sessions, agents and messages, and their counts.
+
+A page goes forward (``first``/``after``) or backward (``last``/``before``) from a position: the
+order's value and the primary key of the row it ends on, compared as one row value, so pages stay
+stable while rows are added and no query scans past the rows it skips (no OFFSET).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import BigInteger, Integer, Select, Text, bindparam, func, select, true, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.analytics.filters import ConversationFilter, agents_matching, messages_matching, sessions_matching
+from db.byte_caps import capped_read, checked, within_bytes
+from db.conversations.reads import (
+    AGENT_DOCUMENTS,
+    MESSAGE_DOCUMENTS,
+    agent_record,
+    key_params,
+    key_values,
+    message_columns,
+    message_record,
+    session_key_columns,
+    session_record,
+    text_array,
+    unnested_keys,
+)
+from db.models import agents, messages, sessions
+from db.records import AgentRecord, MessageRecord, SessionRecord
+from db.tenancy import Scope
+
+R = TypeVar("R")
+Position = tuple[Any, ...]
+"""(the order's value, then the primary key) of the row a page ends on."""
+
+SESSION_ORDERS: dict[str, Any] = {
+    "CREATED_AT": sessions.c.created_at,
+    "LAST_ACTIVITY_AT": sessions.c.last_activity_at,
+    "MESSAGE_COUNT": sessions.c.message_count,
+    "TOTAL_TOKENS": sessions.c.total_tokens,
+}
+AGENT_ORDERS: dict[str, Any] = {
+    "CREATED_AT": agents.c.created_at,
+    "LAST_ACTIVITY_AT": agents.c.last_activity_at,
+    "MESSAGE_COUNT": agents.c.message_count,
+    "TOTAL_TOKENS": agents.c.total_tokens,
+}
+MESSAGE_ORDERS: dict[str, Any] = {
+    "CREATED_AT": messages.c.created_at,
+    "TOTAL_TOKENS": func.coalesce(messages.c.total_tokens, 0),
+}
+SESSION_KEY = (sessions.c.session_id, sessions.c.tenant)
+AGENT_KEY = (agents.c.session_id, agents.c.tenant, agents.c.agent_id)
+MESSAGE_KEY = (messages.c.session_id, messages.c.tenant, messages.c.agent_id, messages.c.message_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    field: str
+    descending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """``size`` rows after ``position`` (before it, reading backwards); None starts at the end."""
+
+    size: int
+    position: Position | None = None
+    backwards: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[R]):
+    """Rows in the order asked for, each with its position, and whether more lie beyond."""
+
+    rows: list[tuple[R, Position]]
+    more: bool
+
+
+def _keyset(
+    stmt: Select[Any],
+    order_by: Any,
+    key: Sequence[Any],
+    order: Order,
+    page: PageRequest,
+    names: Sequence[str],
+) -> Select[Any]:
+    columns = [order_by, *key]
+    descending = order.descending != page.backwards
+    if page.position is not None:
+        position = tuple_(
+            *(
+                bindparam(f"after_{name}", value, type_=column.type)
+                for name, value, column in zip(names, page.position, columns, strict=True)
+            )
+        )
+        stmt = stmt.where(tuple_(*columns) < position if descending else tuple_(*columns) > position)
+    ordering = [column.desc() if descending else column.asc() for column in columns]
+    return stmt.order_by(*ordering).limit(page.size + 1)
+
+
+def _page(rows: Sequence[tuple[R, Position]], page: PageRequest) -> Page[R]:
+    found = list(rows[: page.size])
+    if page.backwards:
+        found.reverse()
+    return Page(rows=found, more=len(rows) > page.size)
+
+
+def _position(row: Any, order_value: str, names: Sequence[str]) -> Position:
+    return (getattr(row, order_value), *(getattr(row, name) for name in names))
+
+
+async def list_sessions(
+    conn: AsyncConnection, scope: Scope, f: ConversationFilter, order: Order, page: PageRequest
+) -> Page[SessionRecord]:
+    order_by = SESSION_ORDERS[order.field].label("order_value")
+    stmt = select(sessions, order_by).where(scope.visible(sessions), *sessions_matching(f))
+    stmt = _keyset(
+        stmt, SESSION_ORDERS[order.field], SESSION_KEY, order, page, ("order", "session_id", "tenant")
+    )
+    rows = [
+        (session_record(row), _position(row, "order_value", ("session_id", "tenant")))
+        for row in await conn.execute(stmt)
+    ]
+    return _page(rows, page)
+
+
+async def count_sessions(conn: AsyncConnection, scope: Scope, f: ConversationFilter) -> int:
+    stmt = select(func.count()).select_from(sessions).where(scope.visible(sessions), *sessions_matching(f))
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def list_agents(
+    conn: AsyncConnection,
+    scope: Scope,
+    f: ConversationFilter,
+    order: Order,
+    page: PageRequest,
+    *,
+    most_bytes: int | None = None,
+) -> Page[AgentRecord]:
+    order_by = AGENT_ORDERS[order.field].label("order_value")
+    stmt = select(agents, order_by).where(scope.visible(agents), *agents_matching(f))
+    names = ("session_id", "tenant", "agent_id")
+    stmt = _keyset(stmt, AGENT_ORDERS[order.field], AGENT_KEY, order, page, ("order", *names))
+    rows = await conn.execute(capped_read(stmt, AGENT_DOCUMENTS, most_bytes), {"most_bytes": most_bytes})
+    found = checked(rows, most_bytes)
+    return _page([(agent_record(row), _position(row, "order_value", names)) for row in found], page)
+
+
+async def count_agents(conn: AsyncConnection, scope: Scope, f: ConversationFilter) -> int:
+    stmt = select(func.count()).select_from(agents).where(scope.visible(agents), *agents_matching(f))
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def list_messages(
+    conn: AsyncConnection,
+    scope: Scope,
+    f: ConversationFilter,
+    order: Order,
+    page: PageRequest,
+    *,
+    most_bytes: int | None = None,
+    documents: bool = True,
+) -> Page[MessageRecord]:
+    order_by = MESSAGE_ORDERS[order.field]
+    stmt: Select[Any] = select(*message_columns(documents), order_by.label("order_value")).where(
+        scope.visible(messages), *messages_matching(f)
+    )
+    names = ("session_id", "tenant", "agent_id", "message_id")
+    stmt = _keyset(stmt, order_by, MESSAGE_KEY, order, page, ("order", *names))
+    rows = await conn.execute(capped_read(stmt, MESSAGE_DOCUMENTS, most_bytes), {"most_bytes": most_bytes})
+    found = checked(rows, most_bytes)
+    return _page([(message_record(row), _position(row, "order_value", names)) for row in found], page)
+
+
+async def count_messages(conn: AsyncConnection, scope: Scope, f: ConversationFilter) -> int:
+    stmt = select(func.count()).select_from(messages).where(scope.visible(messages), *messages_matching(f))
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+AgentMessagesKey = tuple[str, str, str, ConversationFilter, int | None, int, bool, bool]
+"""(tenant, session_id, agent_id, filter, position (a message id), size + 1, backwards, whether the
+stored documents are read)"""
+LastMessageKey = tuple[str, str, str, bool]
+"""(tenant, session_id, agent_id, whether the stored documents are read)"""
+AgentFilterKey = tuple[str, str, str, ConversationFilter]
+"""(tenant, session_id, agent_id, filter)"""
+
+
+def _agent_keys(keys: Sequence[tuple[Any, ...]], *extra: tuple[str, Any, Any]) -> Any:
+    return unnested_keys(
+        *session_key_columns(keys), ("agent_id", text_array("aids", [key[2] for key in keys]), Text), *extra
+    )
+
+
+@lru_cache(maxsize=256)
+def _agent_pages_statement(
+    f: ConversationFilter, backwards: bool, documents: bool, sized: bool, capped: bool
+) -> Select[Any]:
+    """Built once per filter and shape; the keys, positions and limits are its parameters."""
+    k = key_params(
+        ("tenant", Text), ("session_id", Text), ("agent_id", Text), ("position", BigInteger), ("lim", Integer)
+    )
+    beyond = messages.c.message_id < k.c.position if backwards else messages.c.message_id > k.c.position
+    page = (
+        select(*message_columns(documents))
+        .where(
+            messages.c.tenant == k.c.tenant,
+            messages.c.session_id == k.c.session_id,
+            messages.c.agent_id == k.c.agent_id,
+            beyond,
+            *messages_matching(f),
+        )
+        .order_by(messages.c.message_id.desc() if backwards else messages.c.message_id)
+        .limit(k.c.lim)
+        .lateral("m")
+    )
+    stmt = select(k.c.idx, page).select_from(k.join(page, true()))
+    if capped:
+        stmt = stmt.limit(bindparam("most", type_=Integer))  # see queries.list_message_windows
+    return within_bytes(stmt, MESSAGE_DOCUMENTS) if sized else stmt
+
+
+async def agent_message_pages(
+    conn: AsyncConnection,
+    keys: Sequence[AgentMessagesKey],
+    *,
+    most: int | None = None,
+    most_bytes: int | None = None,
+) -> list[list[MessageRecord]]:
+    """Pages of many agents' messages in conversation order: a statement per distinct filter and direction."""
+    found: list[list[MessageRecord]] = [[] for _ in keys]
+    groups: dict[tuple[ConversationFilter, bool], list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault((key[3], key[6]), []).append(index)
+    for (f, backwards), indexes in groups.items():
+        group = [keys[i] for i in indexes]
+        # Past every message id either way; 2**31 is beyond PostgreSQL's integer, hence bigint.
+        far = 2**31 if backwards else -1
+        positions = [(key[0], key[1], key[2], far if key[4] is None else key[4], key[5]) for key in group]
+        documents = any(key[7] for key in group)
+        stmt = _agent_pages_statement(f, backwards, documents, most_bytes is not None, most is not None)
+        values = key_values(positions, "tenant", "session_id", "agent_id", "position", "lim")
+        result = await conn.execute(stmt, {**values, "most": most, "most_bytes": most_bytes})
+        rows = checked(result, most_bytes)
+        if most_bytes is not None and rows:
+            most_bytes -= min(most_bytes, max(row[-1] for row in rows))
+        for row in rows:
+            found[indexes[row.idx - 1]].append(message_record(row))
+    for records, key in zip(found, keys, strict=True):
+        records.sort(key=lambda record: record.message_id, reverse=key[6])
+    return found
+
+
+async def count_agent_messages(conn: AsyncConnection, keys: Sequence[AgentFilterKey]) -> list[int]:
+    """How many messages of each agent match its filter, one statement per distinct filter."""
+    counts = [0] * len(keys)
+    groups: dict[ConversationFilter, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key[3], []).append(index)
+    for f, indexes in groups.items():
+        k = _agent_keys([keys[i] for i in indexes])
+        counted = (
+            select(func.count())
+            .select_from(messages)
+            .where(
+                messages.c.tenant == k.c.tenant,
+                messages.c.session_id == k.c.session_id,
+                messages.c.agent_id == k.c.agent_id,
+                *messages_matching(f),
+            )
+            .scalar_subquery()
+        )
+        for row in await conn.execute(select(k.c.idx, counted.label("n")).select_from(k)):
+            counts[indexes[row.idx - 1]] = int(row.n)
+    return counts
+
+
+@cache
+def _latest_statement(documents: bool, sized: bool) -> Select[Any]:
+    k = key_params(("tenant", Text), ("session_id", Text), ("agent_id", Text))
+    last = (
+        select(*message_columns(documents))
+        .where(
+            messages.c.tenant == k.c.tenant,
+            messages.c.session_id == k.c.session_id,
+            messages.c.agent_id == k.c.agent_id,
+        )
+        .order_by(messages.c.message_id.desc())
+        .limit(1)
+        .lateral("m")
+    )
+    stmt = select(k.c.idx, last).select_from(k.join(last, true()))
+    return within_bytes(stmt, MESSAGE_DOCUMENTS) if sized else stmt
+
+
+async def latest_messages(
+    conn: AsyncConnection, keys: Sequence[LastMessageKey], *, most_bytes: int | None = None
+) -> list[MessageRecord | None]:
+    """Each agent's last message (the highest message id), or None."""
+    stmt = _latest_statement(any(key[3] for key in keys), most_bytes is not None)
+    values = {**key_values(keys, "tenant", "session_id", "agent_id"), "most_bytes": most_bytes}
+    found: list[MessageRecord | None] = [None] * len(keys)
+    for row in checked(await conn.execute(stmt, values), most_bytes):
+        found[row.idx - 1] = message_record(row)
+    return found

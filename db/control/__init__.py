@@ -1,0 +1,1 @@
+"""Tables that keep the service running: API keys, the audit log, rate-limit buckets."""

@@ -1,0 +1,1 @@
+"""Sessions, agents and messages: their writes, batch reads, and the facts read from a message."""

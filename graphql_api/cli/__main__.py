@@ -1,0 +1,3 @@
+from graphql_api.cli.main import main
+
+main()

@@ -1,0 +1,261 @@
+"""The /graphql endpoint: what every request passes before and after GraphQL runs.
+
+In order: a request id; the GraphiQL page (no credentials needed: it holds no data, and the
+queries it sends carry the headers set in it); credentials (HTTP 401 before the body is read);
+the tenant; the caller's rate limit (HTTP 429); the body, within a size and a time (HTTP 413 and
+408); then strawberry; and last every error's code, as the response is written.
+"""
+
+import asyncio
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from cross_web import HTTPException
+from graphql import GraphQLError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from db.engine import Database
+from db.json_values import StoredJSON
+from db.tenancy import Scope as TenantScope
+from graphql_api import request_ids
+from graphql_api.auth.credentials import TENANT_HEADER, Authenticator, scope_for
+from graphql_api.auth.identity import Caller
+from graphql_api.auth.rate_limits import HeavyRequests, RateLimited, RateLimiter
+from graphql_api.context import Context
+from graphql_api.errors import ErrorCode, Refusal, with_code
+from graphql_api.graphiql.page import graphiql_response
+from graphql_api.guards.answer_budget import too_large
+from graphql_api.settings import Limits
+
+RESPONSE_SLACK_BYTES = 64 * 1024
+"""What an answer may hold past its budget once encoded: its errors, which the budget does not charge."""
+UNREAD_BODY_BYTES = 64 * 1024
+logger = logging.getLogger(__name__)
+CLOSE_CONNECTION = {"Connection": "close"}
+"""On refusing a body part-way: kept open, the connection has uvicorn read and discard the rest of
+the body for as long as the client sends it, which a slow or endless client makes forever."""
+
+
+@dataclass
+class Admitted:
+    """What the endpoint hands strawberry's ``get_context`` about a request it let through."""
+
+    caller: Caller
+    scope: TenantScope
+    body_bytes: int
+    response: Response | None = None
+    """strawberry's response to this request, whose status and headers the answer's are made from."""
+
+
+@dataclass
+class Services:
+    """What the endpoint needs at run time; the app's lifespan makes them."""
+
+    database: Database
+    authenticator: Authenticator
+    rate_limiter: RateLimiter
+    heavy_requests: HeavyRequests
+
+
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The whole body, refused as soon as it is known to be too large or too slow."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Refusal(400, ErrorCode.BAD_REQUEST, "Content-Length must be a number of bytes.")
+        _check_size(int(declared), limits)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(limits.body_timeout_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                _check_size(size, limits)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refusal(
+            408,
+            ErrorCode.REQUEST_TIMEOUT,
+            f"The request body did not arrive within {limits.body_timeout_seconds:g} seconds.",
+            headers=dict(CLOSE_CONNECTION),
+        ) from None
+    except ClientDisconnect:
+        raise Refusal(
+            400, ErrorCode.BAD_REQUEST, "The client went away before sending its request."
+        ) from None
+    return b"".join(chunks)
+
+
+def _check_size(size: int, limits: Limits) -> None:
+    if size > limits.max_body_bytes:
+        raise Refusal(
+            413,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"The request body is over {limits.max_body_bytes} bytes, the server's limit.",
+            headers=dict(CLOSE_CONNECTION),
+        )
+
+
+def _large_unread_body(request: Request) -> bool:
+    """Whether refusing before reading the body leaves much of it for the server to drain."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return "transfer-encoding" in request.headers  # chunked: of unknown length
+    return not declared.isdigit() or int(declared) > UNREAD_BODY_BYTES
+
+
+def _rate_limited(error: RateLimited) -> Refusal:
+    return Refusal(
+        429,
+        ErrorCode.RATE_LIMITED,
+        f"Too many requests for these credentials; retry in {error.retry_after:.2f} seconds.",
+        headers={"Retry-After": str(max(1, math.ceil(error.retry_after)))},
+        extensions={"retryAfter": round(error.retry_after, 3)},
+    )
+
+
+def _embedded(value: object) -> orjson.Fragment:
+    if isinstance(value, StoredJSON):
+        return orjson.Fragment(value.text)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _decoded(value: object) -> object:
+    if isinstance(value, StoredJSON):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+class SessionGraphQL(GraphQL[Context, None]):
+    def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+
+    def decode_json(self, data: str | bytes) -> object:
+        # json.loads raises more than JSONDecodeError (deep nesting, over-long integers, bad
+        # UTF-8); strawberry would let those through as HTTP 500.
+        try:
+            decoded = json.loads(data)
+        except (ValueError, RecursionError) as error:
+            raise HTTPException(400, "Unable to parse request body as JSON") from error
+        if not isinstance(decoded, (dict, list)):
+            raise HTTPException(400, "The request body must be a JSON object")
+        return decoded
+
+    def encode_json(self, data: object) -> bytes:
+        # orjson: a tenth of json.dumps' time on a large answer, and stored messages go in as the
+        # text PostgreSQL holds. It refuses what JSON cannot hold exactly (integers beyond 64 bits
+        # in a stored state, lone surrogates), which json writes as Python always has.
+        try:
+            encoded = orjson.dumps(data, default=_embedded)
+        except TypeError:
+            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_decoded)
+            encoded = text.encode("utf-8", "surrogatepass")
+        most = self.limits.max_response_bytes
+        if len(encoded) > most + RESPONSE_SLACK_BYTES:
+            # The budget charged while executing missed something: the limit holds all the same.
+            logger.warning(
+                "an answer of %d bytes refused once encoded (%s)", len(encoded), request_ids.described()
+            )
+            refusal = Refusal(200, ErrorCode.RESPONSE_TOO_LARGE, str(too_large(most)))
+            encoded = orjson.dumps({"data": None, **refusal.body()})
+        return encoded
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # Our page, not strawberry's: its assets come from this server, not a CDN (graphql_api/graphiql/).
+        return graphiql_response()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            # No subscriptions yet; refuse the handshake rather than open an unauthenticated socket.
+            await WebSocket(scope, receive, send).close(code=1008)
+            return
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive=receive)
+        request_id = request_ids.new_request_id()
+        token = request_ids.current.set(request_id)
+        theirs = request_ids.upstream.set(request_ids.upstream_id(request.headers.get(request_ids.HEADER)))
+        try:
+            response = await self._respond(request)
+        finally:
+            request_ids.upstream.reset(theirs)
+            request_ids.current.reset(token)
+        response.headers[request_ids.HEADER] = request_id
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        body_read = False
+        try:
+            if self.should_render_graphql_ide(self.request_adapter_class(request)):
+                if self.graphql_ide:
+                    return await self.render_graphql_ide(request)
+                raise HTTPException(404, "Not Found")
+            services: Services = request.app.state.services
+            caller = await services.authenticator.caller(request.headers)
+            tenant_scope = scope_for(caller, request.headers.get(TENANT_HEADER))
+            if caller.rate_bucket is not None:
+                try:
+                    await services.rate_limiter.admit(caller.rate_bucket)
+                except RateLimited as error:
+                    raise _rate_limited(error) from None
+            body = await read_body(request, self.limits)
+            request._body = body  # strawberry reads the body through request.body(), which keeps this
+            body_read = True
+            request.state.admitted = Admitted(caller, tenant_scope, len(body))
+            return await self.run(request)
+        except Refusal as refusal:
+            headers = dict(refusal.headers)
+            if not body_read and _large_unread_body(request):
+                headers.update(CLOSE_CONNECTION)
+            return JSONResponse(refusal.body(), status_code=refusal.status, headers=headers)
+        except HTTPException as error:
+            # strawberry answers these in plain text; clients expect a GraphQL error body with a code.
+            bad = Refusal(error.status_code, ErrorCode.BAD_REQUEST, error.reason)
+            return JSONResponse(bad.body(), status_code=error.status_code)
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        admitted: Admitted = request.state.admitted
+        services: Services = request.app.state.services
+        admitted.response = response if isinstance(response, Response) else None
+        return Context(
+            db=services.database,
+            caller=admitted.caller,
+            scope=admitted.scope,
+            limits=self.limits,
+            request=request if isinstance(request, Request) else None,
+            request_id=request_ids.current.get(),
+            body_bytes=admitted.body_bytes,
+            heavy_requests=services.heavy_requests,
+        )
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        if result.errors:
+            result.errors = [with_code(error) for error in result.errors if isinstance(error, GraphQLError)]
+            admitted: Admitted | None = getattr(request.state, "admitted", None)
+            if admitted is not None and admitted.response is not None:
+                _rate_limited_status(result.errors, admitted.response)
+        return await super().process_result(request, result)
+
+
+def _rate_limited_status(errors: list[GraphQLError], response: Response) -> None:
+    """A request refused for its caller's heavy requests is an HTTP 429 like any rate limit, so
+    proxies and dashboards that read only the status back off too."""
+    for error in errors:
+        extensions = error.extensions or {}
+        if extensions.get("code") == ErrorCode.RATE_LIMITED.value:
+            response.status_code = 429
+            wait = extensions.get("retryAfter", 1)
+            response.headers["Retry-After"] = str(max(1, math.ceil(float(wait))))
+            return
