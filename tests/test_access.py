@@ -11,7 +11,7 @@ from db.migrate import upgrade
 from graphql_api.auth.permissions import MUTATION_ROLES, QUERY_ROLES
 from graphql_api.schema import schema
 from graphql_api.settings import Settings
-from tests.api_helpers import assert_error, data_of
+from tests.api_calls import assert_error, data_of
 from tests.conftest import RunningServer
 from tests.scratch_database import scratch_database
 from tests.secured import Secured, secured_server

@@ -13,8 +13,7 @@ from strands import Agent, tool
 from strands.session import RepositorySessionManager
 
 from client import GraphQLSessionRepository
-from tests.analytics_helpers import ask, assistant, at, tool_results, user
-from tests.api_helpers import (
+from tests.api_calls import (
     CREATE_MESSAGE,
     UPDATE_MESSAGE,
     GraphQLCall,
@@ -26,6 +25,7 @@ from tests.api_helpers import (
 from tests.client_agent_script import remember
 from tests.conftest import RunningServer
 from tests.fake_model import FakeModel
+from tests.strands_messages import ask, assistant, at, tool_results, user
 
 FACTS = """
   messageId text contentTypes isRedacted latencyMs timeToFirstByteMs message redactMessage effectiveMessage

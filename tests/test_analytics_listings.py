@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.analytics_helpers import ask, assistant, at, tool_results, user
-from tests.api_helpers import (
+from tests.api_calls import (
     GraphQLCall,
     NewId,
     agent_input,
@@ -25,6 +24,7 @@ from tests.api_helpers import (
     data_of,
 )
 from tests.conftest import RunningServer
+from tests.strands_messages import ask, assistant, at, tool_results, user
 
 PAGE_INFO = "pageInfo { hasNextPage hasPreviousPage startCursor endCursor }"
 ARGUMENTS = "filter: $f, orderBy: $o, first: $first, after: $after, last: $last, before: $before"

@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.analytics_helpers import ask, assistant, at, conversation, user
-from tests.api_helpers import (
+from tests.api_calls import (
     DELETE_SESSION,
     UPDATE_MESSAGE,
     GraphQLCall,
@@ -22,6 +21,7 @@ from tests.api_helpers import (
     data_of,
 )
 from tests.conftest import RunningServer
+from tests.strands_messages import ask, assistant, at, conversation, user
 
 SEARCH = """
 query(

@@ -5,8 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.analytics_helpers import ask, assistant, at, tool_results, user
-from tests.api_helpers import (
+from tests.api_calls import (
     APPEND_MESSAGES,
     CREATE_AGENT,
     CREATE_MESSAGE,
@@ -27,6 +26,7 @@ from tests.api_helpers import (
     data_of,
     parse_time,
 )
+from tests.strands_messages import ask, assistant, at, tool_results, user
 
 TOTALS = "totals { messages inputTokens outputTokens totalTokens cacheReadTokens toolCalls toolErrors }"
 STATE = f"""

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.analytics_helpers import ask, assistant, at, conversation, percentile_cont, tool_results, user
-from tests.api_helpers import GraphQLCall, NewId, assert_error
+from tests.api_calls import GraphQLCall, NewId, assert_error
 from tests.conftest import RunningServer
+from tests.strands_messages import ask, assistant, at, conversation, percentile_cont, tool_results, user
 
 ROW = """
   bucketStart key messages sessions inputTokens outputTokens totalTokens cacheReadTokens

@@ -25,7 +25,7 @@ from db.engine import Database, create_engine
 from graphql_api.auth.rate_limits import HeavyRequests
 from graphql_api.errors import ErrorCode, LimitError
 from graphql_api.settings import Limits
-from tests.api_helpers import (
+from tests.api_calls import (
     GraphQLCall,
     NewId,
     append_messages,

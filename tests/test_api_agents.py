@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from tests.api_helpers import (
+from tests.api_calls import (
     CREATE_AGENT,
     DELETE_AGENT,
     GET_AGENT,

@@ -11,7 +11,7 @@ import pytest
 
 from db.analytics import listings
 from db.conversations import reads, writes
-from tests.api_helpers import (
+from tests.api_calls import (
     APPEND_MESSAGES,
     CREATE_AGENT,
     CREATE_MESSAGE,

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_helpers import (
+from tests.api_calls import (
     APPEND_MESSAGES,
     CREATE_MESSAGE,
     DELETE_MESSAGE,

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.api_helpers import (
+from tests.api_calls import (
     CREATE_MULTI_AGENT,
     DELETE_MULTI_AGENT,
     GET_MULTI_AGENT,

@@ -9,7 +9,7 @@ import pytest
 from strands.types.content import Message
 from strands.types.session import SessionMessage
 
-from tests.api_helpers import (
+from tests.api_calls import (
     GET_AGENT,
     GET_MESSAGE,
     GET_MULTI_AGENT,

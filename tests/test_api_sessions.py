@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.api_helpers import (
+from tests.api_calls import (
     CREATE_SESSION,
     DELETE_SESSION,
     GET_AGENT,

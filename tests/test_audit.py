@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.api_helpers import assert_error, data_of
+from tests.api_calls import assert_error, data_of
 from tests.secured import Secured, secured_server
 from tests.test_cli import CLI, REPO, clean_env
 

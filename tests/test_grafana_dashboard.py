@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 import yaml
 
-from tests.api_helpers import append_messages, create_agent, create_session, data_of
+from tests.api_calls import append_messages, create_agent, create_session, data_of
 from tests.secured import Secured, secured_server
 
 REPO = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from graphql_api.types.scalars import EARLIEST, LATEST
-from tests.api_helpers import (
+from tests.api_calls import (
     APPEND_MESSAGES,
     CREATE_MESSAGE,
     CREATE_SESSION,

@@ -25,7 +25,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage, Session
 
 from client import GraphQLSessionRepository, GraphQLStorage
 from graphql_api.settings import Limits, Settings
-from tests.api_helpers import table_rows
+from tests.api_calls import table_rows
 from tests.client_agent_script import new_agent, remember
 from tests.conftest import RunningServer, free_port
 from tests.fake_model import FakeModel, scripted, text, tool_call

@@ -33,7 +33,7 @@ from db.migrate import upgrade
 from graphql_api.app import create_app
 from graphql_api.auth import jwt as jwt_tokens
 from graphql_api.settings import JwtSettings, Limits, Settings, SettingsError
-from tests.api_helpers import assert_error, data_of
+from tests.api_calls import assert_error, data_of
 from tests.conftest import RunningServer
 from tests.scratch_database import scratch_database
 

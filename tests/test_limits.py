@@ -38,7 +38,7 @@ from graphql_api.guards import documents as document_limits
 from graphql_api.guards.documents import MAX_OVERLAP_WORK, DocumentCache
 from graphql_api.schema import create_schema
 from graphql_api.settings import Limits, Settings
-from tests.api_helpers import (
+from tests.api_calls import (
     APPEND_MESSAGES,
     CREATE_MESSAGE,
     GET_AGENT,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from graphql_api.schema import schema
-from tests.api_helpers import assert_error, data_of
+from tests.api_calls import assert_error, data_of
 from tests.secured import Secured, secured_server
 
 A, B = "acme", "globex"

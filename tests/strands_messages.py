@@ -1,4 +1,4 @@
-"""Strands-shaped messages and small readers shared by the analytics tests (``test_analytics_*.py``).
+"""Strands-shaped messages and small readers, shared by the analytics tests (``test_analytics_*.py``).
 
 The messages carry what Strands writes: text and tool blocks, and on assistant messages
 ``metadata.usage`` and ``metadata.metrics``. Every test confines what it reads to its own rows
@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from tests.api_helpers import GraphQLCall, append_messages, create_agent, create_session, data_of
+from tests.api_calls import GraphQLCall, append_messages, create_agent, create_session, data_of
 
 
 def ask(graphql: GraphQLCall, query: str, **variables: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Documents, setup steps and assertions shared by the API behaviour tests (``test_api_*.py``).
+"""GraphQL documents, calls that set up sessions, agents and messages, and assertions,
+shared by the API behaviour tests (``test_api_*.py``).
 
 Everything goes through the real HTTP server; the SQL helper reads the tables over its own
 connection, to check what the API cannot show (orphans, the role column).
