@@ -1,10 +1,27 @@
 """Plain values that cross the boundary between storage and the API."""
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from operator import attrgetter
+from typing import Any, TypeVar
 
 from db.json_values import StoredJSON
+
+R = TypeVar("R")
+_NAMES: dict[type[Any], tuple[tuple[str, ...], Callable[[Any], Any]]] = {}
+
+
+def record_of(cls: type[R], row: Any, **converted: Any) -> R:
+    """The record ``cls`` of a result row: each field read from the row's column of its name, but
+    for ``converted`` ones (the same at every call for one record type)."""
+    found = _NAMES.get(cls)
+    if found is None:
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in converted)  # type: ignore[arg-type]
+        found = _NAMES[cls] = (names, attrgetter(*names))
+    names, values = found
+    return cls(**dict(zip(names, values(row), strict=True)), **converted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,18 @@ class StatsRequest:
     time_zone: str
 
 
+_CALLS_WITH_MESSAGES = tool_calls.join(
+    messages,
+    and_(
+        messages.c.session_id == tool_calls.c.session_id,
+        messages.c.tenant == tool_calls.c.tenant,
+        messages.c.agent_id == tool_calls.c.agent_id,
+        messages.c.message_id == tool_calls.c.called_message_id,
+    ),
+)
+"""Each tool call with the message that made it."""
+
+
 def _empty(bucket_start: datetime | None, key: str | None) -> StatsRow:
     return StatsRow(bucket_start, key, 0, 0, 0, 0, 0, 0, None, None, 0, 0)
 
@@ -139,17 +151,7 @@ def _message_facts(scope: Scope, f: ConversationFilter, request: StatsRequest) -
                 literal(1).label("tool_calls"),
                 cast(tool_calls.c.status == "error", Integer).label("tool_errors"),
             )
-            .select_from(
-                tool_calls.join(
-                    messages,
-                    and_(
-                        messages.c.session_id == tool_calls.c.session_id,
-                        messages.c.tenant == tool_calls.c.tenant,
-                        messages.c.agent_id == tool_calls.c.agent_id,
-                        messages.c.message_id == tool_calls.c.called_message_id,
-                    ),
-                )
-            )
+            .select_from(_CALLS_WITH_MESSAGES)
             .where(scope.visible(messages), in_range, *messages_matching(f))
         )
         return calls.subquery("facts")
@@ -283,17 +285,7 @@ async def tool_stats(conn: AsyncConnection, scope: Scope, f: ConversationFilter,
     errors = func.count().filter(tool_calls.c.status == "error")
     stmt = (
         select(tool_calls.c.name, func.count().label("calls"), errors.label("errors"))
-        .select_from(
-            tool_calls.join(
-                messages,
-                and_(
-                    messages.c.session_id == tool_calls.c.session_id,
-                    messages.c.tenant == tool_calls.c.tenant,
-                    messages.c.agent_id == tool_calls.c.agent_id,
-                    messages.c.message_id == tool_calls.c.called_message_id,
-                ),
-            )
-        )
+        .select_from(_CALLS_WITH_MESSAGES)
         .where(
             scope.visible(tool_calls),
             tool_calls.c.name != "",

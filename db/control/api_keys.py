@@ -16,21 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from db.control.audit import record_event
 from db.errors import AlreadyExistsError, ConflictError, NotFoundError
 from db.models import api_keys
-from db.records import Actor, ApiKeyRecord
+from db.records import Actor, ApiKeyRecord, record_of
 
 
 def key_record(row: Any) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        key_id=row.key_id,
-        secret_sha256=bytes(row.secret_sha256),
-        label=row.label,
-        role=row.role,
-        tenant=row.tenant,
-        created_at=row.created_at,
-        created_by=row.created_by,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-    )
+    return record_of(ApiKeyRecord, row, secret_sha256=bytes(row.secret_sha256))
 
 
 def _key_target(record: ApiKeyRecord) -> dict[str, Any]:

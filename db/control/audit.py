@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.models import audit_events
-from db.records import Actor, AuditEventRecord
+from db.records import Actor, AuditEventRecord, record_of
 
 AuditPosition = tuple[datetime, uuid.UUID]
 """Where a page of audit events ends: (occurred_at, event_id)."""
@@ -39,17 +39,7 @@ async def record_event(
 
 
 def audit_record(row: Any) -> AuditEventRecord:
-    return AuditEventRecord(
-        event_id=str(row.event_id),
-        occurred_at=row.occurred_at,
-        tenant=row.tenant,
-        actor=row.actor,
-        actor_role=row.actor_role,
-        action=row.action,
-        session_id=row.session_id,
-        target=row.target,
-        request_id=row.request_id,
-    )
+    return record_of(AuditEventRecord, row, event_id=str(row.event_id))
 
 
 async def list_events(

@@ -7,6 +7,7 @@ import strawberry
 
 from db.records import ApiKeyRecord
 from graphql_api.auth.identity import Role
+from graphql_api.types.copies import copied
 
 
 @strawberry.enum(description="What a key may do: READER queries, WRITER also writes, ADMIN also deletes.")
@@ -34,16 +35,7 @@ class ApiKey:
 
     @classmethod
     def from_record(cls, record: ApiKeyRecord) -> "ApiKey":
-        return cls(
-            label=record.label,
-            key_id=record.key_id,
-            role=KeyRole(record.role),
-            tenant=record.tenant,
-            created_at=record.created_at,
-            created_by=record.created_by,
-            last_used_at=record.last_used_at,
-            revoked_at=record.revoked_at,
-        )
+        return copied(cls, record, role=KeyRole(record.role))
 
 
 @strawberry.type(description="A key just made.")

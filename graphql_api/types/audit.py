@@ -11,6 +11,7 @@ import strawberry
 from db.control.audit import AuditPosition
 from db.records import AuditEventRecord
 from graphql_api.errors import InputError
+from graphql_api.types.copies import copied
 from graphql_api.types.pagination import PageInfo
 from graphql_api.types.scalars import JSON, parse_stored_time
 
@@ -47,17 +48,7 @@ class AuditEvent:
 
     @classmethod
     def from_record(cls, record: AuditEventRecord) -> "AuditEvent":
-        return cls(
-            event_id=record.event_id,
-            occurred_at=record.occurred_at,
-            tenant=record.tenant,
-            actor=record.actor,
-            actor_role=record.actor_role,
-            action=record.action,
-            session_id=record.session_id,
-            target=record.target,
-            request_id=record.request_id,
-        )
+        return copied(cls, record)
 
 
 @strawberry.type

@@ -6,6 +6,7 @@ from enum import Enum
 import strawberry
 
 from db.analytics import stats as stored
+from graphql_api.types.copies import copied
 
 DEFAULT_STATS_RANGE = timedelta(days=1)
 """What ``conversationStats`` covers when ``from`` is left out: the day before ``to``."""
@@ -54,20 +55,7 @@ class StatsRow:
 
     @classmethod
     def from_row(cls, row: stored.StatsRow) -> "StatsRow":
-        return cls(
-            bucket_start=row.bucket_start,
-            key=row.key,
-            messages=row.messages,
-            sessions=row.sessions,
-            input_tokens=row.input_tokens,
-            output_tokens=row.output_tokens,
-            total_tokens=row.total_tokens,
-            cache_read_tokens=row.cache_read_tokens,
-            avg_latency_ms=row.avg_latency_ms,
-            p95_latency_ms=row.p95_latency_ms,
-            tool_calls=row.tool_calls,
-            tool_errors=row.tool_errors,
-        )
+        return copied(cls, row)
 
 
 @strawberry.type(description="A chart's rows, each key's totals, and the totals of the whole range.")

@@ -9,6 +9,7 @@ from db.records import MessageRecord
 from db.storage.checkpoints import Checkpoint as CheckpointRecord
 from db.storage.checkpoints import CheckpointContent
 from db.storage.objects import StoredObject
+from graphql_api.types.copies import copied
 from graphql_api.types.scalars import JSON
 
 if TYPE_CHECKING:
@@ -25,13 +26,7 @@ class StorageObjectInfo:
 
     @classmethod
     def from_record(cls, record: StoredObject) -> "StorageObjectInfo":
-        return cls(
-            key=record.key,
-            size=record.size,
-            sha256=record.sha256.hex(),
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
+        return copied(cls, record, sha256=record.sha256.hex())
 
 
 @strawberry.type(description="A page of keys in code point order (Python's sorted()).")
@@ -58,13 +53,7 @@ class Checkpoint:
 
     @classmethod
     def from_record(cls, record: CheckpointRecord) -> "Checkpoint":
-        return cls(
-            snapshot_id=record.snapshot_id,
-            key=record.key,
-            created_at=record.created_at,
-            message_count=record.message_count,
-            size=record.size,
-        )
+        return copied(cls, record)
 
 
 @strawberry.type(description="An agent as one of its checkpoints has it: time travel through a conversation.")

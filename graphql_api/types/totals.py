@@ -3,6 +3,7 @@
 import strawberry
 
 from db.records import Totals as StoredTotals
+from graphql_api.types.copies import copied
 
 
 @strawberry.type(description="What a session's or agent's messages add up to.")
@@ -17,12 +18,4 @@ class Totals:
 
     @classmethod
     def from_record(cls, totals: StoredTotals) -> "Totals":
-        return cls(
-            messages=totals.message_count,
-            input_tokens=totals.input_tokens,
-            output_tokens=totals.output_tokens,
-            total_tokens=totals.total_tokens,
-            cache_read_tokens=totals.cache_read_tokens,
-            tool_calls=totals.tool_calls,
-            tool_errors=totals.tool_errors,
-        )
+        return copied(cls, totals, messages=totals.message_count)
