@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from db.json_values import StoredJSON
 
@@ -22,6 +22,32 @@ def record_of(cls: type[R], row: Any, **converted: Any) -> R:
         found = _NAMES[cls] = (names, attrgetter(*names))
     names, values = found
     return cls(**dict(zip(names, values(row), strict=True)), **converted)
+
+
+class SessionKey(NamedTuple):
+    """A session, inside its tenant: the first part of every key of a session's rows."""
+
+    tenant: str
+    session_id: str
+
+
+class AgentKey(NamedTuple):
+    tenant: str
+    session_id: str
+    agent_id: str
+
+
+class MessageKey(NamedTuple):
+    tenant: str
+    session_id: str
+    agent_id: str
+    message_id: int
+
+
+class MultiAgentKey(NamedTuple):
+    tenant: str
+    session_id: str
+    multi_agent_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +76,10 @@ class SessionRecord:
     totals: Totals = field(default_factory=Totals)
     snapshot_backed: bool = False
 
+    @property
+    def key(self) -> SessionKey:
+        return SessionKey(self.tenant, self.session_id)
+
 
 @dataclass(frozen=True, slots=True)
 class AgentRecord:
@@ -65,6 +95,10 @@ class AgentRecord:
     totals: Totals = field(default_factory=Totals)
     snapshot_backed: bool = False
 
+    @property
+    def key(self) -> AgentKey:
+        return AgentKey(self.tenant, self.session_id, self.agent_id)
+
 
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
@@ -78,6 +112,10 @@ class MessageRecord:
     created_at: datetime
     updated_at: datetime
 
+    @property
+    def key(self) -> MessageKey:
+        return MessageKey(self.tenant, self.session_id, self.agent_id, self.message_id)
+
 
 @dataclass(frozen=True, slots=True)
 class MultiAgentRecord:
@@ -88,6 +126,10 @@ class MultiAgentRecord:
     created_at: datetime
     updated_at: datetime
     snapshot_backed: bool = False
+
+    @property
+    def key(self) -> MultiAgentKey:
+        return MultiAgentKey(self.tenant, self.session_id, self.multi_agent_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,17 +16,19 @@ from strawberry.dataloader import DataLoader
 from db.analytics import listings
 from db.analytics.listings import AgentFilterKey, AgentMessagesKey, LastMessageKey
 from db.conversations import reads
-from db.conversations.reads import (
-    AgentKey,
-    AgentsOfSessionKey,
-    MessageKey,
-    MessageWindowKey,
-    MultiAgentKey,
-    SessionKey,
-)
+from db.conversations.reads import AgentsOfSessionKey, MessageWindowKey
 from db.engine import Database
 from db.json_values import NOT_READ
-from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
+from db.records import (
+    AgentKey,
+    AgentRecord,
+    MessageKey,
+    MessageRecord,
+    MultiAgentKey,
+    MultiAgentRecord,
+    SessionKey,
+    SessionRecord,
+)
 from db.storage import checkpoints
 from db.storage.checkpoints import Checkpoint, CheckpointContent, CheckpointKey, CheckpointsKey
 from graphql_api.errors import ErrorCode, LimitError
@@ -134,21 +136,20 @@ class Loaders:
 
     def prime_sessions(self, records: Sequence[SessionRecord]) -> None:
         for record in records:
-            self.session.prime((record.tenant, record.session_id), record)
+            self.session.prime(record.key, record)
 
     def prime_agents(self, records: Sequence[AgentRecord]) -> None:
         for record in records:
-            self.agent.prime((record.tenant, record.session_id, record.agent_id), record)
+            self.agent.prime(record.key, record)
 
     def prime_messages(self, records: Sequence[MessageRecord]) -> None:
         for record in records:
             if record.message is not NOT_READ:  # a look-up by id answers with the whole message
-                key = (record.tenant, record.session_id, record.agent_id, record.message_id)
-                self.message.prime(key, record)
+                self.message.prime(record.key, record)
 
     def prime_multi_agents(self, records: Sequence[MultiAgentRecord]) -> None:
         for record in records:
-            self.multi_agent.prime((record.tenant, record.session_id, record.multi_agent_id), record)
+            self.multi_agent.prime(record.key, record)
 
 
 def create_loaders(db: Database, rows: RowBudget, answer: AnswerBudget) -> Loaders:

@@ -30,6 +30,7 @@ from sqlalchemy.pool import NullPool
 
 import graphql_api.errors
 from client.operations import document_text
+from db.conversations.reads import MessageWindowKey
 from db.engine import Database, create_engine
 from graphql_api.context import Context
 from graphql_api.errors import ErrorCode
@@ -682,7 +683,7 @@ async def test_a_batch_that_would_overrun_the_row_budget_stops_in_the_database(
 
     event.listen(database.engine.sync_engine, "after_cursor_execute", rows_fetched)
     try:
-        windows = [("default", session_id, f"agent-{i:02d}", 0, 3, True) for i in range(20)]
+        windows = [MessageWindowKey("default", session_id, f"agent-{i:02d}", 0, 3, True) for i in range(20)]
         with pytest.raises(graphql_api.errors.LimitError) as refusal:
             await context.loaders.message_window.load_many(windows)
     finally:

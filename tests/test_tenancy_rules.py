@@ -15,14 +15,8 @@ import pytest
 from db.analytics import listings, search, stats
 from db.analytics.listings import AgentFilterKey, AgentMessagesKey, LastMessageKey
 from db.conversations import message_writes, reads, writes
-from db.conversations.reads import (
-    AgentKey,
-    AgentsOfSessionKey,
-    MessageKey,
-    MessageWindowKey,
-    MultiAgentKey,
-    SessionKey,
-)
+from db.conversations.reads import AgentsOfSessionKey, MessageWindowKey
+from db.records import AgentKey, MessageKey, MultiAgentKey, SessionKey
 from db.storage import checkpoints, forks, objects, projection
 from db.storage.checkpoints import CheckpointKey, CheckpointsKey
 from db.tenancy import Scope
@@ -102,4 +96,5 @@ def test_every_query_and_command_takes_a_scope_or_tenant_first_keys(module: Modu
 def test_every_key_type_starts_with_the_tenant() -> None:
     # (tenant, session_id, ...): the loaders and the SQL both read the tenant from position 0.
     for key in TENANT_FIRST_KEYS:
-        assert typing.get_origin(key) is tuple and typing.get_args(key)[:2] == (str, str), key
+        assert issubclass(key, tuple) and key._fields[:2] == ("tenant", "session_id"), key
+        assert list(typing.get_type_hints(key).values())[:2] == [str, str], key

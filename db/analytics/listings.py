@@ -8,7 +8,7 @@ stable while rows are added and no query scans past the rows it skips (no OFFSET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import BigInteger, Integer, Select, Text, bindparam, func, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -182,13 +182,33 @@ async def count_messages(conn: AsyncConnection, scope: Scope, f: ConversationFil
     return int((await conn.execute(stmt)).scalar_one())
 
 
-AgentMessagesKey = tuple[str, str, str, ConversationFilter, int | None, int, bool, bool]
-"""(tenant, session_id, agent_id, filter, position (a message id), size + 1, backwards, whether the
-stored documents are read)"""
-LastMessageKey = tuple[str, str, str, bool]
-"""(tenant, session_id, agent_id, whether the stored documents are read)"""
-AgentFilterKey = tuple[str, str, str, ConversationFilter]
-"""(tenant, session_id, agent_id, filter)"""
+class AgentMessagesKey(NamedTuple):
+    """A page of an agent's messages matching ``filter``, from ``position`` (a messageId)."""
+
+    tenant: str
+    session_id: str
+    agent_id: str
+    filter: ConversationFilter
+    position: int | None
+    rows: int
+    """The page's size plus one, which tells whether there are more."""
+    backwards: bool
+    documents: bool
+    """Whether the stored documents are read."""
+
+
+class LastMessageKey(NamedTuple):
+    tenant: str
+    session_id: str
+    agent_id: str
+    documents: bool
+
+
+class AgentFilterKey(NamedTuple):
+    tenant: str
+    session_id: str
+    agent_id: str
+    filter: ConversationFilter
 
 
 def _agent_keys(keys: Sequence[tuple[Any, ...]], *extra: tuple[str, Any, Any]) -> Any:
@@ -221,7 +241,7 @@ def _agent_pages_statement(
     )
     stmt = select(k.c.idx, page).select_from(k.join(page, true()))
     if capped:
-        stmt = stmt.limit(bindparam("most", type_=Integer))  # see queries.list_message_windows
+        stmt = stmt.limit(bindparam("most", type_=Integer))  # see reads.list_message_windows
     return within_bytes(stmt, MESSAGE_DOCUMENTS) if sized else stmt
 
 
@@ -236,13 +256,13 @@ async def agent_message_pages(
     found: list[list[MessageRecord]] = [[] for _ in keys]
     groups: dict[tuple[ConversationFilter, bool], list[int]] = {}
     for index, key in enumerate(keys):
-        groups.setdefault((key[3], key[6]), []).append(index)
+        groups.setdefault((key.filter, key.backwards), []).append(index)
     for (f, backwards), indexes in groups.items():
         group = [keys[i] for i in indexes]
         # Past every message id either way; 2**31 is beyond PostgreSQL's integer, hence bigint.
         far = 2**31 if backwards else -1
-        positions = [(key[0], key[1], key[2], far if key[4] is None else key[4], key[5]) for key in group]
-        documents = any(key[7] for key in group)
+        positions = [(*key[:3], far if key.position is None else key.position, key.rows) for key in group]
+        documents = any(key.documents for key in group)
         stmt = _agent_pages_statement(f, backwards, documents, most_bytes is not None, most is not None)
         values = key_values(positions, "tenant", "session_id", "agent_id", "position", "lim")
         result = await conn.execute(stmt, {**values, "most": most, "most_bytes": most_bytes})
@@ -252,7 +272,7 @@ async def agent_message_pages(
         for row in rows:
             found[indexes[row.idx - 1]].append(message_record(row))
     for records, key in zip(found, keys, strict=True):
-        records.sort(key=lambda record: record.message_id, reverse=key[6])
+        records.sort(key=lambda record: record.message_id, reverse=key.backwards)
     return found
 
 
@@ -261,7 +281,7 @@ async def count_agent_messages(conn: AsyncConnection, keys: Sequence[AgentFilter
     counts = [0] * len(keys)
     groups: dict[ConversationFilter, list[int]] = {}
     for index, key in enumerate(keys):
-        groups.setdefault(key[3], []).append(index)
+        groups.setdefault(key.filter, []).append(index)
     for f, indexes in groups.items():
         k = _agent_keys([keys[i] for i in indexes])
         counted = (
@@ -302,7 +322,7 @@ async def latest_messages(
     conn: AsyncConnection, keys: Sequence[LastMessageKey], *, most_bytes: int | None = None
 ) -> list[MessageRecord | None]:
     """Each agent's last message (the highest message id), or None."""
-    stmt = _latest_statement(any(key[3] for key in keys), most_bytes is not None)
+    stmt = _latest_statement(any(key.documents for key in keys), most_bytes is not None)
     values = {**key_values(keys, "tenant", "session_id", "agent_id"), "most_bytes": most_bytes}
     found: list[MessageRecord | None] = [None] * len(keys)
     for row in checked(await conn.execute(stmt, values), most_bytes):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Integer,
@@ -33,21 +33,40 @@ from sqlalchemy.sql import FromClause
 from db.byte_caps import checked, within_bytes
 from db.json_values import NOT_READ, StoredJSON
 from db.models import agents, messages, multi_agents, sessions
-from db.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord, Totals
+from db.records import (
+    AgentKey,
+    AgentRecord,
+    MessageKey,
+    MessageRecord,
+    MultiAgentKey,
+    MultiAgentRecord,
+    SessionKey,
+    SessionRecord,
+    Totals,
+    record_of,
+)
 from db.storage.keys import AGENT_CHECKPOINT
 
-SessionKey = tuple[str, str]
-"""(tenant, session_id)"""
-AgentKey = tuple[str, str, str]
-"""(tenant, session_id, agent_id)"""
-MessageKey = tuple[str, str, str, int]
-"""(tenant, session_id, agent_id, message_id)"""
-MultiAgentKey = tuple[str, str, str]
-"""(tenant, session_id, multi_agent_id)"""
-MessageWindowKey = tuple[str, str, str, int, int | None, bool]
-"""(tenant, session_id, agent_id, offset, limit, whether the stored documents are read)"""
-AgentsOfSessionKey = tuple[str, str, int, int]
-"""(tenant, session_id, offset, limit): a page of a session's agents (or multi-agents)."""
+
+class MessageWindowKey(NamedTuple):
+    """Messages of an agent from ``offset`` in messageId order."""
+
+    tenant: str
+    session_id: str
+    agent_id: str
+    offset: int
+    limit: int | None
+    documents: bool
+    """Whether the stored documents are read (only when a message's JSON is selected)."""
+
+
+class AgentsOfSessionKey(NamedTuple):
+    """A page of a session's agents (or multi-agents)."""
+
+    tenant: str
+    session_id: str
+    offset: int
+    limit: int
 
 
 def text_array(name: str, values: Sequence[str]) -> Any:
@@ -83,46 +102,15 @@ def session_key_columns(keys: Sequence[tuple[Any, ...]]) -> list[tuple[str, Any,
 
 
 def totals_of(row: Any) -> Totals:
-    return Totals(
-        message_count=row.message_count,
-        input_tokens=row.input_tokens,
-        output_tokens=row.output_tokens,
-        total_tokens=row.total_tokens,
-        cache_read_tokens=row.cache_read_tokens,
-        tool_calls=row.tool_calls,
-        tool_errors=row.tool_errors,
-    )
+    return record_of(Totals, row)
 
 
 def session_record(row: Any) -> SessionRecord:
-    return SessionRecord(
-        row.session_id,
-        row.tenant,
-        row.session_type,
-        row.created_at,
-        row.updated_at,
-        labels=row.labels,
-        title=row.title,
-        last_activity_at=row.last_activity_at,
-        totals=totals_of(row),
-        snapshot_backed=row.snapshot_backed,
-    )
+    return record_of(SessionRecord, row, totals=totals_of(row))
 
 
 def agent_record(row: Any) -> AgentRecord:
-    return AgentRecord(
-        row.session_id,
-        row.tenant,
-        row.agent_id,
-        row.state,
-        row.conversation_manager_state,
-        row.internal_state,
-        row.created_at,
-        row.updated_at,
-        last_activity_at=row.last_activity_at,
-        totals=totals_of(row),
-        snapshot_backed=row.snapshot_backed,
-    )
+    return record_of(AgentRecord, row, totals=totals_of(row))
 
 
 MESSAGE_COLUMNS = [
@@ -168,15 +156,7 @@ def message_record(row: Any) -> MessageRecord:
 
 
 def multi_agent_record(row: Any) -> MultiAgentRecord:
-    return MultiAgentRecord(
-        row.session_id,
-        row.tenant,
-        row.multi_agent_id,
-        row.state,
-        row.created_at,
-        row.updated_at,
-        snapshot_backed=row.snapshot_backed,
-    )
+    return record_of(MultiAgentRecord, row)
 
 
 async def get_sessions(conn: AsyncConnection, keys: Sequence[SessionKey]) -> dict[SessionKey, SessionRecord]:
@@ -184,7 +164,7 @@ async def get_sessions(conn: AsyncConnection, keys: Sequence[SessionKey]) -> dic
     stmt = select(sessions).join(
         k, and_(sessions.c.tenant == k.c.tenant, sessions.c.session_id == k.c.session_id)
     )
-    return {(row.tenant, row.session_id): session_record(row) for row in await conn.execute(stmt)}
+    return {r.key: r for r in map(session_record, await conn.execute(stmt))}
 
 
 AGENT_DOCUMENTS = ("state", "conversation_manager_state", "internal_state")
@@ -193,28 +173,37 @@ MESSAGE_DOCUMENTS = ("message", "redact_message")
 MULTI_AGENT_DOCUMENTS = ("state",)
 
 
+def _documents_of(table: Table) -> tuple[str, ...]:
+    return {agents: AGENT_DOCUMENTS, messages: MESSAGE_DOCUMENTS}.get(table, MULTI_AGENT_DOCUMENTS)
+
+
 @cache
-def _agents_statement(sized: bool) -> Select[Any]:
-    k = key_params(("tenant", Text), ("session_id", Text), ("agent_id", Text))
-    stmt = select(agents).join(
-        k,
-        and_(
-            agents.c.tenant == k.c.tenant,
-            agents.c.session_id == k.c.session_id,
-            agents.c.agent_id == k.c.agent_id,
-        ),
+def _by_keys_statement(table: Table, key: tuple[str, ...], sized: bool) -> Select[Any]:
+    """Rows of ``table`` by their whole key, the key's columns given as array parameters."""
+    k = key_params(*((name, Integer if name == "message_id" else Text) for name in key))
+    columns = MESSAGE_COLUMNS if table is messages else [table]
+    stmt = select(*columns).join(k, and_(*(table.c[name] == k.c[name] for name in key)))
+    return within_bytes(stmt, _documents_of(table)) if sized else stmt
+
+
+async def _by_keys(
+    conn: AsyncConnection,
+    table: Table,
+    key: tuple[str, ...],
+    keys: Sequence[tuple[Any, ...]],
+    most_bytes: int | None,
+) -> list[Any]:
+    values = {**key_values(keys, *key), "most_bytes": most_bytes}
+    return checked(
+        await conn.execute(_by_keys_statement(table, key, most_bytes is not None), values), most_bytes
     )
-    return within_bytes(stmt, AGENT_DOCUMENTS) if sized else stmt
 
 
 async def get_agents(
     conn: AsyncConnection, keys: Sequence[AgentKey], *, most_bytes: int | None = None
 ) -> dict[AgentKey, AgentRecord]:
-    values = {**key_values(keys, "tenant", "session_id", "agent_id"), "most_bytes": most_bytes}
-    rows = await conn.execute(_agents_statement(most_bytes is not None), values)
-    return {
-        (row.tenant, row.session_id, row.agent_id): agent_record(row) for row in checked(rows, most_bytes)
-    }
+    rows = await _by_keys(conn, agents, ("tenant", "session_id", "agent_id"), keys, most_bytes)
+    return {r.key: r for r in map(agent_record, rows)}
 
 
 @cache
@@ -232,8 +221,7 @@ def _rows_of_sessions_statement(table: Table, order: str, sized: bool, capped: b
     stmt = select(k.c.idx, page).select_from(k.join(page, true()))
     if capped:
         stmt = stmt.limit(bindparam("most", type_=Integer))
-    documents = AGENT_DOCUMENTS if table is agents else MULTI_AGENT_DOCUMENTS
-    return within_bytes(stmt, documents) if sized else stmt
+    return within_bytes(stmt, _documents_of(table)) if sized else stmt
 
 
 async def _rows_of_sessions(
@@ -270,30 +258,13 @@ async def list_agents_of_sessions(
     return {key: [agent_record(row) for row in rows] for key, rows in zip(keys, found, strict=True)}
 
 
-@cache
-def _messages_statement(sized: bool) -> Select[Any]:
-    k = key_params(("tenant", Text), ("session_id", Text), ("agent_id", Text), ("message_id", Integer))
-    stmt = select(*MESSAGE_COLUMNS).join(
-        k,
-        and_(
-            messages.c.tenant == k.c.tenant,
-            messages.c.session_id == k.c.session_id,
-            messages.c.agent_id == k.c.agent_id,
-            messages.c.message_id == k.c.message_id,
-        ),
-    )
-    return within_bytes(stmt, MESSAGE_DOCUMENTS) if sized else stmt
-
-
 async def get_messages(
     conn: AsyncConnection, keys: Sequence[MessageKey], *, most_bytes: int | None = None
 ) -> dict[MessageKey, MessageRecord]:
-    values = {**key_values(keys, "tenant", "session_id", "agent_id", "message_id"), "most_bytes": most_bytes}
-    rows = await conn.execute(_messages_statement(most_bytes is not None), values)
-    return {
-        (row.tenant, row.session_id, row.agent_id, row.message_id): message_record(row)
-        for row in checked(rows, most_bytes)
-    }
+    rows = await _by_keys(
+        conn, messages, ("tenant", "session_id", "agent_id", "message_id"), keys, most_bytes
+    )
+    return {r.key: r for r in map(message_record, rows)}
 
 
 RECORD_FIELDS = (
@@ -373,9 +344,9 @@ async def list_message_windows(
     most: int | None = None,
     most_bytes: int | None = None,
 ) -> list[list[MessageRecord]]:
-    """Messages of many agents, each by ``(tenant, session_id, agent_id, offset, limit)`` in id order;
+    """Messages of many agents, each window from its offset, at most its limit, in id order;
     at most ``most`` rows and ``most_bytes`` of stored JSON in all."""
-    documents = any(w[5] for w in windows)
+    documents = any(w.documents for w in windows)
     stmt = _windows_statement(documents, most_bytes is not None, most is not None)
     values = {
         **key_values(windows, "tenant", "session_id", "agent_id", "off", "lim"),
@@ -386,29 +357,11 @@ async def list_message_windows(
     return _pages(result.keys(), checked(result, most_bytes), len(windows))
 
 
-@cache
-def _multi_agents_statement(sized: bool) -> Select[Any]:
-    k = key_params(("tenant", Text), ("session_id", Text), ("multi_agent_id", Text))
-    stmt = select(multi_agents).join(
-        k,
-        and_(
-            multi_agents.c.tenant == k.c.tenant,
-            multi_agents.c.session_id == k.c.session_id,
-            multi_agents.c.multi_agent_id == k.c.multi_agent_id,
-        ),
-    )
-    return within_bytes(stmt, MULTI_AGENT_DOCUMENTS) if sized else stmt
-
-
 async def get_multi_agents(
     conn: AsyncConnection, keys: Sequence[MultiAgentKey], *, most_bytes: int | None = None
 ) -> dict[MultiAgentKey, MultiAgentRecord]:
-    values = {**key_values(keys, "tenant", "session_id", "multi_agent_id"), "most_bytes": most_bytes}
-    rows = await conn.execute(_multi_agents_statement(most_bytes is not None), values)
-    return {
-        (row.tenant, row.session_id, row.multi_agent_id): multi_agent_record(row)
-        for row in checked(rows, most_bytes)
-    }
+    rows = await _by_keys(conn, multi_agents, ("tenant", "session_id", "multi_agent_id"), keys, most_bytes)
+    return {r.key: r for r in map(multi_agent_record, rows)}
 
 
 async def list_multi_agents_of_sessions(
@@ -456,8 +409,8 @@ async def stored_counts(conn: AsyncConnection, keys: Sequence[SessionKey]) -> li
     rows = await conn.execute(
         _STORED_COUNTS,
         {
-            "tenants": [key[0] for key in keys],
-            "sessions": [key[1] for key in keys],
+            "tenants": [key.tenant for key in keys],
+            "sessions": [key.session_id for key in keys],
             "checkpoint": AGENT_CHECKPOINT,
         },
     )

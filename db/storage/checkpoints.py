@@ -8,7 +8,7 @@ batches (keys whose first element is the tenant) for the loaders.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,8 +34,14 @@ class Checkpoint:
     size: int
 
 
-CheckpointsKey = tuple[str, str, str, int, int]
-"""(tenant, session_id, agent_id, offset, limit): a page of an agent's checkpoints."""
+class CheckpointsKey(NamedTuple):
+    """A page of an agent's checkpoints, oldest first."""
+
+    tenant: str
+    session_id: str
+    agent_id: str
+    offset: int
+    limit: int
 
 
 async def list_checkpoints(
@@ -57,11 +63,11 @@ async def list_checkpoints(
             "OFFSET k.off LIMIT k.lim) c"
         ),
         {
-            "tenants": [key[0] for key in keys],
-            "sessions": [key[1] for key in keys],
-            "agents": [key[2] for key in keys],
-            "offs": [key[3] for key in keys],
-            "lims": [key[4] for key in keys],
+            "tenants": [key.tenant for key in keys],
+            "sessions": [key.session_id for key in keys],
+            "agents": [key.agent_id for key in keys],
+            "offs": [key.offset for key in keys],
+            "lims": [key.limit for key in keys],
         },
     )
     for row in rows:
@@ -82,8 +88,11 @@ def _checkpoint(row: Any) -> Checkpoint:
     )
 
 
-CheckpointKey = tuple[str, str, str, str]
-"""(tenant, session_id, agent_id, snapshot_id)."""
+class CheckpointKey(NamedTuple):
+    tenant: str
+    session_id: str
+    agent_id: str
+    snapshot_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +145,9 @@ async def _checkpoint_rows(
             f"WHERE CAST(:most_bytes AS bigint) IS NULL OR {RUNNING_BYTES} - size <= :most_bytes"
         ),
         {
-            "tenants": [key[0] for key in keys],
-            "sessions": [key[1] for key in keys],
-            "keys": [checkpoint_key(key[1], key[2], key[3]) for key in keys],
+            "tenants": [key.tenant for key in keys],
+            "sessions": [key.session_id for key in keys],
+            "keys": [checkpoint_key(key.session_id, key.agent_id, key.snapshot_id) for key in keys],
             "most_bytes": most_bytes,
         },
     )
@@ -160,7 +169,10 @@ async def read_checkpoints(
     found: dict[CheckpointKey, tuple[Checkpoint, CheckpointContent]] = {}
     for row in await _checkpoint_rows(conn, keys, most_bytes):
         content = CheckpointContent.of(_snapshot_of(row))
-        found[(row.tenant, row.session_id, row.scope_id, row.snapshot_id)] = (_checkpoint(row), content)
+        found[CheckpointKey(row.tenant, row.session_id, row.scope_id, row.snapshot_id)] = (
+            _checkpoint(row),
+            content,
+        )
     return found
 
 
@@ -168,6 +180,6 @@ async def read_checkpoint(
     conn: AsyncConnection, scope: Scope, session_id: str, agent_id: str, snapshot_id: str
 ) -> tuple[Checkpoint, Snapshot] | None:
     """One checkpoint with its whole snapshot, to write it elsewhere (a fork)."""
-    key = (scope.tenant, session_id, agent_id, snapshot_id)
+    key = CheckpointKey(scope.tenant, session_id, agent_id, snapshot_id)
     rows = await _checkpoint_rows(conn, [key], None)
     return None if not rows else (_checkpoint(rows[0]), _snapshot_of(rows[0]))

@@ -36,6 +36,7 @@ from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
 
 from db.conversations import reads
+from db.records import SessionKey
 from graphql_api.context import Context
 from graphql_api.errors import ErrorCode, LimitError
 from graphql_api.guards.arguments import dumped_size, json_nesting
@@ -179,7 +180,7 @@ async def check_cost(
         lookups = session_lookups(schema, operation, variables)
         if lookups:
             tenant = request.scope.tenant
-            keys = [(tenant, session_id) for session_id in lookups.values()]
+            keys = [SessionKey(tenant, session_id) for session_id in lookups.values()]
             counts = await request.db.run(lambda conn: reads.stored_counts(conn, keys), idempotent=True)
             stored = {node: stored_bounds(count, limits) for node, count in zip(lookups, counts, strict=True)}
             found = estimate(schema, document, operation, variables, limits, stored)

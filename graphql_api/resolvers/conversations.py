@@ -6,12 +6,26 @@ ALREADY_EXISTS, CONFLICT or BAD_USER_INPUT through ``graphql_api.errors``; who m
 is decided before any of them runs (``graphql_api.auth.permissions``).
 """
 
+from collections.abc import Awaitable, Callable
+
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.conversations import message_writes, writes
 from db.errors import NotFoundError
-from db.records import MessageDraft, MessageRecord
+from db.records import (
+    AgentDraft,
+    AgentKey,
+    AgentRecord,
+    MessageDraft,
+    MessageKey,
+    MessageRecord,
+    MultiAgentDraft,
+    MultiAgentKey,
+    MultiAgentRecord,
+    SessionKey,
+)
+from db.tenancy import Scope
 from graphql_api.context import Context, Info
 from graphql_api.errors import ErrorCode, InputError, LimitError
 from graphql_api.guards.arguments import check_id, check_message_id
@@ -28,19 +42,20 @@ from graphql_api.types.session import Session
 class ConversationQuery:
     @strawberry.field(description="A session by id, or null.")
     async def session(self, info: Info, session_id: str) -> Session | None:
-        key = (info.context.scope.tenant, check_id("sessionId", session_id))
+        key = SessionKey(info.context.scope.tenant, check_id("sessionId", session_id))
         record = await info.context.loaders.session.load(key)
         return None if record is None else Session.from_record(record)
 
     @strawberry.field(description="An agent by session and agent id, or null.")
     async def agent(self, info: Info, session_id: str, agent_id: str) -> Agent | None:
-        key = (info.context.scope.tenant, check_id("sessionId", session_id), check_id("agentId", agent_id))
+        tenant = info.context.scope.tenant
+        key = AgentKey(tenant, check_id("sessionId", session_id), check_id("agentId", agent_id))
         record = await info.context.loaders.agent.load(key)
         return None if record is None else Agent.from_record(record)
 
     @strawberry.field(description="A message by session, agent and message id, or null.")
     async def message(self, info: Info, session_id: str, agent_id: str, message_id: int) -> Message | None:
-        key = (
+        key = MessageKey(
             info.context.scope.tenant,
             check_id("sessionId", session_id),
             check_id("agentId", agent_id),
@@ -51,7 +66,7 @@ class ConversationQuery:
 
     @strawberry.field(description="A multi-agent state by session and multi-agent id, or null.")
     async def multi_agent(self, info: Info, session_id: str, multi_agent_id: str) -> MultiAgent | None:
-        key = (
+        key = MultiAgentKey(
             info.context.scope.tenant,
             check_id("sessionId", session_id),
             check_id("multiAgentId", multi_agent_id),
@@ -79,6 +94,26 @@ def _check_batch(context: Context, messages: list[MessageInput]) -> list[Message
             raise InputError(f"messages[{i}].messageId", f"repeats message id {draft.message_id}")
         seen.add(draft.message_id)
     return drafts
+
+
+AgentWrite = Callable[[AsyncConnection, Scope, str, AgentDraft], Awaitable[AgentRecord]]
+MultiAgentWrite = Callable[[AsyncConnection, Scope, str, MultiAgentDraft], Awaitable[MultiAgentRecord]]
+
+
+async def _agent_write(info: Info, write: AgentWrite, session_id: str, agent: AgentInput) -> AgentRecord:
+    """An agent's create or update: its checks, then the write."""
+    check_id("sessionId", session_id)
+    draft, scope = agent.to_draft("agent", info.context.limits), info.context.scope
+    return await info.context.write(lambda conn: write(conn, scope, session_id, draft))
+
+
+async def _multi_agent_write(
+    info: Info, write: MultiAgentWrite, session_id: str, multi_agent: MultiAgentInput
+) -> MultiAgentRecord:
+    """A multi-agent state's create or update: its checks, then the write."""
+    check_id("sessionId", session_id)
+    draft, scope = multi_agent.to_draft("multiAgent", info.context.limits), info.context.scope
+    return await info.context.write(lambda conn: write(conn, scope, session_id, draft))
 
 
 @strawberry.type
@@ -124,19 +159,11 @@ class ConversationMutation:
 
     @strawberry.mutation(description="Create an agent in a session. NOT_FOUND if the session is missing.")
     async def create_agent(self, info: Info, session_id: str, agent: AgentInput) -> Agent:
-        check_id("sessionId", session_id)
-        draft = agent.to_draft("agent", info.context.limits)
-        scope = info.context.scope
-        record = await info.context.write(lambda conn: writes.create_agent(conn, scope, session_id, draft))
-        return Agent.from_record(record)
+        return Agent.from_record(await _agent_write(info, writes.create_agent, session_id, agent))
 
     @strawberry.mutation(description="Replace an agent's states; its createdAt is kept.")
     async def update_agent(self, info: Info, session_id: str, agent: AgentInput) -> Agent:
-        check_id("sessionId", session_id)
-        draft = agent.to_draft("agent", info.context.limits)
-        scope = info.context.scope
-        record = await info.context.write(lambda conn: writes.update_agent(conn, scope, session_id, draft))
-        return Agent.from_record(record)
+        return Agent.from_record(await _agent_write(info, writes.update_agent, session_id, agent))
 
     @strawberry.mutation(description="Delete an agent and its messages.")
     async def delete_agent(self, info: Info, session_id: str, agent_id: str) -> bool:
@@ -218,24 +245,14 @@ class ConversationMutation:
     async def create_multi_agent(
         self, info: Info, session_id: str, multi_agent: MultiAgentInput
     ) -> MultiAgent:
-        check_id("sessionId", session_id)
-        draft = multi_agent.to_draft("multiAgent", info.context.limits)
-        scope = info.context.scope
-        record = await info.context.write(
-            lambda conn: writes.create_multi_agent(conn, scope, session_id, draft)
-        )
+        record = await _multi_agent_write(info, writes.create_multi_agent, session_id, multi_agent)
         return MultiAgent.from_record(record)
 
     @strawberry.mutation(description="Replace a multi-agent state; its createdAt is kept.")
     async def update_multi_agent(
         self, info: Info, session_id: str, multi_agent: MultiAgentInput
     ) -> MultiAgent:
-        check_id("sessionId", session_id)
-        draft = multi_agent.to_draft("multiAgent", info.context.limits)
-        scope = info.context.scope
-        record = await info.context.write(
-            lambda conn: writes.update_multi_agent(conn, scope, session_id, draft)
-        )
+        record = await _multi_agent_write(info, writes.update_multi_agent, session_id, multi_agent)
         return MultiAgent.from_record(record)
 
     @strawberry.mutation(description="Delete a multi-agent state.")

@@ -1,14 +1,19 @@
 """The Agent type: one agent's state and its ordered messages."""
 
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from db.analytics.listings import AgentFilterKey, AgentMessagesKey, LastMessageKey
+from db.conversations.reads import MessageWindowKey
 from db.errors import NotFoundError
-from db.records import AgentRecord
+from db.records import AgentRecord, SessionKey
+from db.storage.checkpoints import CheckpointKey, CheckpointsKey
 from graphql_api.context import Info
 from graphql_api.guards.arguments import check_id
+from graphql_api.types.copies import copied
 from graphql_api.types.filters import ConversationFilter, filter_of
 from graphql_api.types.message import documents_wanted
 from graphql_api.types.pagination import (
@@ -21,7 +26,7 @@ from graphql_api.types.pagination import (
 from graphql_api.types.scalars import JSON
 from graphql_api.types.storage import AgentSnapshot, Checkpoint
 from graphql_api.types.totals import Totals
-from graphql_api.types.windows import window
+from graphql_api.types.windows import load_window
 
 if TYPE_CHECKING:
     from graphql_api.types.message import Message
@@ -48,25 +53,18 @@ class Agent:
 
     @classmethod
     def from_record(cls, record: AgentRecord) -> "Agent":
-        return cls(
-            session_id=record.session_id,
-            tenant=record.tenant,
-            agent_id=record.agent_id,
-            state=record.state,
-            conversation_manager_state=record.conversation_manager_state,
-            internal_state=record.internal_state,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
+        return copied(
+            cls,
+            record,
             last_activity_at=record.last_activity_at or record.updated_at,
             totals=Totals.from_record(record.totals),
-            snapshot_backed=record.snapshot_backed,
         )
 
     @strawberry.field
     async def session(self, info: Info) -> Annotated["Session", strawberry.lazy("graphql_api.types.session")]:
         from graphql_api.types.session import Session
 
-        record = await info.context.loaders.session.load((self.tenant, self.session_id))
+        record = await info.context.loaders.session.load(SessionKey(self.tenant, self.session_id))
         if record is None:  # deleted while this request ran
             raise NotFoundError(f"session {self.session_id!r} of agent {self.agent_id!r} is gone")
         return Session.from_record(record)
@@ -80,17 +78,13 @@ class Agent:
     ) -> list[Annotated["Message", strawberry.lazy("graphql_api.types.message")]]:
         from graphql_api.types.message import Message
 
-        wanted = window(offset, limit, most=info.context.limits.max_list_size)
-        loaders = info.context.loaders
-        key = (
-            self.tenant,
-            self.session_id,
-            self.agent_id,
-            wanted.offset,
-            wanted.fetch,
-            documents_wanted(info),
-        )
-        records = wanted.of(await loaders.message_window.load(key), "messages")
+        loaders, most = info.context.loaders, info.context.limits.max_list_size
+        documents = documents_wanted(info)
+
+        def key(offset: int, rows: int) -> MessageWindowKey:
+            return MessageWindowKey(self.tenant, self.session_id, self.agent_id, offset, rows, documents)
+
+        records = await load_window(loaders.message_window, key, offset, limit, most=most, what="messages")
         loaders.prime_messages(records)
         return [Message.from_record(record) for record in records]
 
@@ -119,19 +113,19 @@ class Agent:
         matching = filter_of(filter)
         loaders = info.context.loaders
         position = None if wanted.position is None else wanted.position[0]
-        key = (
+        key = AgentMessagesKey(
             self.tenant,
             self.session_id,
             self.agent_id,
             matching,
             position,
-            wanted.size + 1,
-            wanted.backwards,
-            documents_wanted(info),
+            rows=wanted.size + 1,
+            backwards=wanted.backwards,
+            documents=documents_wanted(info),
         )
         records = await loaders.agent_messages.load(key)
         loaders.prime_messages(records)
-        count_key = (self.tenant, self.session_id, self.agent_id, matching)
+        count_key = AgentFilterKey(self.tenant, self.session_id, self.agent_id, matching)
         return conversation_page(
             records, wanted, Message.from_record, lambda: loaders.agent_message_count.load(count_key)
         )
@@ -142,10 +136,9 @@ class Agent:
         "(at most the server's largest list)."
     )
     async def snapshots(self, info: Info, offset: int = 0, limit: int | None = None) -> list[Checkpoint]:
-        limits = info.context.limits
-        wanted = window(offset, limit, most=limits.max_list_size)
-        key = (self.tenant, self.session_id, self.agent_id, wanted.offset, wanted.fetch)
-        found = wanted.of(await info.context.loaders.checkpoints.load(key), "checkpoints")
+        loader, most = info.context.loaders.checkpoints, info.context.limits.max_list_size
+        key = partial(CheckpointsKey, self.tenant, self.session_id, self.agent_id)
+        found = await load_window(loader, key, offset, limit, most=most, what="checkpoints")
         return [Checkpoint.from_record(record) for record in found]
 
     @strawberry.field(
@@ -153,7 +146,7 @@ class Agent:
     )
     async def snapshot(self, info: Info, snapshot_id: str) -> AgentSnapshot | None:
         check_id("snapshotId", snapshot_id)
-        key = (self.tenant, self.session_id, self.agent_id, snapshot_id)
+        key = CheckpointKey(self.tenant, self.session_id, self.agent_id, snapshot_id)
         found = await info.context.loaders.checkpoint.load(key)
         return None if found is None else AgentSnapshot.of(*found)
 
@@ -167,6 +160,6 @@ class Agent:
     ) -> Annotated["Message", strawberry.lazy("graphql_api.types.message")] | None:
         from graphql_api.types.message import Message
 
-        key = (self.tenant, self.session_id, self.agent_id, documents_wanted(info))
+        key = LastMessageKey(self.tenant, self.session_id, self.agent_id, documents_wanted(info))
         record = await info.context.loaders.last_message.load(key)
         return None if record is None else Message.from_record(record)

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from db.errors import NotFoundError
-from db.records import MultiAgentRecord
+from db.records import MultiAgentRecord, SessionKey
 from graphql_api.context import Info
+from graphql_api.types.copies import copied
 from graphql_api.types.scalars import JSON
 
 if TYPE_CHECKING:
@@ -28,21 +29,13 @@ class MultiAgent:
 
     @classmethod
     def from_record(cls, record: MultiAgentRecord) -> "MultiAgent":
-        return cls(
-            session_id=record.session_id,
-            tenant=record.tenant,
-            multi_agent_id=record.multi_agent_id,
-            state=record.state,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            snapshot_backed=record.snapshot_backed,
-        )
+        return copied(cls, record)
 
     @strawberry.field
     async def session(self, info: Info) -> Annotated["Session", strawberry.lazy("graphql_api.types.session")]:
         from graphql_api.types.session import Session
 
-        record = await info.context.loaders.session.load((self.tenant, self.session_id))
+        record = await info.context.loaders.session.load(SessionKey(self.tenant, self.session_id))
         if record is None:  # deleted while this request ran
             raise NotFoundError(f"session {self.session_id!r} of multi-agent {self.multi_agent_id!r} is gone")
         return Session.from_record(record)

@@ -2,16 +2,19 @@
 
 from datetime import datetime
 from enum import Enum
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from db.records import SessionRecord
+from db.conversations.reads import AgentsOfSessionKey
+from db.records import AgentKey, MultiAgentKey, SessionRecord
 from graphql_api.context import Info
 from graphql_api.guards.arguments import check_id
+from graphql_api.types.copies import copied
 from graphql_api.types.scalars import JSON
 from graphql_api.types.totals import Totals
-from graphql_api.types.windows import window
+from graphql_api.types.windows import load_window
 
 if TYPE_CHECKING:
     from graphql_api.types.agent import Agent
@@ -46,17 +49,13 @@ class Session:
 
     @classmethod
     def from_record(cls, record: SessionRecord) -> "Session":
-        return cls(
-            session_id=record.session_id,
-            tenant=record.tenant,
+        return copied(
+            cls,
+            record,
             session_type=SessionType(record.session_type),
-            created_at=record.created_at,
-            updated_at=record.updated_at,
             labels=JSON(record.labels),
-            title=record.title,
             last_activity_at=record.last_activity_at or record.updated_at,
             totals=Totals.from_record(record.totals),
-            snapshot_backed=record.snapshot_backed,
         )
 
     @strawberry.field(description="How many messages the session's agents have.")
@@ -72,10 +71,9 @@ class Session:
     ) -> list[Annotated["Agent", strawberry.lazy("graphql_api.types.agent")]]:
         from graphql_api.types.agent import Agent
 
-        limits, loaders = info.context.limits, info.context.loaders
-        wanted = window(offset, limit, most=limits.max_list_size)
-        key = (self.tenant, self.session_id, wanted.offset, wanted.fetch)
-        records = wanted.of(await loaders.agents_of_session.load(key), "agents")
+        loaders, most = info.context.loaders, info.context.limits.max_list_size
+        key = partial(AgentsOfSessionKey, self.tenant, self.session_id)
+        records = await load_window(loaders.agents_of_session, key, offset, limit, most=most, what="agents")
         loaders.prime_agents(records)
         return [Agent.from_record(record) for record in records]
 
@@ -85,7 +83,7 @@ class Session:
     ) -> Annotated["Agent", strawberry.lazy("graphql_api.types.agent")] | None:
         from graphql_api.types.agent import Agent
 
-        key = (self.tenant, self.session_id, check_id("agentId", agent_id))
+        key = AgentKey(self.tenant, self.session_id, check_id("agentId", agent_id))
         record = await info.context.loaders.agent.load(key)
         return None if record is None else Agent.from_record(record)
 
@@ -98,10 +96,10 @@ class Session:
     ) -> list[Annotated["MultiAgent", strawberry.lazy("graphql_api.types.multi_agent")]]:
         from graphql_api.types.multi_agent import MultiAgent
 
-        limits, loaders = info.context.limits, info.context.loaders
-        wanted = window(offset, limit, most=limits.max_list_size)
-        key = (self.tenant, self.session_id, wanted.offset, wanted.fetch)
-        records = wanted.of(await loaders.multi_agents_of_session.load(key), "multi-agents")
+        loaders, most = info.context.loaders, info.context.limits.max_list_size
+        key = partial(AgentsOfSessionKey, self.tenant, self.session_id)
+        loader = loaders.multi_agents_of_session
+        records = await load_window(loader, key, offset, limit, most=most, what="multi-agents")
         loaders.prime_multi_agents(records)
         return [MultiAgent.from_record(record) for record in records]
 
@@ -111,6 +109,6 @@ class Session:
     ) -> Annotated["MultiAgent", strawberry.lazy("graphql_api.types.multi_agent")] | None:
         from graphql_api.types.multi_agent import MultiAgent
 
-        key = (self.tenant, self.session_id, check_id("multiAgentId", multi_agent_id))
+        key = MultiAgentKey(self.tenant, self.session_id, check_id("multiAgentId", multi_agent_id))
         record = await info.context.loaders.multi_agent.load(key)
         return None if record is None else MultiAgent.from_record(record)

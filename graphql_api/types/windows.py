@@ -2,14 +2,17 @@
 checkpoints), as Strands' ``list_messages`` reads them: without a limit, all of them up to a
 maximum, and past it an error that says how to page rather than a list silently cut short."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
+
+from strawberry.dataloader import DataLoader
 
 from graphql_api.errors import InputError
 from graphql_api.guards.arguments import check_not_negative, check_page_size
 
 R = TypeVar("R")
+K = TypeVar("K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +45,17 @@ def window(offset: int, limit: int | None, *, most: int) -> Window:
     if limit is not None:
         check_page_size("limit", limit, most)
     return Window(offset, limit, most)
+
+
+async def load_window(
+    loader: DataLoader[K, list[R]],
+    key: Callable[[int, int], K],
+    offset: int,
+    limit: int | None,
+    *,
+    most: int,
+    what: str,
+) -> Sequence[R]:
+    """The window of ``loader``'s list at ``key(offset, rows to read)``."""
+    wanted = window(offset, limit, most=most)
+    return wanted.of(await loader.load(key(wanted.offset, wanted.fetch)), what)
