@@ -7,7 +7,7 @@ Give it to Strands' ``SnapshotSessionManager`` (or anything else that takes a ``
     agent = Agent(agent_id="support", session_manager=sessions)
 
 Snapshots written this way show up as sessions and agents in GraphiQL, dashboards, search and
-stats, with their checkpoints under ``Agent.snapshots``.
+stats, with their checkpoints under ``Agent.checkpoints``.
 """
 
 import asyncio

@@ -153,6 +153,34 @@ def test_checkpoints_are_listed_readable_and_restorable(
     assert back.messages == agent.messages[:2]
 
 
+def test_agent_checkpoints_is_the_list_its_deprecated_snapshots_field_gives(
+    server: RunningServer, graphql: GraphQLCall, new_id: NewId
+) -> None:
+    session_id = new_id("session")
+    agent = snapshot_agent(server.url, session_id, snapshot_trigger=lambda **_: True)
+    agent("one")
+    agent("two")
+
+    answer = graphql(
+        """query($s: String!) { agent(sessionId: $s, agentId: "support") {
+             checkpoints { snapshotId messageCount } snapshots { snapshotId messageCount }
+             second: checkpoints(offset: 1, limit: 1) { messageCount } } }""",
+        {"s": session_id},
+    )
+    assert "errors" not in answer, answer
+    found = answer["data"]["agent"]
+    assert [c["messageCount"] for c in found["checkpoints"]] == [2, 4]
+    assert found["snapshots"] == found["checkpoints"]
+    assert found["second"] == [{"messageCount": 4}]
+
+    fields = graphql(
+        """{ __type(name: "Agent") { fields(includeDeprecated: true) {
+             name isDeprecated deprecationReason } } }"""
+    )["data"]["__type"]["fields"]
+    deprecated = {f["name"]: f["deprecationReason"] for f in fields if f["isDeprecated"]}
+    assert deprecated == {"snapshots": "Use checkpoints: the same list, named for what it holds."}
+
+
 def test_search_and_stats_cover_snapshot_backed_agents(
     server: RunningServer, graphql: GraphQLCall, new_id: NewId
 ) -> None:

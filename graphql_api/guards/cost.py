@@ -50,6 +50,7 @@ LIST_BOUNDS: dict[tuple[str, str], Callable[[Limits], int]] = {
     ("AgentSnapshot", "messages"): lambda limits: limits.max_list_size,
     ("Session", "agents"): lambda limits: limits.assumed_nested_list,
     ("Session", "multiAgents"): lambda limits: limits.assumed_nested_list,
+    ("Agent", "checkpoints"): lambda limits: limits.assumed_nested_list,
     ("Agent", "snapshots"): lambda limits: limits.assumed_nested_list,
 }
 """Lists without a page size of their own (type, field), at what the estimate counts for them."""
@@ -319,6 +320,7 @@ def stored_bounds(counts: StoredCounts, limits: Limits) -> Bounds:
         ("Session", "agents"): counts.agents,
         ("Session", "multiAgents"): counts.multi_agents,
         ("Agent", "messages"): counts.most_messages,
+        ("Agent", "checkpoints"): counts.most_checkpoints,
         ("Agent", "snapshots"): counts.most_checkpoints,
     }
     # One more than the largest list: a list without a limit reads that many to refuse the rest.

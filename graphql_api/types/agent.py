@@ -131,11 +131,21 @@ class Agent:
         )
 
     @strawberry.field(
-        description="The immutable snapshots (checkpoints) SnapshotSessionManager saved of the agent, "
+        description="The agent's checkpoints: the immutable snapshots SnapshotSessionManager saved of it, "
         "oldest first; empty for an agent stored message by message. No limit returns all from offset "
         "(at most the server's largest list)."
     )
+    async def checkpoints(self, info: Info, offset: int = 0, limit: int | None = None) -> list[Checkpoint]:
+        return await self._checkpoints(info, offset, limit)
+
+    @strawberry.field(
+        description="The agent's checkpoints, as checkpoints lists them.",
+        deprecation_reason="Use checkpoints: the same list, named for what it holds.",
+    )
     async def snapshots(self, info: Info, offset: int = 0, limit: int | None = None) -> list[Checkpoint]:
+        return await self._checkpoints(info, offset, limit)
+
+    async def _checkpoints(self, info: Info, offset: int, limit: int | None) -> list[Checkpoint]:
         loader, most = info.context.loaders.checkpoints, info.context.limits.max_list_size
         key = partial(CheckpointsKey, self.tenant, self.session_id, self.agent_id)
         found = await load_window(loader, key, offset, limit, most=most, what="checkpoints")
