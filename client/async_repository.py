@@ -2,7 +2,6 @@
 
 import asyncio
 import inspect
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -19,9 +18,8 @@ from client import calls, credentials, failures
 from client.backoff import Backoff
 from client.credentials import AsyncTokenProvider
 from client.errors import GraphQLSessionError
-from client.repository import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, IDLE_CONNECTION_SECONDS
+from client.repository_base import IDLE_CONNECTION_SECONDS, RepositoryBase
 from client.write_behind.asynchronous import AsyncWriteBehind
-from client.write_behind.queue import DEFAULT_MAX_PENDING, DEFAULT_RETRY_SECONDS
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -29,7 +27,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class AsyncGraphQLSessionRepository:
+class AsyncGraphQLSessionRepository(RepositoryBase[AsyncTokenProvider, AsyncWriteBehind]):
     """``GraphQLSessionRepository``'s methods as coroutines, with the same arguments, results and errors.
 
     Strands' session managers call their repository synchronously, so this one is for code that
@@ -55,35 +53,12 @@ class AsyncGraphQLSessionRepository:
     cancels the sender and the writes still queued are lost, as in a crash.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        token: str | AsyncTokenProvider | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        retries: int = DEFAULT_RETRIES,
-        backoff: float = DEFAULT_BACKOFF,
-        message_page_size: int = calls.MAX_LIST_SIZE,
-        labels: Mapping[str, str] | None = None,
-        write_behind: bool = False,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        write_behind_retry_seconds: float = DEFAULT_RETRY_SECONDS,
-    ) -> None:
-        self.url = url
-        self.labels = calls.check_labels(labels)
-        self._backoff = Backoff(retries=retries, base=backoff, longest_asked=timeout)
-        # Delivery counts time, not retries: the deadline passed to _run ends it.
-        self._delivery_backoff = Backoff(
-            retries=sys.maxsize, base=backoff, longest_asked=write_behind_retry_seconds
-        )
-        self._delivery_seconds = write_behind_retry_seconds
-        self._write_behind = AsyncWriteBehind(self._deliver, max_pending, url) if write_behind else None
-        self._message_page_size = message_page_size
-        sent_headers = credentials.connection_headers(headers, token)
-        self._token_provider = None if token is None or isinstance(token, str) else token
+    def _write_behind_sender(self, max_pending: int) -> AsyncWriteBehind:
+        return AsyncWriteBehind(self._deliver, max_pending, self.url)
+
+    def _open(self, headers: dict[str, str], timeout: float) -> None:
         self._session_args: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=timeout)}
-        transport = AIOHTTPTransport(url, headers=sent_headers, client_session_args=self._session_args)
+        transport = AIOHTTPTransport(self.url, headers=headers, client_session_args=self._session_args)
         # aiohttp enforces the timeout; gql's own would only race it.
         self._client = Client(transport=transport, execute_timeout=None)
         self._session: AsyncClientSession | None = None
@@ -141,13 +116,7 @@ class AsyncGraphQLSessionRepository:
         self, call: calls.Call[T], backoff: Backoff | None = None, deadline: float | None = None
     ) -> T:
         session = await self._connected(call.name)
-        attempts = calls.Attempts(
-            call,
-            self._backoff if backoff is None else backoff,
-            self.url,
-            refreshable=self._token_provider is not None,
-            deadline=deadline,
-        )
+        attempts = self._attempts(call, backoff, deadline)
         while True:
             extra_args = await self._request_args(call.name)
             try:

@@ -1,6 +1,5 @@
 """``GraphQLSessionRepository``: Strands' ``SessionRepository`` over the GraphQL session store."""
 
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -17,7 +16,7 @@ from client import calls, credentials
 from client.backoff import Backoff
 from client.credentials import TokenProvider
 from client.errors import GraphQLSessionError
-from client.write_behind.queue import DEFAULT_MAX_PENDING, DEFAULT_RETRY_SECONDS
+from client.repository_base import IDLE_CONNECTION_SECONDS, RepositoryBase
 from client.write_behind.threaded import ThreadedWriteBehind
 
 if TYPE_CHECKING:
@@ -25,15 +24,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_RETRIES = 3
-DEFAULT_BACKOFF = 0.1
-IDLE_CONNECTION_SECONDS = 4.0
-"""How long an unused connection is kept: less than uvicorn's 5 s keep-alive, so a request is never
-sent on a connection the server is closing at that moment (which would fail a write not safe to resend)."""
 
-
-class GraphQLSessionRepository(SessionRepository):
+class GraphQLSessionRepository(RepositoryBase[TokenProvider, ThreadedWriteBehind], SessionRepository):
     """Stores Strands sessions, agents, messages and multi-agent states in the GraphQL session store.
 
     Give it to ``RepositorySessionManager``; each method sends one GraphQL request over a kept-alive
@@ -121,35 +113,12 @@ class GraphQLSessionRepository(SessionRepository):
             retried (with ``backoff``, at most 2 s apart) before it fails.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        token: str | TokenProvider | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        retries: int = DEFAULT_RETRIES,
-        backoff: float = DEFAULT_BACKOFF,
-        message_page_size: int = calls.MAX_LIST_SIZE,
-        labels: Mapping[str, str] | None = None,
-        write_behind: bool = False,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        write_behind_retry_seconds: float = DEFAULT_RETRY_SECONDS,
-    ) -> None:
-        self.url = url
-        self.labels = calls.check_labels(labels)
-        self._backoff = Backoff(retries=retries, base=backoff, longest_asked=timeout)
-        # Delivery counts time, not retries: the deadline passed to _run ends it.
-        self._delivery_backoff = Backoff(
-            retries=sys.maxsize, base=backoff, longest_asked=write_behind_retry_seconds
-        )
-        self._delivery_seconds = write_behind_retry_seconds
-        self._write_behind = ThreadedWriteBehind(self._deliver, max_pending, url) if write_behind else None
-        self._message_page_size = message_page_size
-        sent_headers = credentials.connection_headers(headers, token)
-        self._token_provider = None if token is None or isinstance(token, str) else token
+    def _write_behind_sender(self, max_pending: int) -> ThreadedWriteBehind:
+        return ThreadedWriteBehind(self._deliver, max_pending, self.url)
+
+    def _open(self, headers: dict[str, str], timeout: float) -> None:
         limits = gql_http.Limits(keepalive_expiry=IDLE_CONNECTION_SECONDS)
-        transport = HTTPXTransport(url, headers=sent_headers, timeout=timeout, limits=limits)
+        transport = HTTPXTransport(self.url, headers=headers, timeout=timeout, limits=limits)
         # No schema: the documents are checked against schema.graphql by the tests, not per call.
         self._client = Client(transport=transport)
         self._session = self._client.connect_sync()  # type: ignore[no-untyped-call]  # gql leaves it bare
@@ -181,13 +150,7 @@ class GraphQLSessionRepository(SessionRepository):
         return f"GraphQLSessionRepository({self.url!r})"
 
     def _run(self, call: calls.Call[T], backoff: Backoff | None = None, deadline: float | None = None) -> T:
-        attempts = calls.Attempts(
-            call,
-            self._backoff if backoff is None else backoff,
-            self.url,
-            refreshable=self._token_provider is not None,
-            deadline=deadline,
-        )
+        attempts = self._attempts(call, backoff, deadline)
         while True:
             extra_args = self._request_args(call.name)
             try:

@@ -33,7 +33,8 @@ from client.operations import (
     SEARCH_STORAGE,
     WRITE_STORAGE_OBJECT,
 )
-from client.repository import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, GraphQLSessionRepository
+from client.repository import GraphQLSessionRepository
+from client.repository_base import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 
 SEARCH_RESULTS = 100
 """Results ``search`` asks for: the server's default page."""

@@ -62,9 +62,7 @@ class AsyncWriteBehind:
     def _raise_failure(self, session_id: str, operation: str) -> None:
         if self._closed:
             raise closed_error(self._url, operation)
-        failure = self._queue.take_failure(session_id)
-        if failure is not None:
-            raise failure
+        self._queue.raise_failure(session_id)
 
     async def _settled(self) -> None:
         """Waits until some writes settle. A sender that has stopped (its loop was closed, or it was

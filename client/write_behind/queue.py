@@ -124,6 +124,12 @@ class WriteQueue:
             return None
         return self._failures.pop(next(iter(self._failures)))
 
+    def raise_failure(self, session_id: str) -> None:
+        """Raises the session's failure not raised yet, if there is one (taking it, as ``take_failure``)."""
+        failure = self.take_failure(session_id)
+        if failure is not None:
+            raise failure
+
     def take_failures(self) -> Exception | None:
         """The oldest failure, noting every other one in it; none is left to take afterwards."""
         first = self.take_failure(None)

@@ -70,9 +70,7 @@ class ThreadedWriteBehind:
     def _raise_failure(self, session_id: str, operation: str) -> None:
         if self._closed:
             raise closed_error(self._url, operation)
-        failure = self._queue.take_failure(session_id)
-        if failure is not None:
-            raise failure
+        self._queue.raise_failure(session_id)
 
     def wait_for(self, session_id: str | None) -> None:
         """Waits until the session's writes (None: every session's) are settled, then raises the
