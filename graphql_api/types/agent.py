@@ -1,4 +1,5 @@
-"""The Agent type: one agent's state and its ordered messages."""
+"""The Agent type: one agent's state and its ordered messages; AgentSnapshot, the agent as one of
+its checkpoints has it."""
 
 from datetime import datetime
 from functools import partial
@@ -9,8 +10,9 @@ import strawberry
 from db.analytics.listings import AgentFilterKey, AgentMessagesKey, LastMessageKey
 from db.conversations.reads import MessageWindowKey
 from db.errors import NotFoundError
-from db.records import AgentRecord, SessionKey
-from db.storage.checkpoints import CheckpointKey, CheckpointsKey
+from db.records import AgentRecord, MessageRecord, SessionKey
+from db.storage.checkpoints import Checkpoint as CheckpointRecord
+from db.storage.checkpoints import CheckpointContent, CheckpointKey, CheckpointsKey
 from graphql_api.context import Info
 from graphql_api.guards.arguments import check_id
 from graphql_api.types.copies import copied
@@ -24,13 +26,58 @@ from graphql_api.types.pagination import (
     page_request,
 )
 from graphql_api.types.scalars import JSON
-from graphql_api.types.storage import AgentSnapshot, Checkpoint
+from graphql_api.types.storage import Checkpoint
 from graphql_api.types.totals import Totals
 from graphql_api.types.windows import load_window
 
 if TYPE_CHECKING:
     from graphql_api.types.message import Message
     from graphql_api.types.session import Session
+
+
+@strawberry.type(description="An agent as one of its checkpoints has it: time travel through a conversation.")
+class AgentSnapshot:
+    checkpoint: Checkpoint
+    state: JSON
+    conversation_manager_state: JSON
+    record: strawberry.Private[CheckpointRecord]
+    content: strawberry.Private[CheckpointContent]
+
+    @classmethod
+    def of(cls, record: CheckpointRecord, content: CheckpointContent) -> "AgentSnapshot":
+        return cls(
+            checkpoint=Checkpoint.from_record(record),
+            state=content.state,
+            conversation_manager_state=content.conversation_manager_state,
+            record=record,
+            content=content,
+        )
+
+    @strawberry.field(
+        description="The messages of the checkpoint, numbered as the agent's messages are (after "
+        "the ones its conversation manager had dropped)."
+    )
+    def messages(self) -> list[Annotated["Message", strawberry.lazy("graphql_api.types.message")]]:
+        from graphql_api.types.message import Message
+
+        record, content = self.record, self.content
+        at, first = content.created_at, content.first_message_id
+        return [
+            Message.from_record(
+                MessageRecord(
+                    session_id=record.session_id,
+                    tenant=record.tenant,
+                    agent_id=record.agent_id,
+                    message_id=first + position,
+                    role=role,
+                    message=message,
+                    redact_message=None,
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+            for position, (role, message) in enumerate(content.messages)
+        ]
 
 
 @strawberry.type(description="An agent of a session, with the state Strands restores it from.")

@@ -9,7 +9,7 @@ from db.analytics.listings import Order
 from graphql_api.errors import InputError
 from graphql_api.guards.arguments import check_id, check_unicode
 from graphql_api.types.scalars import JSON, Time
-from graphql_api.types.session import SessionType
+from graphql_api.types.session_type import SessionType
 
 LABEL_KEY_LENGTH = 64
 LABEL_VALUE_LENGTH = 256

@@ -22,7 +22,7 @@ from graphql_api.guards.arguments import (
 from graphql_api.settings import Limits
 from graphql_api.types.filters import check_labels
 from graphql_api.types.scalars import JSON
-from graphql_api.types.session import SessionType
+from graphql_api.types.session_type import SessionType
 
 
 def check_title(field: str, title: str) -> str:

@@ -1,7 +1,6 @@
 """The Session type: a conversation container with its agents and multi-agents."""
 
 from datetime import datetime
-from enum import Enum
 from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,17 +12,13 @@ from graphql_api.context import Info
 from graphql_api.guards.arguments import check_id
 from graphql_api.types.copies import copied
 from graphql_api.types.scalars import JSON
+from graphql_api.types.session_type import SessionType
 from graphql_api.types.totals import Totals
 from graphql_api.types.windows import load_window
 
 if TYPE_CHECKING:
     from graphql_api.types.agent import Agent
     from graphql_api.types.multi_agent import MultiAgent
-
-
-@strawberry.enum(description="Kinds of session; Strands has one today.")
-class SessionType(Enum):
-    AGENT = "AGENT"
 
 
 @strawberry.type(description="A Strands session: the agents and multi-agents that share one session id.")
