@@ -50,6 +50,15 @@ def snapshot_agent(url: str, session_id: str, agent_id: str = "support", **manag
     )
 
 
+def agent_with_checkpoints(server: RunningServer, new_id: NewId, *turns: str) -> tuple[str, Agent]:
+    """A new session whose agent took a checkpoint after each of ``turns``."""
+    session_id = new_id("session")
+    agent = snapshot_agent(server.url, session_id, snapshot_trigger=lambda **_: True)
+    for turn in turns:
+        agent(turn)
+    return session_id, agent
+
+
 def as_json(messages: list[Any]) -> list[Any]:
     return [json.loads(json.dumps(message)) for message in messages]
 
@@ -122,11 +131,7 @@ def test_the_latest_snapshot_replaces_the_agents_messages_from_the_first_that_ch
 def test_checkpoints_are_listed_readable_and_restorable(
     server: RunningServer, graphql: GraphQLCall, new_id: NewId
 ) -> None:
-    session_id = new_id("session")
-    agent = snapshot_agent(server.url, session_id, snapshot_trigger=lambda **_: True)
-    agent("one")
-    agent("two")
-    agent("three")
+    session_id, agent = agent_with_checkpoints(server, new_id, "one", "two", "three")
 
     checkpoints = view(graphql, session_id)["agent"]["snapshots"]
     assert [c["messageCount"] for c in checkpoints] == [2, 4, 6]
@@ -156,10 +161,7 @@ def test_checkpoints_are_listed_readable_and_restorable(
 def test_agent_checkpoints_is_the_list_its_deprecated_snapshots_field_gives(
     server: RunningServer, graphql: GraphQLCall, new_id: NewId
 ) -> None:
-    session_id = new_id("session")
-    agent = snapshot_agent(server.url, session_id, snapshot_trigger=lambda **_: True)
-    agent("one")
-    agent("two")
+    session_id, _ = agent_with_checkpoints(server, new_id, "one", "two")
 
     answer = graphql(
         """query($s: String!) { agent(sessionId: $s, agentId: "support") {

@@ -169,17 +169,17 @@ class Edge(Generic[Node]):
     node: Node
 
 
-@strawberry.type(description="A page of rows, in the order asked for.")
+@strawberry.type(description="A page of a list (sessions, agents or messages), in the order asked for.")
 class Connection(Generic[Node]):
     edges: list[Edge[Node]]
     page_info: PageInfo
     count_of: strawberry.Private[CountOf]
 
-    @strawberry.field(description="The page's rows, without cursors.")
+    @strawberry.field(description="The page's nodes, without cursors.")
     def nodes(self) -> list[Node]:
         return [edge.node for edge in self.edges]
 
-    @strawberry.field(description="How many rows match the filter in all (counted only when asked for).")
+    @strawberry.field(description="How many nodes match the filter in all (counted only when asked for).")
     async def total_count(self) -> int:
         return await self.count_of()
 
