@@ -551,25 +551,28 @@ def test_a_listing_pages_past_a_row_stored_as_infinity_before_times_were_checked
     http: httpx.Client, database_url: str
 ) -> None:
     tenant = f"legacy-{uuid.uuid4().hex[:8]}"
-    asyncio.run(
-        write_rows(
-            database_url,
-            "INSERT INTO sessions (session_id, tenant, session_type, created_at, updated_at) VALUES "
-            "('forever', :t, 'AGENT', 'infinity', 'infinity'), ('recent', :t, 'AGENT', now(), now())",
-            t=tenant,
-        )
-    )
     page = """query($after: String) {
       sessions(first: 1, after: $after) { nodes { sessionId } pageInfo { endCursor } }
     }"""
-
-    first = answered(http.post("/graphql", json={"query": page}, headers={"X-Tenant": tenant}))
-    cursor = first["data"]["sessions"]["pageInfo"]["endCursor"]
-    second = answered(
-        http.post(
-            "/graphql", json={"query": page, "variables": {"after": cursor}}, headers={"X-Tenant": tenant}
+    try:
+        asyncio.run(
+            write_rows(
+                database_url,
+                "INSERT INTO sessions (session_id, tenant, session_type, created_at, updated_at) VALUES "
+                "('forever', :t, 'AGENT', 'infinity', 'infinity'), ('recent', :t, 'AGENT', now(), now())",
+                t=tenant,
+            )
         )
-    )
+        first = answered(http.post("/graphql", json={"query": page}, headers={"X-Tenant": tenant}))
+        cursor = first["data"]["sessions"]["pageInfo"]["endCursor"]
+        second = answered(
+            http.post(
+                "/graphql", json={"query": page, "variables": {"after": cursor}}, headers={"X-Tenant": tenant}
+            )
+        )
+    finally:
+        # Other tests list every tenant's sessions newest first, and 'infinity' has no time zone.
+        asyncio.run(write_rows(database_url, "DELETE FROM sessions WHERE tenant = :t", t=tenant))
 
     assert [n["sessionId"] for n in first["data"]["sessions"]["nodes"]] == ["forever"]
     assert [n["sessionId"] for n in second["data"]["sessions"]["nodes"]] == ["recent"]
