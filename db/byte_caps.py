@@ -15,6 +15,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import BigInteger, Select, Text, bindparam, case, cast, func, literal, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.errors import TooManyBytesError
 
@@ -81,6 +82,11 @@ def checked(rows: Iterable[Any], most_bytes: int | None) -> list[Any]:
     return found
 
 
-def capped_read(stmt: Select[Any], sized: Sequence[str], most_bytes: int | None) -> Select[Any]:
-    """``stmt`` as it is (``most_bytes`` None), or ``within_bytes``."""
-    return stmt if most_bytes is None else within_bytes(stmt, sized)
+async def rows_within(
+    conn: AsyncConnection, stmt: Select[Any], sized: Sequence[str], most_bytes: int | None
+) -> list[Any]:
+    """``stmt``'s rows, all of them (``most_bytes`` None) or, ``within_bytes``, ``checked``: a
+    statement built per call (a listing's filter and order), where prebuilt ones take the parameter."""
+    if most_bytes is None:
+        return list(await conn.execute(stmt))
+    return checked(await conn.execute(within_bytes(stmt, sized), {"most_bytes": most_bytes}), most_bytes)

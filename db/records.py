@@ -10,18 +10,28 @@ from typing import Any, NamedTuple, TypeVar
 from db.json_values import StoredJSON
 
 R = TypeVar("R")
-_NAMES: dict[type[Any], tuple[tuple[str, ...], Callable[[Any], Any]]] = {}
+_NAMES: dict[
+    tuple[type[Any], type[Any] | None], tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]
+] = {}
 
 
-def record_of(cls: type[R], row: Any, **converted: Any) -> R:
-    """The record ``cls`` of a result row: each field read from the row's column of its name, but
-    for ``converted`` ones (the same at every call for one record type)."""
-    found = _NAMES.get(cls)
+def record_of(cls: type[R], source: Any, *, shared_only: bool = False, **converted: Any) -> R:
+    """The dataclass ``cls`` (a record, or a GraphQL type) made from ``source`` (a result row, or a
+    record): each field read from ``source``'s attribute of its name, but for ``converted`` ones (the
+    same at every call for one ``cls``). ``shared_only``: only the fields ``source``'s type has, the
+    others left to their defaults (a type made from a record that lacks some of its fields)."""
+    key = (cls, type(source) if shared_only else None)
+    found = _NAMES.get(key)
     if found is None:
-        names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in converted)  # type: ignore[arg-type]
-        found = _NAMES[cls] = (names, attrgetter(*names))
+        names = tuple(
+            f.name
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.init and f.name not in converted and (not shared_only or hasattr(source, f.name))
+        )
+        getter = attrgetter(*names)
+        found = _NAMES[key] = (names, getter if len(names) > 1 else lambda value: (getter(value),))
     names, values = found
-    return cls(**dict(zip(names, values(row), strict=True)), **converted)
+    return cls(**dict(zip(names, values(source), strict=True)), **converted)
 
 
 class SessionKey(NamedTuple):

@@ -1,8 +1,8 @@
 """The work each replica does beside answering requests, started and stopped by the app's lifespan.
 
 Now: re-reading the API keys every few seconds (a revoked key stops working everywhere) and, every
-five minutes, housekeeping (rate-limit leases and idle buckets). Work that must run on one replica
-at a time (rollups, retention) takes a PostgreSQL advisory lock here too.
+five minutes, housekeeping (rate-limit leases and idle buckets). Work to come that must run on one
+replica at a time (rollups, retention) goes here too, under a PostgreSQL advisory lock.
 """
 
 import asyncio

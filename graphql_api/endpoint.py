@@ -9,7 +9,6 @@ the tenant; the caller's rate limit (HTTP 429); the body, within a size and a ti
 import asyncio
 import json
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,7 @@ from db.tenancy import Scope as TenantScope
 from graphql_api import request_ids
 from graphql_api.auth.credentials import TENANT_HEADER, Authenticator, scope_for
 from graphql_api.auth.identity import Caller
-from graphql_api.auth.rate_limits import HeavyRequests, RateLimited, RateLimiter
+from graphql_api.auth.rate_limits import HeavyRequests, RateLimited, RateLimiter, retry_after_header
 from graphql_api.context import Context
 from graphql_api.errors import ErrorCode, Refusal, with_code
 from graphql_api.graphiql.page import graphiql_response
@@ -119,7 +118,7 @@ def _rate_limited(error: RateLimited) -> Refusal:
         429,
         ErrorCode.RATE_LIMITED,
         f"Too many requests for these credentials; retry in {error.retry_after:.2f} seconds.",
-        headers={"Retry-After": str(max(1, math.ceil(error.retry_after)))},
+        headers={"Retry-After": retry_after_header(error.retry_after)},
         extensions={"retryAfter": round(error.retry_after, 3)},
     )
 
@@ -257,5 +256,5 @@ def _rate_limited_status(errors: list[GraphQLError], response: Response) -> None
         if extensions.get("code") == ErrorCode.RATE_LIMITED.value:
             response.status_code = 429
             wait = extensions.get("retryAfter", 1)
-            response.headers["Retry-After"] = str(max(1, math.ceil(float(wait))))
+            response.headers["Retry-After"] = retry_after_header(float(wait))
             return

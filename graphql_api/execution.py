@@ -31,7 +31,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from db.json_values import StoredJSON
 from graphql_api.guards.answer_budget import AnswerBudget
-from graphql_api.guards.arguments import json_shape
+from graphql_api.guards.arguments import stored_size
 
 KEY_BYTES = 4
 """Quotes, colon and comma around each key of an object."""
@@ -52,6 +52,15 @@ def written_length(text: str) -> int:
         return len(orjson.dumps(text)) - 2
     except TypeError:  # a lone surrogate, which the answer's fallback encoder writes as json does
         return len(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
+
+
+def encoded_length(value: Any) -> int:
+    """Bytes of a JSON value as the answer's encoder (orjson) writes it; what orjson refuses (integers
+    beyond 64 bits, lone surrogates) as the fallback encoder writes it."""
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:
+        return stored_size(value)
 
 
 def _object_bytes(grouped_field_set: GroupedFieldSet) -> int:
@@ -122,7 +131,7 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
         elif kind is StoredJSON:
             self.answer.left -= cast(StoredJSON, completed).size
         elif kind is dict or kind is list:
-            self.answer.left -= json_shape(completed, max_depth=2**31).size
+            self.answer.left -= encoded_length(completed)
         elif completed is None or completed is Undefined:
             return Executor.complete_leaf_value(return_type, result)  # raises graphql-core's error
         return completed

@@ -36,11 +36,10 @@ TENANT_FIRST_KEYS = {
 }
 NOT_QUERIES = {
     "totals_of",
-    "text_array",
     "key_params",
     "key_values",
     "unnested_keys",
-    "session_key_columns",
+    "messages_of_key",
     "session_record",
     "agent_record",
     "message_record",

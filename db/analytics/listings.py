@@ -14,7 +14,7 @@ from sqlalchemy import BigInteger, Integer, Select, Text, bindparam, func, selec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.analytics.filters import ConversationFilter, agents_matching, messages_matching, sessions_matching
-from db.byte_caps import capped_read, checked, within_bytes
+from db.byte_caps import checked, rows_within, within_bytes
 from db.conversations.reads import (
     AGENT_DOCUMENTS,
     MESSAGE_DOCUMENTS,
@@ -23,10 +23,8 @@ from db.conversations.reads import (
     key_values,
     message_columns,
     message_record,
-    session_key_columns,
+    messages_of_key,
     session_record,
-    text_array,
-    unnested_keys,
 )
 from db.models import agents, messages, sessions
 from db.records import AgentRecord, MessageRecord, SessionRecord
@@ -146,8 +144,7 @@ async def list_agents(
     stmt = select(agents, order_by).where(scope.visible(agents), *agents_matching(f))
     names = ("session_id", "tenant", "agent_id")
     stmt = _keyset(stmt, AGENT_ORDERS[order.field], AGENT_KEY, order, page, ("order", *names))
-    rows = await conn.execute(capped_read(stmt, AGENT_DOCUMENTS, most_bytes), {"most_bytes": most_bytes})
-    found = checked(rows, most_bytes)
+    found = await rows_within(conn, stmt, AGENT_DOCUMENTS, most_bytes)
     return _page([(agent_record(row), _position(row, "order_value", names)) for row in found], page)
 
 
@@ -172,8 +169,7 @@ async def list_messages(
     )
     names = ("session_id", "tenant", "agent_id", "message_id")
     stmt = _keyset(stmt, order_by, MESSAGE_KEY, order, page, ("order", *names))
-    rows = await conn.execute(capped_read(stmt, MESSAGE_DOCUMENTS, most_bytes), {"most_bytes": most_bytes})
-    found = checked(rows, most_bytes)
+    found = await rows_within(conn, stmt, MESSAGE_DOCUMENTS, most_bytes)
     return _page([(message_record(row), _position(row, "order_value", names)) for row in found], page)
 
 
@@ -211,12 +207,6 @@ class AgentFilterKey(NamedTuple):
     filter: ConversationFilter
 
 
-def _agent_keys(keys: Sequence[tuple[Any, ...]], *extra: tuple[str, Any, Any]) -> Any:
-    return unnested_keys(
-        *session_key_columns(keys), ("agent_id", text_array("aids", [key[2] for key in keys]), Text), *extra
-    )
-
-
 @lru_cache(maxsize=256)
 def _agent_pages_statement(
     f: ConversationFilter, backwards: bool, documents: bool, sized: bool, capped: bool
@@ -229,9 +219,7 @@ def _agent_pages_statement(
     page = (
         select(*message_columns(documents))
         .where(
-            messages.c.tenant == k.c.tenant,
-            messages.c.session_id == k.c.session_id,
-            messages.c.agent_id == k.c.agent_id,
+            *messages_of_key(k),
             beyond,
             *messages_matching(f),
         )
@@ -283,21 +271,18 @@ async def count_agent_messages(conn: AsyncConnection, keys: Sequence[AgentFilter
     for index, key in enumerate(keys):
         groups.setdefault(key.filter, []).append(index)
     for f, indexes in groups.items():
-        k = _agent_keys([keys[i] for i in indexes])
-        counted = (
-            select(func.count())
-            .select_from(messages)
-            .where(
-                messages.c.tenant == k.c.tenant,
-                messages.c.session_id == k.c.session_id,
-                messages.c.agent_id == k.c.agent_id,
-                *messages_matching(f),
-            )
-            .scalar_subquery()
-        )
-        for row in await conn.execute(select(k.c.idx, counted.label("n")).select_from(k)):
+        values = key_values([keys[i] for i in indexes], "tenant", "session_id", "agent_id")
+        for row in await conn.execute(_count_statement(f), values):
             counts[indexes[row.idx - 1]] = int(row.n)
     return counts
+
+
+@lru_cache(maxsize=256)
+def _count_statement(f: ConversationFilter) -> Select[Any]:
+    """Built once per filter; the agents are its parameters."""
+    k = key_params(("tenant", Text), ("session_id", Text), ("agent_id", Text))
+    counted = select(func.count()).select_from(messages).where(*messages_of_key(k), *messages_matching(f))
+    return select(k.c.idx, counted.scalar_subquery().label("n")).select_from(k)
 
 
 @cache
@@ -305,11 +290,7 @@ def _latest_statement(documents: bool, sized: bool) -> Select[Any]:
     k = key_params(("tenant", Text), ("session_id", Text), ("agent_id", Text))
     last = (
         select(*message_columns(documents))
-        .where(
-            messages.c.tenant == k.c.tenant,
-            messages.c.session_id == k.c.session_id,
-            messages.c.agent_id == k.c.agent_id,
-        )
+        .where(*messages_of_key(k))
         .order_by(messages.c.message_id.desc())
         .limit(1)
         .lateral("m")

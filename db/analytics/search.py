@@ -27,7 +27,7 @@ from sqlalchemy.types import REAL, TypeEngine
 
 from db.analytics.filters import ConversationFilter, messages_matching
 from db.analytics.listings import MESSAGE_KEY
-from db.byte_caps import capped_read, checked
+from db.byte_caps import rows_within
 from db.conversations.reads import MESSAGE_DOCUMENTS, message_columns, message_record
 from db.models import SEARCH_CONFIGURATION, messages
 from db.records import MessageRecord
@@ -123,9 +123,7 @@ async def search_messages(
     stmt = select(best, _snippet(best.c.plain_text, tsquery).label("snippet")).order_by(
         best.c.rank.desc(), *(best.c[column.name].desc() for column in MESSAGE_KEY)
     )
-    found = await conn.execute(capped_read(stmt, MESSAGE_DOCUMENTS, most_bytes), {"most_bytes": most_bytes})
-    rows = checked(found, most_bytes)
-    return _matches(rows, first, "rank")
+    return _matches(await rows_within(conn, stmt, MESSAGE_DOCUMENTS, most_bytes), first, "rank")
 
 
 async def search_newest_messages(
@@ -236,5 +234,4 @@ async def _newest_page(
         )
         .order_by(*(page.c[column.name].desc() for column in NEWEST_ORDER))
     )
-    found = await conn.execute(capped_read(stmt, MESSAGE_DOCUMENTS, most_bytes), {"most_bytes": most_bytes})
-    return checked(found, most_bytes)
+    return await rows_within(conn, stmt, MESSAGE_DOCUMENTS, most_bytes)

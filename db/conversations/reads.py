@@ -69,10 +69,6 @@ class AgentsOfSessionKey(NamedTuple):
     limit: int
 
 
-def text_array(name: str, values: Sequence[str]) -> Any:
-    return bindparam(name, list(values), type_=ARRAY(Text))
-
-
 def unnested_keys(*columns: tuple[str, Any, Any]) -> FromClause:
     """``unnest(...) WITH ORDINALITY AS k(...)``: one row per requested key, numbered from 1."""
     return (
@@ -91,14 +87,6 @@ def key_params(*names: tuple[str, Any]) -> FromClause:
 def key_values(keys: Sequence[tuple[Any, ...]], *names: str) -> dict[str, list[Any]]:
     """The arrays ``key_params`` names, from the keys' first elements in that order."""
     return {f"{name}s": [key[i] for key in keys] for i, name in enumerate(names)}
-
-
-def session_key_columns(keys: Sequence[tuple[Any, ...]]) -> list[tuple[str, Any, Any]]:
-    """The two key columns every session-table batch joins on: tenant and session_id."""
-    return [
-        ("tenant", text_array("tenants", [key[0] for key in keys]), Text),
-        ("session_id", text_array("sids", [key[1] for key in keys]), Text),
-    ]
 
 
 def totals_of(row: Any) -> Totals:
@@ -160,11 +148,8 @@ def multi_agent_record(row: Any) -> MultiAgentRecord:
 
 
 async def get_sessions(conn: AsyncConnection, keys: Sequence[SessionKey]) -> dict[SessionKey, SessionRecord]:
-    k = unnested_keys(*session_key_columns(keys))
-    stmt = select(sessions).join(
-        k, and_(sessions.c.tenant == k.c.tenant, sessions.c.session_id == k.c.session_id)
-    )
-    return {r.key: r for r in map(session_record, await conn.execute(stmt))}
+    rows = await _by_keys(conn, sessions, ("tenant", "session_id"), keys, None)
+    return {r.key: r for r in map(session_record, rows)}
 
 
 AGENT_DOCUMENTS = ("state", "conversation_manager_state", "internal_state")
@@ -173,8 +158,17 @@ MESSAGE_DOCUMENTS = ("message", "redact_message")
 MULTI_AGENT_DOCUMENTS = ("state",)
 
 
+_DOCUMENTS: dict[str, tuple[str, ...]] = {
+    sessions.name: (),
+    agents.name: AGENT_DOCUMENTS,
+    messages.name: MESSAGE_DOCUMENTS,
+    multi_agents.name: MULTI_AGENT_DOCUMENTS,
+}
+
+
 def _documents_of(table: Table) -> tuple[str, ...]:
-    return {agents: AGENT_DOCUMENTS, messages: MESSAGE_DOCUMENTS}.get(table, MULTI_AGENT_DOCUMENTS)
+    """The columns of ``table`` that hold stored documents, for ``byte_caps``."""
+    return _DOCUMENTS[table.name]
 
 
 @cache
@@ -239,9 +233,7 @@ async def _rows_of_sessions(
         "most_bytes": most_bytes,
     }
     found: list[list[Any]] = [[] for _ in keys]
-    for row in checked(
-        await conn.execute(stmt, {**values, "most": most, "most_bytes": most_bytes}), most_bytes
-    ):
+    for row in checked(await conn.execute(stmt, values), most_bytes):
         found[row.idx - 1].append(row)
     return found
 
@@ -308,7 +300,8 @@ def _pages(columns: Any, rows: Sequence[Any], count: int) -> list[list[MessageRe
     return found
 
 
-def _messages_of_key(k: FromClause) -> list[Any]:
+def messages_of_key(k: FromClause) -> list[Any]:
+    """The messages of the agent a row of keys (``key_params``: tenant, session_id, agent_id) names."""
     return [
         messages.c.tenant == k.c.tenant,
         messages.c.session_id == k.c.session_id,
@@ -323,7 +316,7 @@ def _windows_statement(documents: bool, sized: bool, capped: bool) -> Select[Any
     )
     page = (
         select(*message_columns(documents))
-        .where(*_messages_of_key(k))
+        .where(*messages_of_key(k))
         .order_by(messages.c.message_id)
         .offset(k.c.off)
         .limit(k.c.lim)

@@ -1,4 +1,4 @@
-"""An agent's immutable checkpoints (``Agent.snapshots``), read from the storage objects.
+"""An agent's immutable checkpoints (``Agent.checkpoints``), read from the storage objects.
 
 ``SnapshotSessionManager`` writes them under ``immutable_history`` keys; they are kept as objects
 with their creation time and message count, so listing them reads no snapshot, and looked up in
@@ -16,13 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from db.byte_caps import RUNNING_BYTES, checked
 from db.json_values import StoredJSON, dump_json
 from db.storage.keys import AGENT_CHECKPOINT, checkpoint_key
-from db.storage.snapshots import Snapshot, first_message_id, parse_snapshot
+from db.storage.snapshots import Snapshot, first_message_id, parse_snapshot, role_of
 from db.tenancy import Scope
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """An immutable snapshot of an agent (``Agent.snapshots``)."""
+    """An immutable snapshot of an agent (``Agent.checkpoints``)."""
 
     session_id: str
     tenant: str
@@ -115,17 +115,9 @@ class CheckpointContent:
             created_at=snapshot.created_at,
             first_message_id=first_message_id(snapshot),
             messages=[
-                (
-                    str(message.get("role", "")) if isinstance(message, dict) else "",
-                    StoredJSON(text=dump_json(message)),
-                )
-                for message in snapshot.messages
+                (role_of(message), StoredJSON(text=dump_json(message))) for message in snapshot.messages
             ],
         )
-
-
-def _role(message: Any) -> str:
-    return str(message.get("role", "")) if isinstance(message, dict) else ""
 
 
 async def _checkpoint_rows(

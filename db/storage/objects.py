@@ -4,7 +4,7 @@ Any key holds opaque bytes, returned exactly as written, under its normalized ke
 (``db.storage.keys``). The snapshots among them are checked when written (``db.storage.snapshots``) and the
 latest of an agent or orchestrator is read into the session tables in the same transaction as the
 object is stored (``db.storage.projection``); immutable checkpoints are kept as objects with their
-creation time and message count, for ``Agent.snapshots`` (``db.storage.checkpoints``).
+creation time and message count, for ``Agent.checkpoints`` (``db.storage.checkpoints``).
 """
 
 import hashlib

@@ -22,7 +22,7 @@ from db.json_values import dump_json
 from db.models import agents, multi_agents, sessions
 from db.records import MessageDraft
 from db.storage.keys import AGENT_LATEST, MULTI_AGENT_LATEST, KeyMeaning
-from db.storage.snapshots import INTERNAL_STATE_FIELDS, Snapshot, first_message_id
+from db.storage.snapshots import INTERNAL_STATE_FIELDS, Snapshot, first_message_id, role_of
 from db.tenancy import Scope
 
 COUNTERS = ("message_count", *message_writes.TOTALS)
@@ -115,7 +115,7 @@ async def _replace_messages(
     drafts = [
         MessageDraft(
             message_id=first + position,
-            role=str(message.get("role", "")) if isinstance(message, dict) else "",
+            role=role_of(message),
             message=message,
             created_at=snapshot.created_at,
             updated_at=snapshot.created_at,

@@ -133,3 +133,8 @@ def first_message_id(snapshot: Snapshot) -> int:
     if isinstance(removed, int) and not isinstance(removed, bool) and 0 <= removed <= LAST_MESSAGE_ID:
         return min(removed, LAST_MESSAGE_ID - len(snapshot.messages))
     return 0
+
+
+def role_of(message: Any) -> str:
+    """A snapshot message's role, as its session row stores it ("" for one that names none)."""
+    return str(message.get("role", "")) if isinstance(message, dict) else ""

@@ -102,6 +102,11 @@ class RateLimiter:
         await self._db.run(lambda conn: rate_limits.forget_idle(conn, IDLE_BUCKET_SECONDS), idempotent=True)
 
 
+def retry_after_header(seconds: float) -> str:
+    """An HTTP ``Retry-After`` value: whole seconds, at least one."""
+    return str(max(1, math.ceil(seconds)))
+
+
 class HeavyRequests:
     """At most ``most`` heavy requests of one caller at once, on this replica.
 

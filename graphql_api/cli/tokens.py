@@ -1,4 +1,4 @@
-"""``session-graphql token create | list | revoke``: API api_keys, straight in the server's database.
+"""``session-graphql token create | list | revoke``: API keys, straight in the server's database.
 
 They need no running server and no credentials, only what ``serve`` would use: DATABASE_URL, or
 the embedded database (started, and made if new, for the command). Every replica picks a change

@@ -102,15 +102,10 @@ def check_page_size(field: str, value: int, maximum: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class JsonShape:
-    """How deep a JSON value nests, how many values it holds and how many bytes it takes as stored.
-
-    The walk stops as soon as the value is too deep or holds more than ``max_nodes`` values, so a
-    huge value costs no more than its first ``max_nodes``; ``size`` is then 0 (not measured).
-    """
+    """Whether a JSON value nests too deep, and else how many bytes it takes as stored (0 if it does)."""
 
     too_deep: bool
     size: int
-    nodes: int = 0
 
 
 _CONTAINERS = frozenset({dict, list})
@@ -152,17 +147,21 @@ def dumped_size(value: Any) -> int:
     return utf8_length(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
 
 
-def json_shape(value: Any, *, max_depth: int, max_nodes: int = 2**62) -> JsonShape:
-    """Depth and values first (cheap, bounded); then, for a value within both, its exact size:
-    the length of ``dump_json(value)`` in UTF-8."""
-    too_deep, nodes = json_nesting(value, max_depth, max_nodes)
-    if too_deep or nodes > max_nodes:
-        return JsonShape(too_deep=too_deep, size=0, nodes=nodes)
+def json_shape(value: Any, *, max_depth: int) -> JsonShape:
+    """Depth first (cheap, and it keeps the encoder from recursing too deep); then, for a value
+    within it, its exact size: the length of ``dump_json(value)`` in UTF-8."""
+    if json_nesting(value, max_depth, 2**62)[0]:
+        return JsonShape(too_deep=True, size=0)
+    return JsonShape(too_deep=False, size=stored_size(value))
+
+
+def stored_size(value: Any) -> int:
+    """``dumped_size(value)``, or ``sys.maxsize`` for a value json cannot write (an integer past
+    Python's 4,300 digits, nesting past the recursion limit)."""
     try:
-        size = dumped_size(value)
-    except (ValueError, TypeError, RecursionError):  # an integer past Python's 4,300 digits
-        size = sys.maxsize
-    return JsonShape(too_deep=False, size=size, nodes=nodes)
+        return dumped_size(value)
+    except (ValueError, TypeError, RecursionError):
+        return sys.maxsize
 
 
 def too_deep(field: str, max_depth: int) -> LimitError:

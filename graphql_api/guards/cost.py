@@ -40,7 +40,7 @@ from db.analytics.stats import STEPS
 from db.conversations.reads import StoredCounts
 from graphql_api.settings import Limits
 from graphql_api.types.pagination import LARGEST_DEFAULT_PAGE
-from graphql_api.types.scalars import parse_time
+from graphql_api.types.scalars import EPOCH, parse_time
 from graphql_api.types.stats import DEFAULT_STATS_RANGE
 
 ASSUMED_LIST_SIZE = 5
@@ -54,7 +54,6 @@ LIST_BOUNDS: dict[tuple[str, str], Callable[[Limits], int]] = {
     ("Agent", "snapshots"): lambda limits: limits.assumed_nested_list,
 }
 """Lists without a page size of their own (type, field), at what the estimate counts for them."""
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DERIVED_TYPES = frozenset({"Totals", "Usage", "ToolCall", "ToolResult", "PageInfo"})
 """Objects made from the row they belong to, as its scalars are: no rows of their own."""
 PAGE_ARGUMENTS = ("first", "last", "limit")

@@ -343,6 +343,7 @@ def _below_first(
     with the fields and the fragments at its level, each after the sets below it and the fragments it
     spreads; without recursion. A fragment in a cycle comes after the set that spreads it."""
     entered: set[int] = set()
+    gathered: dict[int, tuple[list[FieldNode], list[SelectionSetNode]]] = {}
     pending: list[tuple[SelectionSetNode, bool]] = [
         (definition.selection_set, False)
         for definition in document.definitions
@@ -351,10 +352,10 @@ def _below_first(
     while pending:
         selection_set, below_done = pending.pop()
         if below_done:
-            yield selection_set, *_gathered(selection_set, fragments)
+            yield selection_set, *gathered[id(selection_set)]
         elif id(selection_set) not in entered:
             entered.add(id(selection_set))
-            fields, spread = _gathered(selection_set, fragments)
+            fields, spread = gathered[id(selection_set)] = _gathered(selection_set, fragments)
             pending.append((selection_set, True))
             pending.extend((field.selection_set, False) for field in fields if field.selection_set)
             pending.extend((fragment, False) for fragment in spread)

@@ -6,7 +6,7 @@ before graphql-core coerces them (which is where 100,000 messages used to stall 
 then what the operation will ask for (``graphql_api.guards.cost``): rows (``QUERY_TOO_COSTLY``) and
 statistics buckets. A heavy operation then waits for one of its caller's few slots
 (``RATE_LIMITED`` if none comes free). While it runs, ``loaders.RowBudget`` holds the rows and
-``execution.AnswerBudget`` the bytes of the answer, which is refused whole past them
+``guards.answer_budget.AnswerBudget`` the bytes of the answer, which is refused whole past them
 (``RESPONSE_TOO_LARGE``). Size and shape of the document itself: ``graphql_api.guards.documents``.
 """
 

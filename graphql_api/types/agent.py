@@ -10,12 +10,11 @@ import strawberry
 from db.analytics.listings import AgentFilterKey, AgentMessagesKey, LastMessageKey
 from db.conversations.reads import MessageWindowKey
 from db.errors import NotFoundError
-from db.records import AgentRecord, MessageRecord, SessionKey
+from db.records import AgentRecord, MessageRecord, SessionKey, record_of
 from db.storage.checkpoints import Checkpoint as CheckpointRecord
 from db.storage.checkpoints import CheckpointContent, CheckpointKey, CheckpointsKey
 from graphql_api.context import Info
 from graphql_api.guards.arguments import check_id
-from graphql_api.types.copies import copied
 from graphql_api.types.filters import ConversationFilter, filter_of
 from graphql_api.types.message import documents_wanted
 from graphql_api.types.pagination import (
@@ -100,9 +99,10 @@ class Agent:
 
     @classmethod
     def from_record(cls, record: AgentRecord) -> "Agent":
-        return copied(
+        return record_of(
             cls,
             record,
+            shared_only=True,
             last_activity_at=record.last_activity_at or record.updated_at,
             totals=Totals.from_record(record.totals),
         )

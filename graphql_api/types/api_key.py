@@ -5,9 +5,8 @@ from enum import Enum
 
 import strawberry
 
-from db.records import ApiKeyRecord
+from db.records import ApiKeyRecord, record_of
 from graphql_api.auth.identity import Role
-from graphql_api.types.copies import copied
 
 
 @strawberry.enum(description="What a key may do: READER queries, WRITER also writes, ADMIN also deletes.")
@@ -35,7 +34,7 @@ class ApiKey:
 
     @classmethod
     def from_record(cls, record: ApiKeyRecord) -> "ApiKey":
-        return copied(cls, record, role=KeyRole(record.role))
+        return record_of(cls, record, shared_only=True, role=KeyRole(record.role))
 
 
 @strawberry.type(description="A key just made.")

@@ -9,9 +9,8 @@ from datetime import datetime
 import strawberry
 
 from db.control.audit import AuditPosition
-from db.records import AuditEventRecord
+from db.records import AuditEventRecord, record_of
 from graphql_api.errors import InputError
-from graphql_api.types.copies import copied
 from graphql_api.types.pagination import PageInfo
 from graphql_api.types.scalars import JSON, parse_stored_time
 
@@ -48,7 +47,7 @@ class AuditEvent:
 
     @classmethod
     def from_record(cls, record: AuditEventRecord) -> "AuditEvent":
-        return copied(cls, record)
+        return record_of(cls, record, shared_only=True)
 
 
 @strawberry.type

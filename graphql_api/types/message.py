@@ -94,7 +94,7 @@ class Message:
 
     @classmethod
     def from_record(cls, record: MessageRecord) -> "Message":
-        # Spelled out: a restore makes ten thousand of these, and copied() takes three times as long.
+        # Spelled out: a restore makes ten thousand of these, and record_of() takes three times as long.
         return cls(
             session_id=record.session_id,
             tenant=record.tenant,

@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from db.errors import NotFoundError
-from db.records import MultiAgentRecord, SessionKey
+from db.records import MultiAgentRecord, SessionKey, record_of
 from graphql_api.context import Info
-from graphql_api.types.copies import copied
 from graphql_api.types.scalars import JSON
 
 if TYPE_CHECKING:
@@ -29,7 +28,7 @@ class MultiAgent:
 
     @classmethod
     def from_record(cls, record: MultiAgentRecord) -> "MultiAgent":
-        return copied(cls, record)
+        return record_of(cls, record, shared_only=True)
 
     @strawberry.field
     async def session(self, info: Info) -> Annotated["Session", strawberry.lazy("graphql_api.types.session")]:

@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from db.conversations.reads import AgentsOfSessionKey
-from db.records import AgentKey, MultiAgentKey, SessionRecord
+from db.records import AgentKey, MultiAgentKey, SessionRecord, record_of
 from graphql_api.context import Info
 from graphql_api.guards.arguments import check_id
-from graphql_api.types.copies import copied
 from graphql_api.types.scalars import JSON
 from graphql_api.types.session_type import SessionType
 from graphql_api.types.totals import Totals
@@ -44,9 +43,10 @@ class Session:
 
     @classmethod
     def from_record(cls, record: SessionRecord) -> "Session":
-        return copied(
+        return record_of(
             cls,
             record,
+            shared_only=True,
             session_type=SessionType(record.session_type),
             labels=JSON(record.labels),
             last_activity_at=record.last_activity_at or record.updated_at,

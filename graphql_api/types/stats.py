@@ -6,7 +6,7 @@ from enum import Enum
 import strawberry
 
 from db.analytics import stats as stored
-from graphql_api.types.copies import copied
+from db.records import record_of
 
 DEFAULT_STATS_RANGE = timedelta(days=1)
 """What ``conversationStats`` covers when ``from`` is left out: the day before ``to``."""
@@ -55,7 +55,7 @@ class StatsRow:
 
     @classmethod
     def from_row(cls, row: stored.StatsRow) -> "StatsRow":
-        return copied(cls, row)
+        return record_of(cls, row, shared_only=True)
 
 
 @strawberry.type(description="A chart's rows, each key's totals, and the totals of the whole range.")

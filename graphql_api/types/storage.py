@@ -5,9 +5,9 @@ from datetime import datetime
 
 import strawberry
 
+from db.records import record_of
 from db.storage.checkpoints import Checkpoint as CheckpointRecord
 from db.storage.objects import StoredObject
-from graphql_api.types.copies import copied
 
 
 @strawberry.type(description="What a write stored: the key as normalized, and the bytes' size and SHA-256.")
@@ -20,7 +20,7 @@ class StorageObjectInfo:
 
     @classmethod
     def from_record(cls, record: StoredObject) -> "StorageObjectInfo":
-        return copied(cls, record, sha256=record.sha256.hex())
+        return record_of(cls, record, shared_only=True, sha256=record.sha256.hex())
 
 
 @strawberry.type(description="A page of keys in code point order (Python's sorted()).")
@@ -47,4 +47,4 @@ class Checkpoint:
 
     @classmethod
     def from_record(cls, record: CheckpointRecord) -> "Checkpoint":
-        return copied(cls, record)
+        return record_of(cls, record, shared_only=True)

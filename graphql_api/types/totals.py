@@ -3,7 +3,7 @@
 import strawberry
 
 from db.records import Totals as StoredTotals
-from graphql_api.types.copies import copied
+from db.records import record_of
 
 
 @strawberry.type(description="What a session's or agent's messages add up to.")
@@ -18,4 +18,4 @@ class Totals:
 
     @classmethod
     def from_record(cls, totals: StoredTotals) -> "Totals":
-        return copied(cls, totals, messages=totals.message_count)
+        return record_of(cls, totals, shared_only=True, messages=totals.message_count)
