@@ -71,6 +71,7 @@ class Database:
         # Single statements run in autocommit: no BEGIN/COMMIT round trips, and each statement is
         # still atomic on its own.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._snapshot = engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
 
     @asynccontextmanager
     async def _statement(self) -> AsyncIterator[AsyncConnection]:
@@ -91,6 +92,10 @@ class Database:
     ) -> T:
         """``work`` inside a transaction that commits on success and rolls back on error."""
         return await self._with_retry(self.engine.begin, work, idempotent)
+
+    async def run_in_snapshot(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Read-only ``work`` whose statements all see one snapshot (repeatable read); retried once."""
+        return await self._with_retry(self._snapshot.begin, work, True)
 
     async def _with_retry(
         self,

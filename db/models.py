@@ -5,6 +5,10 @@ primary keys starts with ``session_id``, then ``tenant``, and no key is a serial
 can be distributed by ``session_id`` (Citus-style) with all of one session's rows on one shard.
 The same session id in two tenants is two sessions: ``tenant`` is part of every key.
 
+Rollup tables (``message_rollups``, ``tool_rollups``) are tenant-level aggregates, keyed by
+``tenant`` first (on Citus: distributed by tenant); the presence tables and the invalidation log
+beside them are per session, keyed by ``session_id`` like the rows they describe.
+
 Control tables (``api_keys``, ``audit_events``, ``rate_limit_buckets``) hold no conversation:
 they are small, read by every replica, and keyed by their own random ids; on a distributed
 PostgreSQL they are reference tables (copied to every node), not distributed ones.
@@ -99,6 +103,9 @@ class SessionModel(Base):
         Index("ix_sessions_created_at_session_id_tenant", "created_at", "session_id", "tenant"),
         Index("ix_sessions_tenant_last_activity_at_session_id", "tenant", "last_activity_at", "session_id"),
         Index("ix_sessions_last_activity_at_session_id_tenant", "last_activity_at", "session_id", "tenant"),
+        # The first page of sessions by size (dashboards' "biggest conversations").
+        Index("ix_sessions_tenant_total_tokens_session_id", "tenant", "total_tokens", "session_id"),
+        Index("ix_sessions_tenant_message_count_session_id", "tenant", "message_count", "session_id"),
         Index(
             "ix_sessions_labels",
             "labels",
@@ -350,6 +357,123 @@ class RateLimitBucketModel(Base):
     refilled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+# Rollups (db.analytics.rollups): statistics aggregated ahead of time per tenant and 15-minute UTC
+# bucket, over the dimensions dashboards filter and group by. The two rollup tables are tenant-level
+# aggregates (keyed, and on Citus distributed, by tenant); presence and the invalidation log are
+# per session (keyed by session_id, beside the rows they describe).
+
+
+def _sum() -> Mapped[int]:
+    return mapped_column(BigInteger, nullable=False)
+
+
+class RollupSettingsModel(Base):
+    """The label keys the rollups keep, as the last rebuild set them (one row)."""
+
+    __tablename__ = "rollup_settings"
+    __table_args__ = (CheckConstraint("id", name="id"),)
+
+    id: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    label_keys: Mapped[list[str]] = _text_list()
+
+
+class RollupInvalidationModel(Base):
+    """A bucket a write touched since the fold last read it: appended in the writing transaction
+    by triggers (migration 0006), removed by the fold."""
+
+    __tablename__ = "rollup_invalidations"
+    __table_args__ = (Index("ix_rollup_invalidations_tenant_bucket_start", "tenant", "bucket_start"),)
+
+    session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tenant: Mapped[str] = _tenant_key()
+    entry: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, server_default=text("gen_random_uuid()"))
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    logged_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")
+    )
+
+
+class MessageRollupModel(Base):
+    """Messages of a bucket with the same dimensions and latency bin: counts and sums."""
+
+    __tablename__ = "message_rollups"
+
+    tenant: Mapped[str] = _tenant_key()
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    role: Mapped[str] = mapped_column(Text, primary_key=True)
+    session_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    snapshot_backed: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    labels: Mapped[Any] = mapped_column(JSONB, primary_key=True)
+    latency_bin: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    messages: Mapped[int] = _sum()
+    input_tokens: Mapped[int] = _sum()
+    output_tokens: Mapped[int] = _sum()
+    total_tokens: Mapped[int] = _sum()
+    cache_read_tokens: Mapped[int] = _sum()
+    latency_count: Mapped[int] = _sum()
+    latency_sum: Mapped[int] = _sum()
+    tool_calls: Mapped[int] = _sum()
+    tool_errors: Mapped[int] = _sum()
+
+
+class ToolRollupModel(Base):
+    """Tool calls of a bucket with the same dimensions, tool and latency bin of the calling message."""
+
+    __tablename__ = "tool_rollups"
+
+    tenant: Mapped[str] = _tenant_key()
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    role: Mapped[str] = mapped_column(Text, primary_key=True)
+    tool_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    session_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    snapshot_backed: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    labels: Mapped[Any] = mapped_column(JSONB, primary_key=True)
+    latency_bin: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    calls: Mapped[int] = _sum()
+    errors: Mapped[int] = _sum()
+    input_tokens: Mapped[int] = _sum()
+    output_tokens: Mapped[int] = _sum()
+    total_tokens: Mapped[int] = _sum()
+    cache_read_tokens: Mapped[int] = _sum()
+    latency_count: Mapped[int] = _sum()
+    latency_sum: Mapped[int] = _sum()
+
+
+class SessionPresenceModel(Base):
+    """An agent of a session wrote messages (of these roles) in a bucket: distinct sessions."""
+
+    __tablename__ = "session_presence"
+    __table_args__ = (Index("ix_session_presence_tenant_bucket_start", "tenant", "bucket_start"),)
+
+    session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tenant: Mapped[str] = _tenant_key()
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    session_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    snapshot_backed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    labels: Mapped[Any] = mapped_column(JSONB, nullable=False)
+    roles: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+
+
+class ToolPresenceModel(Base):
+    """An agent of a session called a tool (from messages of these roles) in a bucket."""
+
+    __tablename__ = "tool_presence"
+    __table_args__ = (Index("ix_tool_presence_tenant_bucket_start", "tenant", "bucket_start"),)
+
+    session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tenant: Mapped[str] = _tenant_key()
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tool_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    session_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    snapshot_backed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    labels: Mapped[Any] = mapped_column(JSONB, nullable=False)
+    roles: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+
+
 sessions = cast(Table, SessionModel.__table__)
 agents = cast(Table, AgentModel.__table__)
 messages = cast(Table, MessageModel.__table__)
@@ -359,6 +483,13 @@ storage_objects = cast(Table, StorageObjectModel.__table__)
 api_keys = cast(Table, ApiKeyModel.__table__)
 audit_events = cast(Table, AuditEventModel.__table__)
 rate_limit_buckets = cast(Table, RateLimitBucketModel.__table__)
+rollup_settings = cast(Table, RollupSettingsModel.__table__)
+rollup_invalidations = cast(Table, RollupInvalidationModel.__table__)
+message_rollups = cast(Table, MessageRollupModel.__table__)
+tool_rollups = cast(Table, ToolRollupModel.__table__)
+session_presence = cast(Table, SessionPresenceModel.__table__)
+tool_presence = cast(Table, ToolPresenceModel.__table__)
 
 SESSION_TABLES = (sessions, agents, messages, multi_agents, tool_calls, storage_objects)
 CONTROL_TABLES = (api_keys, audit_events, rate_limit_buckets)
+ROLLUP_TABLES = (message_rollups, tool_rollups, session_presence, tool_presence)

@@ -104,7 +104,7 @@ def create_app(settings: Settings) -> Starlette:
             gc.collect()
             gc.freeze()
             try:
-                async with background_tasks(keys, limiter):
+                async with background_tasks(keys, limiter, database, settings.rollups):
                     yield
             finally:
                 await database.dispose()

@@ -1,20 +1,33 @@
 """The work each replica does beside answering requests, started and stopped by the app's lifespan.
 
-Now: re-reading the API keys every few seconds (a revoked key stops working everywhere) and, every
-five minutes, housekeeping (rate-limit leases and idle buckets). Work to come that must run on one
-replica at a time (rollups, retention) goes here too, under a PostgreSQL advisory lock.
+- Re-reading the API keys every few seconds (a revoked key stops working everywhere).
+- Every five minutes, housekeeping (rate-limit leases and idle buckets).
+- Folding the rollups' queue about every second (``db.analytics.rollups``); one replica at a
+  time, under a PostgreSQL advisory lock: the others find it taken and wait for the next round.
+  At start, when the configured label keys differ from the ones the rollups keep, the rollups are
+  rebuilt with the new keys first (answers stay exact meanwhile; labelled ones read rows).
 """
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
+from db.analytics import rollups
+from db.engine import Database
 from graphql_api.auth.api_keys import KeyRing
 from graphql_api.auth.rate_limits import RateLimiter
+from graphql_api.settings import RollupSettings
+
+logger = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 300.0
+TASK_PREFIX = "background:"
+"""Names the tasks, so what they send can be told from what requests send."""
+FOLD_RETRY_SECONDS = 5.0
 
 
 async def housekeeping(limiter: RateLimiter) -> None:
@@ -24,11 +37,48 @@ async def housekeeping(limiter: RateLimiter) -> None:
             await limiter.forget_idle()
 
 
+async def _adopt_label_keys(database: Database, wanted: tuple[str, ...]) -> None:
+    kept = await database.run(rollups.label_keys, idempotent=True)
+    if list(wanted) == kept:
+        return
+    logger.info("rebuilding the rollups: label keys %s, were %s", list(wanted), kept)
+    started = time.perf_counter()
+    buckets = await database.run_in_transaction(lambda conn: rollups.adopt(conn, wanted))
+    if buckets is not None:
+        logger.info("rollups rebuilt: %d buckets in %.1f s", buckets, time.perf_counter() - started)
+
+
+async def fold_rollups(database: Database, settings: RollupSettings) -> None:
+    """Keeps the rollups caught up: a round every ``fold_seconds``, batches back to back while the
+    queue is long."""
+    adopted = False
+    while True:
+        try:
+            if not adopted:
+                await _adopt_label_keys(database, settings.label_keys)
+                adopted = True
+                if not settings.fold_seconds:
+                    return
+            folded = await database.run_in_transaction(rollups.fold)
+        except Exception as error:  # an outage or a lost race: the next round tries again
+            logger.warning("rollup fold failed, retrying in %.0f s: %r", FOLD_RETRY_SECONDS, error)
+            await asyncio.sleep(FOLD_RETRY_SECONDS)
+            continue
+        if not folded or folded < rollups.BUCKETS_PER_FOLD:
+            await asyncio.sleep(settings.fold_seconds)
+
+
 @asynccontextmanager
-async def background_tasks(keys: KeyRing, limiter: RateLimiter) -> AsyncIterator[None]:
+async def background_tasks(
+    keys: KeyRing, limiter: RateLimiter, database: Database, rollup_settings: RollupSettings
+) -> AsyncIterator[None]:
     """Runs the replica's background work while the block runs, and stops it after."""
-    work: list[Coroutine[Any, Any, None]] = [keys.keep_fresh(), housekeeping(limiter)]
-    tasks = [asyncio.create_task(each) for each in work]
+    work: dict[str, Coroutine[Any, Any, None]] = {
+        "keys": keys.keep_fresh(),
+        "housekeeping": housekeeping(limiter),
+    }
+    work["rollups"] = fold_rollups(database, rollup_settings)
+    tasks = [asyncio.create_task(each, name=f"{TASK_PREFIX}{name}") for name, each in work.items()]
     try:
         yield
     finally:

@@ -285,6 +285,40 @@ class Limits:
         )
 
 
+MOST_ROLLUP_LABELS = 8
+"""Each kept label multiplies the rollups' rows by the number of its values in use."""
+
+
+@dataclass(frozen=True)
+class RollupSettings:
+    """Statistics aggregated ahead of time (db.analytics.rollups)."""
+
+    label_keys: tuple[str, ...] = ()
+    """Label keys whose values the rollups keep (SESSION_GRAPHQL_ROLLUP_LABELS, comma-separated):
+    statistics filtered or grouped by them are served from the rollups. Keep keys with few values
+    (team, environment), not one value per user. A change rebuilds the rollups at the next start."""
+    fold_seconds: float = 1.0
+    """How often the fold looks for queued buckets (SESSION_GRAPHQL_ROLLUP_FOLD_SECONDS); 0: never
+    (answers stay exact, read from rows, but dashboards get slower as the queue grows)."""
+
+    def __post_init__(self) -> None:
+        if len(self.label_keys) > MOST_ROLLUP_LABELS:
+            raise SettingsError(
+                f"SESSION_GRAPHQL_ROLLUP_LABELS names {len(self.label_keys)} keys, "
+                f"over the {MOST_ROLLUP_LABELS} it may name"
+            )
+        for key in self.label_keys:
+            if len(key) > 64:
+                raise SettingsError(f"SESSION_GRAPHQL_ROLLUP_LABELS: {key[:20]!r}... is over 64 characters")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "RollupSettings":
+        return cls(
+            label_keys=tuple(dict.fromkeys(_words(env, "SESSION_GRAPHQL_ROLLUP_LABELS"))),
+            fold_seconds=_number(env, "SESSION_GRAPHQL_ROLLUP_FOLD_SECONDS", 1.0, 0, 3600),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """``database_url`` None means: start the embedded PostgreSQL in ``data_dir``."""
@@ -311,6 +345,7 @@ class Settings:
     """How often each replica re-reads the API keys: a revoked key stops working within this time."""
     jwt: JwtSettings = field(default_factory=JwtSettings)
     limits: Limits = field(default_factory=Limits)
+    rollups: RollupSettings = field(default_factory=RollupSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -335,5 +370,6 @@ class Settings:
             key_refresh_seconds=_number(env, "SESSION_GRAPHQL_KEY_REFRESH_SECONDS", 2.0, 0.1, 300),
             jwt=JwtSettings.from_env(env),
             limits=Limits.from_env(env),
+            rollups=RollupSettings.from_env(env),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

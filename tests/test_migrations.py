@@ -30,9 +30,15 @@ SESSION_TABLES = {
     "session_multi_agents",
     "session_tool_calls",
     "storage_objects",
+    # rollups: what sessions were in which bucket, and which buckets a write touched
+    "session_presence",
+    "tool_presence",
+    "rollup_invalidations",
 }
-CONTROL_TABLES = {"api_keys", "audit_events", "rate_limit_buckets"}
-TABLES = SESSION_TABLES | CONTROL_TABLES
+CONTROL_TABLES = {"api_keys", "audit_events", "rate_limit_buckets", "rollup_settings"}
+TENANT_AGGREGATES = {"message_rollups", "tool_rollups"}
+"""Keyed by tenant first: on a distributed PostgreSQL, distributed by tenant."""
+TABLES = SESSION_TABLES | CONTROL_TABLES | TENANT_AGGREGATES
 
 
 @pytest.fixture

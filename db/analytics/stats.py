@@ -1,4 +1,4 @@
-"""Conversation statistics for dashboards, aggregated by PostgreSQL from the message facts.
+"""Conversation statistics for dashboards: from the rollups where they serve, else from the message facts.
 
 Buckets are cut in the time zone asked for (an hour or a day in Europe/Lisbon, not in UTC), from
 the indexed ``(tenant, created_at)`` of the messages. One statement computes every bucket of every
@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.analytics import rollup_stats, rollups
 from db.analytics.filters import ConversationFilter, messages_matching
 from db.availability import sqlstate_of
 from db.models import messages, sessions, tool_calls
@@ -64,6 +65,7 @@ class Stats:
     rows: list[StatsRow]
     key_totals: list[StatsRow]
     totals: StatsRow
+    from_rollups: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,13 +206,69 @@ async def conversation_stats(
     *,
     most_rows: int,
     most_keys: int,
+    rows_only: bool = False,
 ) -> Stats:
     """Rows for every bucket of every key (empty ones included), each key's totals and the totals.
 
-    A grouping with more keys than ``most_keys`` is refused with ``TooManyKeys``; one with more
-    buckets times keys (plus their totals) than ``most_rows`` with ``TooManyRows``.
+    Served from the rollups when they hold what the request asks (``rollup_stats.stats_plan``),
+    else from the rows. Run it in one snapshot (``Database.run_in_snapshot``): the rollups, their
+    queue and the rows must agree. A grouping with more keys than ``most_keys`` is refused with
+    ``TooManyKeys``; one with more buckets times keys (plus their totals) than ``most_rows`` with
+    ``TooManyRows``. ``rows_only`` reads the rows whatever the request (to check the rollups).
     """
     starts = await bucket_starts(conn, request)  # first: it checks the zone
+    plan = (
+        None
+        if rows_only
+        else rollup_stats.stats_plan(
+            scope,
+            f,
+            await rollups.label_keys(conn),
+            bucket=request.bucket,
+            start=request.start,
+            end=request.end,
+            group_by=request.group_by,
+            label=request.label,
+            time_zone=request.time_zone,
+            unit=UNITS[request.bucket],
+        )
+    )
+    if plan is None:
+        found = await _from_rows(conn, scope, f, request)
+    else:
+        found = [(cell.level, _cell_row(cell)) for cell in await rollup_stats.read_cells(conn, plan)]
+    return _laid_out(
+        found, starts, request, most_rows=most_rows, most_keys=most_keys, from_rollups=bool(plan)
+    )
+
+
+async def _label_keys(conn: AsyncConnection, f: ConversationFilter, group_by: str) -> list[str]:
+    """The label keys the rollups keep, read only when the request names labels."""
+    return await rollups.label_keys(conn) if f.labels or group_by == "LABEL" else []
+
+
+def _cell_row(cell: rollup_stats.Cell) -> StatsRow:
+    sums = cell.sums
+    return StatsRow(
+        bucket_start=cell.bucket_start,
+        key=cell.key,
+        messages=sums["messages"],
+        sessions=cell.sessions,
+        input_tokens=sums["input_tokens"],
+        output_tokens=sums["output_tokens"],
+        total_tokens=sums["total_tokens"],
+        cache_read_tokens=sums["cache_read_tokens"],
+        avg_latency_ms=cell.avg_latency_ms,
+        p95_latency_ms=cell.p95_latency_ms,
+        tool_calls=sums["tool_calls"],
+        tool_errors=sums["tool_errors"],
+    )
+
+
+async def _from_rows(
+    conn: AsyncConnection, scope: Scope, f: ConversationFilter, request: StatsRequest
+) -> list[tuple[int, StatsRow]]:
+    """(grouping level, row) of every bucket and key, key and the totals, aggregated from the rows."""
     facts = _message_facts(scope, f, request)
     local_instant = func.timezone(bindparam("tz", request.time_zone), facts.c.local_start)
     # Within one tenant a session is its id: counting distinct ids takes half the time of
@@ -238,17 +296,31 @@ async def conversation_stats(
         func.avg(facts.c.latency_ms).label("avg_latency_ms"),
         func.percentile_cont(0.95).within_group(facts.c.latency_ms).label("p95_latency_ms"),
     ).group_by(func.grouping_sets(tuple_(facts.c.local_start, facts.c.key), tuple_(facts.c.key), tuple_()))
-    found = (await conn.execute(grouped)).all()
-    cells: dict[tuple[datetime, str | None], StatsRow] = {}
+    return [
+        (row.level, _row(row, row.bucket_start if row.level == 0 else None))
+        for row in await conn.execute(grouped)
+    ]
+
+
+def _laid_out(
+    found: list[tuple[int, StatsRow]],
+    starts: list[datetime],
+    request: StatsRequest,
+    *,
+    most_rows: int,
+    most_keys: int,
+    from_rollups: bool,
+) -> Stats:
+    cells: dict[tuple[datetime | None, str | None], StatsRow] = {}
     key_totals: dict[str | None, StatsRow] = {}
     totals = _empty(None, None)
-    for row in found:
-        if row.level == 0:
-            cells[(row.bucket_start, row.key)] = _row(row, row.bucket_start)
-        elif row.level == 2:  # grouped by key alone
-            key_totals[row.key] = _row(row, None)
+    for level, row in found:
+        if level == 0:
+            cells[(row.bucket_start, row.key)] = row
+        elif level == 2:  # grouped by key alone
+            key_totals[row.key] = row
         else:
-            totals = _row(row, None)
+            totals = row
     keys = sorted(key_totals, key=lambda k: (k is None, k or ""))
     if request.group_by == "NONE":
         keys = [None]
@@ -258,7 +330,12 @@ async def conversation_stats(
     if size > most_rows:
         raise TooManyRows(size)
     rows = [cells.get((start, key)) or _empty(start, key) for start in starts for key in keys]
-    return Stats(rows=rows, key_totals=[key_totals[k] for k in keys if k in key_totals], totals=totals)
+    return Stats(
+        rows=rows,
+        key_totals=[key_totals[k] for k in keys if k in key_totals],
+        totals=totals,
+        from_rollups=from_rollups,
+    )
 
 
 class TooManyKeys(Exception):
@@ -280,8 +357,17 @@ class ToolStat:
     errors: int
 
 
-async def tool_stats(conn: AsyncConnection, scope: Scope, f: ConversationFilter, most: int) -> list[ToolStat]:
-    """Calls and errors per tool, most errors first, for calls made by messages matching ``f``."""
+async def tool_stats(
+    conn: AsyncConnection, scope: Scope, f: ConversationFilter, most: int, *, rows_only: bool = False
+) -> list[ToolStat]:
+    """Calls and errors per tool, most errors first, for calls made by messages matching ``f``.
+
+    Served from the rollups when they hold what the filter names (unless ``rows_only``); run it in
+    one snapshot.
+    """
+    plan = None if rows_only else rollup_stats.tools_plan(scope, f, await _label_keys(conn, f, "TOOL"))
+    if plan is not None:
+        return [ToolStat(t.name, t.calls, t.errors) for t in await rollup_stats.read_tools(conn, plan, most)]
     errors = func.count().filter(tool_calls.c.status == "error")
     stmt = (
         select(tool_calls.c.name, func.count().label("calls"), errors.label("errors"))

@@ -1,4 +1,4 @@
-"""The ``session-graphql`` command: serve, migrate, token, export-schema, import."""
+"""The ``session-graphql`` command: serve, migrate, token, rollups, export-schema, import."""
 
 import argparse
 import ipaddress
@@ -21,7 +21,7 @@ from db.embedded import EmbeddedPostgres, EmbeddedPostgresError, start_embedded_
 from db.startup import StartupError, check_database, migrate
 from graphql_api.auth.identity import Role
 from graphql_api.auth.jwt import JwtVerifier
-from graphql_api.cli import tokens
+from graphql_api.cli import rollups, tokens
 from graphql_api.cli.tokens import any_key_made, run_on
 from graphql_api.settings import Settings, SettingsError
 
@@ -227,6 +227,15 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
     print("\n".join(lines), flush=True)
 
 
+def _rollups(settings: Settings, args: argparse.Namespace) -> None:
+    if args.action == "rebuild":
+        keys = settings.rollups.label_keys
+        lines = _on_database(settings, lambda url: rollups.rebuild(url, keys, args.tenant))
+    else:
+        lines = _on_database(settings, rollups.status)
+    print("\n".join(lines), flush=True)
+
+
 def _migrate(settings: Settings) -> None:
     if settings.database_url is not None:
         check_database(settings.database_url)
@@ -298,6 +307,19 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("label")
     revoke.add_argument("--tenant", help="the tenant of the key, when several tenants use the label")
     for action in (create, listed, revoke):
+        action.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data directory")
+    rollup = commands.add_parser(
+        "rollups", help="rebuild the statistics' rollups, or see how far behind they are"
+    )
+    rollup_actions = rollup.add_subparsers(dest="action", required=True)
+    rebuild = rollup_actions.add_parser(
+        "rebuild", help="recompute the rollups from the rows, online (after a restore, an upgrade or a fix)"
+    )
+    rebuild.add_argument("--tenant", help="only this tenant's rollups (default: every tenant)")
+    rollup_status = rollup_actions.add_parser(
+        "status", help="the fold's queue and lag, and the kept label keys"
+    )
+    for action in (rebuild, rollup_status):
         action.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data directory")
     export = commands.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument(
@@ -376,6 +398,8 @@ def main(argv: list[str] | None = None) -> None:
             _migrate(settings)
         elif args.command == "token":
             _token(settings, args)
+        elif args.command == "rollups":
+            _rollups(settings, args)
         else:
             _export_schema(args.output)
     except (StartupError, EmbeddedPostgresError, SettingsError) as error:

@@ -233,11 +233,10 @@ class AnalyticsQuery:
         budget = info.context.rows
         most_rows, most_keys = max(0, budget.left), limits.max_stats_keys
         try:
-            found = await info.context.db.run(
+            found = await info.context.db.run_in_snapshot(
                 lambda conn: stats.conversation_stats(
                     conn, scope, matching, request, most_rows=most_rows, most_keys=most_keys
-                ),
-                idempotent=True,
+                )
             )
         except stats.UnknownTimeZone:
             raise _unknown_zone(time_zone) from None
@@ -264,7 +263,7 @@ class AnalyticsQuery:
     ) -> list[ToolStat]:
         check_page_size("first", first, MOST_TOOLS)
         matching, scope = filter_of(filter), info.context.scope
-        found = await info.context.db.run(
-            lambda conn: stats.tool_stats(conn, scope, matching, first), idempotent=True
+        found = await info.context.db.run_in_snapshot(
+            lambda conn: stats.tool_stats(conn, scope, matching, first)
         )
         return [ToolStat(name=tool.name, calls=tool.calls, errors=tool.errors) for tool in found]

@@ -65,6 +65,13 @@ class ConversationStats:
     )
     key_totals: list[StatsRow] = strawberry.field(description="Each key over the whole range.")
     totals: StatsRow = strawberry.field(description="All keys over the whole range.")
+    from_rollups: bool = strawberry.field(
+        description="True when the answer came from the rollups (buckets aggregated ahead of time, "
+        "plus the rows of buckets not folded yet): as exact, and its cost does not grow with the "
+        "messages. False when every message of the range was read: the grouping or filter is one "
+        "the rollups do not keep (MINUTE buckets, SESSION, a label not in SESSION_GRAPHQL_ROLLUP_LABELS, "
+        "contentType, toolName, ...). p95LatencyMs from the rollups is within 2% (exact under 64 ms)."
+    )
 
     @classmethod
     def from_stats(cls, found: stored.Stats) -> "ConversationStats":
@@ -72,6 +79,7 @@ class ConversationStats:
             rows=[StatsRow.from_row(row) for row in found.rows],
             key_totals=[StatsRow.from_row(row) for row in found.key_totals],
             totals=StatsRow.from_row(found.totals),
+            from_rollups=found.from_rollups,
         )
 
 

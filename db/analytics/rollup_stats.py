@@ -1,0 +1,456 @@
+"""Statistics served from the rollups, exact: folded buckets from the rollup tables, the rest from rows.
+
+A request is served here when the rollups hold what it asks (``plan``): buckets of an hour or
+more in a zone whose offset is a whole number of quarter hours, grouped by nothing, agent, role,
+tool or a kept label, filtered by the dimensions the rollups keep. Its range splits in three:
+the whole 15-minute buckets inside it, read from the rollups unless queued for the fold; the
+queued ones; and the partial quarter hours at its ends, both read from the rows. The caller runs
+both statements in one snapshot (``Database.run_in_snapshot``), so rollups, queue and rows agree.
+"""
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.analytics.filters import ConversationFilter, TimeRange
+from db.analytics.rollups import BUCKET_MINUTES, NO_LATENCY, latency_bin_sql, latency_of_bin
+from db.json_values import dump_json
+from db.tenancy import Scope
+
+QUARTER = timedelta(minutes=BUCKET_MINUTES)
+SERVED_BUCKETS = ("HOUR", "DAY", "WEEK")
+SERVED_GROUPS = ("NONE", "AGENT", "ROLE", "TOOL", "LABEL")
+EARLIEST = datetime(1972, 1, 1, tzinfo=UTC)
+"""Before 1972 some zones' offsets were not whole quarter hours (local mean time)."""
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How a served request reads: what it groups by, filters, and where its range splits."""
+
+    scope: Scope
+    f: ConversationFilter
+    group_by: str
+    label: str | None
+    start: datetime | None
+    """Of the messages counted (the request's range and the filter's ``created``); None: open."""
+    end: datetime | None
+    time_zone: str = "UTC"
+    unit: str = "hour"
+
+    @property
+    def tools(self) -> bool:
+        return self.group_by == "TOOL"
+
+    @property
+    def inner(self) -> tuple[datetime | None, datetime | None]:
+        """The whole quarter hours of the range (equal ends when it holds none)."""
+        first = None if self.start is None else _ceil(self.start)
+        last = None if self.end is None else _floor(self.end)
+        if first is not None and last is not None and first >= last:
+            return first, first
+        return first, last
+
+
+def _floor(at: datetime) -> datetime:
+    at = at.astimezone(UTC)
+    return at.replace(minute=at.minute - at.minute % BUCKET_MINUTES, second=0, microsecond=0)
+
+
+def _ceil(at: datetime) -> datetime:
+    floor = _floor(at)
+    return floor if floor == at else floor + QUARTER
+
+
+def _whole_quarters(zone: str, *instants: datetime) -> bool:
+    for at in instants:
+        offset = at.astimezone(ZoneInfo(zone)).utcoffset() or timedelta()
+        if offset % QUARTER:
+            return False
+    return True
+
+
+def served_filter(f: ConversationFilter, keys: Sequence[str]) -> bool:
+    """The filter names only dimensions the rollups keep."""
+    return (
+        f.session_id is None
+        and f.session_id_prefix is None
+        and f.updated.empty
+        and f.last_activity.empty
+        and f.content_type is None
+        and f.tool_name is None
+        and f.tool_status is None
+        and f.redacted is None
+        and all(key in keys for key, _ in f.labels)
+    )
+
+
+def _within(start: datetime | None, end: datetime | None) -> bool:
+    return all(at is None or EARLIEST <= at < LATEST for at in (start, end))
+
+
+def _narrowed(outer: TimeRange, start: datetime | None, end: datetime | None) -> TimeRange:
+    if outer.start is not None:
+        start = outer.start if start is None else max(start, outer.start)
+    if outer.end is not None:
+        end = outer.end if end is None else min(end, outer.end)
+    return TimeRange(start, end)
+
+
+def stats_plan(
+    scope: Scope,
+    f: ConversationFilter,
+    keys: Sequence[str],
+    *,
+    bucket: str,
+    start: datetime,
+    end: datetime,
+    group_by: str,
+    label: str | None,
+    time_zone: str,
+    unit: str,
+) -> Plan | None:
+    """How the rollups serve a ``conversationStats`` request, or None when they cannot."""
+    if bucket not in SERVED_BUCKETS or group_by not in SERVED_GROUPS or not served_filter(f, keys):
+        return None
+    if group_by == "LABEL" and label not in keys:
+        return None
+    if not _within(start, end) or not _whole_quarters(time_zone, start, end):
+        return None
+    counted = _narrowed(f.created, start, end)
+    return Plan(scope, f, group_by, label, counted.start, counted.end, time_zone, unit)
+
+
+def tools_plan(scope: Scope, f: ConversationFilter, keys: Sequence[str]) -> Plan | None:
+    """How the rollups serve a ``toolStats`` request, or None when they cannot."""
+    if not served_filter(f, keys) or not _within(f.created.start, f.created.end):
+        return None
+    return Plan(scope, f, "TOOL", None, f.created.start, f.created.end)
+
+
+class _Query:
+    """The SQL of one plan, and its parameters."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        first, last = plan.inner
+        f = plan.f
+        self.parameters: dict[str, Any] = {
+            "tenant": plan.scope.tenant,
+            "first": first,
+            "last": last,
+            "tz": plan.time_zone,
+            "unit": plan.unit,
+            "label": plan.label,
+            "f_session_type": f.session_type,
+            "f_snapshot_backed": f.snapshot_backed,
+            "f_labels": dump_json(dict(f.labels)),
+            "f_agent": f.agent_id,
+            "f_role": f.role,
+        }
+        self.edges: list[tuple[str | None, str | None]] = []
+        if first is None or last is None or first < last:
+            if plan.start is not None and first is not None:
+                self.edges.append(("counted_start", "first"))
+            if plan.end is not None and last is not None:
+                self.edges.append(("last", "counted_end"))
+        else:  # no whole quarter hour inside: all of it from the rows
+            self.edges.append(("counted_start", "counted_end"))
+        self.parameters.update(counted_start=plan.start, counted_end=plan.end)
+        self.folded = first is None or last is None or first < last
+
+    def tenant(self, alias: str) -> str:
+        return "true" if self.plan.scope.all_tenants else f"{alias}.tenant = :tenant"
+
+    def _range(self, column: str, low: str | None, high: str | None) -> list[str]:
+        found = []
+        if low is not None and self.parameters[low] is not None:
+            found.append(f"{column} >= :{low}")
+        if high is not None and self.parameters[high] is not None:
+            found.append(f"{column} < :{high}")
+        return found
+
+    def dimensions(self, alias: str, *, roles_listed: bool) -> list[str]:
+        """Conditions on a rollup or presence row."""
+        f, found = self.plan.f, []
+        if f.session_type is not None:
+            found.append(f"{alias}.session_type = :f_session_type")
+        if f.snapshot_backed is not None:
+            found.append(f"{alias}.snapshot_backed = :f_snapshot_backed")
+        if f.labels:
+            found.append(f"{alias}.labels @> CAST(:f_labels AS jsonb)")
+        if f.agent_id is not None:
+            found.append(f"{alias}.agent_id = :f_agent")
+        if f.role is not None:
+            found.append(f":f_role = ANY({alias}.roles)" if roles_listed else f"{alias}.role = :f_role")
+        return found
+
+    def row_conditions(self) -> list[str]:
+        """The same conditions on a message ``m`` of a session ``s``."""
+        f, found = self.plan.f, []
+        if f.session_type is not None:
+            found.append("s.session_type = :f_session_type")
+        if f.snapshot_backed is not None:
+            found.append("s.snapshot_backed = :f_snapshot_backed")
+        if f.labels:
+            found.append("s.labels @> CAST(:f_labels AS jsonb)")
+        if f.agent_id is not None:
+            found.append("m.agent_id = :f_agent")
+        if f.role is not None:
+            found.append("m.role = :f_role")
+        return found
+
+    @property
+    def pending(self) -> str:
+        conditions = [self.tenant("x"), *self._range("x.bucket_start", "first", "last")]
+        return (
+            "pending AS MATERIALIZED (SELECT DISTINCT tenant, bucket_start FROM rollup_invalidations x "
+            f"WHERE {' AND '.join(conditions)})"
+        )
+
+    def folded_rows(self, table: str, columns: str, *, roles_listed: bool = False, joins: str = "") -> str:
+        conditions = [
+            self.tenant("r"),
+            *self._range("r.bucket_start", "first", "last"),
+            *self.dimensions("r", roles_listed=roles_listed),
+            "NOT EXISTS (SELECT FROM pending p "
+            "WHERE p.tenant = r.tenant AND p.bucket_start = r.bucket_start)",
+        ]
+        return (
+            f"SELECT r.bucket_start AS at, {columns} FROM {table} r {joins} WHERE {' AND '.join(conditions)}"
+        )
+
+    def raw_rows(self, columns: str) -> list[str]:
+        """Rows of the edges and of the queued buckets: messages ``m`` (with their calls ``c``)."""
+        tools = self.plan.tools
+        join_calls = (
+            "JOIN session_messages m ON m.session_id = c.session_id AND m.tenant = c.tenant "
+            "AND m.agent_id = c.agent_id AND m.message_id = c.called_message_id "
+        )
+        sessions = "JOIN sessions s ON s.session_id = m.session_id AND s.tenant = m.tenant "
+        base = ("session_tool_calls c " + join_calls) if tools else "session_messages m "
+        base += sessions
+        driving = "c.called_at" if tools else "m.created_at"
+        branches = []
+        conditions = self.row_conditions()
+        for low, high in self.edges:
+            where = [self.tenant("c" if tools else "m"), *self._range(driving, low, high), *conditions]
+            if tools:  # the message's own time too, in case a call's time ever disagreed with it
+                where += self._range("m.created_at", low, high)
+            branches.append(f"SELECT m.created_at AS at, {columns} FROM {base} WHERE {' AND '.join(where)}")
+        if self.folded:
+            owner = "c" if tools else "m"
+            within = (
+                f"{owner}.tenant = p.tenant AND {driving} >= p.bucket_start "
+                f"AND {driving} < p.bucket_start + interval '{BUCKET_MINUTES} minutes'"
+            )
+            where = [*self._range("m.created_at", "counted_start", "counted_end"), *conditions] or ["true"]
+            if tools:
+                where.append(
+                    f"m.created_at >= p.bucket_start AND m.created_at < p.bucket_start "
+                    f"+ interval '{BUCKET_MINUTES} minutes'"
+                )
+            driven = "session_tool_calls c" if tools else "session_messages m"
+            branches.append(
+                f"SELECT m.created_at AS at, {columns} FROM pending p JOIN {driven} ON {within} "
+                f"{join_calls if tools else ''}{sessions}WHERE {' AND '.join(where)}"
+            )
+        return branches
+
+
+_SUMS = ("messages", "input_tokens", "output_tokens", "total_tokens", "cache_read_tokens")
+_MORE = ("latency_count", "latency_sum", "tool_calls", "tool_errors")
+
+
+def _key(plan: Plan, alias: str) -> str:
+    """The grouping key of a rollup row (``r``) or of a message (``m``, ``s``, ``c``)."""
+    if plan.group_by == "NONE":
+        return "NULL::text"
+    if plan.group_by == "AGENT":
+        return f"{alias}.agent_id"
+    if plan.group_by == "ROLE":
+        return f"{alias}.role"
+    if plan.group_by == "TOOL":
+        return "r.tool_name" if alias == "r" else "c.name"
+    return f"{'r' if alias == 'r' else 's'}.labels ->> CAST(:label AS text)"
+
+
+def _sums_sql(plan: Plan, query: _Query) -> tuple[str, str]:
+    """The CTE of the rows summed, and the SELECT summing them per bucket, key and latency bin."""
+    bin_of = latency_bin_sql("m.latency_ms")
+    message_sums = (
+        "coalesce(m.input_tokens, 0), coalesce(m.output_tokens, 0), coalesce(m.total_tokens, 0), "
+        "coalesce(m.cache_read_tokens, 0), (m.latency_ms IS NOT NULL)::int, coalesce(m.latency_ms, 0)"
+    )
+    names = "key, latency_bin, messages, input_tokens, output_tokens, total_tokens, cache_read_tokens, "
+    names += "latency_count, latency_sum, tool_calls, tool_errors"
+    if plan.tools:
+        folded = query.folded_rows(
+            "tool_rollups",
+            f"{_key(plan, 'r')}, r.latency_bin, r.calls, r.input_tokens, r.output_tokens, r.total_tokens, "
+            "r.cache_read_tokens, r.latency_count, r.latency_sum, r.calls, r.errors",
+        )
+        raw = query.raw_rows(
+            f"{_key(plan, 'm')}, {bin_of}, 1, {message_sums}, 1, (c.status IS NOT DISTINCT FROM 'error')::int"
+        )
+    else:
+        folded = query.folded_rows(
+            "message_rollups",
+            f"{_key(plan, 'r')}, r.latency_bin, r.messages, r.input_tokens, r.output_tokens, r.total_tokens, "
+            "r.cache_read_tokens, r.latency_count, r.latency_sum, r.tool_calls, r.tool_errors",
+        )
+        raw = query.raw_rows(f"{_key(plan, 'm')}, {bin_of}, 1, {message_sums}, m.tool_calls, m.tool_errors")
+    parts = " UNION ALL ".join([folded, *raw] if query.folded else raw)
+    sums = ", ".join(f"sum({name}) AS {name}" for name in (*_SUMS, *_MORE))
+    ctes = f"parts (at, {names}) AS ({parts})"
+    select = (
+        f"SELECT GROUPING(lb, key) AS level, timezone(:tz, lb) AS bucket_start, key, latency_bin, {sums}, "
+        "NULL::bigint AS sessions "
+        "FROM (SELECT date_trunc(:unit, timezone(:tz, at)) AS lb, * FROM parts) x "
+        "GROUP BY GROUPING SETS ((lb, key, latency_bin), (key, latency_bin), (latency_bin))"
+    )
+    return ctes, select
+
+
+def _sessions_sql(plan: Plan, query: _Query) -> tuple[str, str]:
+    """The CTEs of the sessions seen per bucket and key, and the SELECT counting them."""
+    session = "session_id" if not plan.scope.all_tenants else "(session_id, tenant)"
+    if plan.tools:
+        folded = query.folded_rows("tool_presence", "r.tool_name, r.session_id, r.tenant", roles_listed=True)
+    elif plan.group_by == "ROLE":
+        folded = query.folded_rows(
+            "session_presence",
+            "listed.role, r.session_id, r.tenant",
+            roles_listed=True,
+            joins="CROSS JOIN LATERAL unnest(r.roles) AS listed(role)",
+        )
+        if plan.f.role is not None:
+            folded += " AND listed.role = :f_role"
+    else:
+        folded = query.folded_rows(
+            "session_presence", f"{_key(plan, 'r')}, r.session_id, r.tenant", roles_listed=True
+        )
+    raw = query.raw_rows(f"{_key(plan, 'm')}, m.session_id, m.tenant")
+    parts = " UNION ALL ".join([folded, *raw] if query.folded else raw)
+    ctes = (
+        f"seen (at, key, session_id, tenant) AS ({parts}), "
+        "cells AS (SELECT DISTINCT date_trunc(:unit, timezone(:tz, at)) AS lb, key, session_id, tenant "
+        "FROM seen)"
+    )
+    nothing = "NULL::int AS latency_bin, " + ", ".join(
+        f"NULL::numeric AS {name}" for name in (*_SUMS, *_MORE)
+    )
+    select = (
+        f"SELECT 0 AS level, timezone(:tz, lb) AS bucket_start, key, {nothing}, count(*) AS sessions "
+        f"FROM cells GROUP BY lb, key "
+        f"UNION ALL SELECT 2, NULL, key, {nothing}, count(DISTINCT {session}) FROM cells GROUP BY key "
+        f"UNION ALL SELECT 3, NULL, NULL, {nothing}, count(DISTINCT {session}) FROM cells"
+    )
+    return ctes, select
+
+
+@dataclass(slots=True)
+class Cell:
+    """One bucket and key (or a key's totals, or the totals), summed from rollups and rows."""
+
+    level: int
+    bucket_start: datetime | None
+    key: str | None
+    sums: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*_SUMS, *_MORE), 0))
+    latencies: dict[int, int] = field(default_factory=dict)
+    sessions: int = 0
+
+    @property
+    def avg_latency_ms(self) -> float | None:
+        count = self.sums["latency_count"]
+        return self.sums["latency_sum"] / count if count else None
+
+    @property
+    def p95_latency_ms(self) -> float | None:
+        return percentile(self.latencies, 0.95)
+
+
+def percentile(histogram: dict[int, int], fraction: float) -> float | None:
+    """``percentile_cont(fraction)`` of the latencies in ``histogram`` (bin: count), each bin
+    standing for its value: exact under 64 ms, within 2% above."""
+    count = sum(histogram.values())
+    if not count:
+        return None
+    position = fraction * (count - 1)
+    below, above = math.floor(position), math.ceil(position)
+    values: dict[int, float] = {}
+    seen = 0
+    for number in sorted(histogram):
+        upto = seen + histogram[number]
+        for wanted in (below, above):
+            if seen <= wanted < upto:
+                values[wanted] = latency_of_bin(number)
+        seen = upto
+    return values[below] + (position - below) * (values[above] - values[below])
+
+
+async def read_cells(conn: AsyncConnection, plan: Plan) -> list[Cell]:
+    """Every (bucket, key), key total and total the plan's range holds, summed."""
+    query = _Query(plan)
+    cells: dict[tuple[int, datetime | None, str | None], Cell] = {}
+
+    def cell(level: int, bucket_start: datetime | None, key: str | None) -> Cell:
+        found = cells.get((level, bucket_start, key))
+        if found is None:
+            found = cells[(level, bucket_start, key)] = Cell(level, bucket_start, key)
+        return found
+
+    sums_ctes, sums = _sums_sql(plan, query)
+    sessions_ctes, sessions = _sessions_sql(plan, query)
+    statement = f"WITH {query.pending}, {sums_ctes}, {sessions_ctes} ({sums}) UNION ALL ({sessions})"
+    for row in await conn.execute(text(statement), query.parameters):
+        level = 0 if row.level == 0 else (2 if row.level == 2 else 3)
+        target = cell(level, row.bucket_start if level == 0 else None, row.key if level != 3 else None)
+        if row.sessions is not None:
+            target.sessions = int(row.sessions)
+            continue
+        for name in (*_SUMS, *_MORE):
+            target.sums[name] += int(getattr(row, name))
+        if row.latency_bin != NO_LATENCY and row.latency_count:
+            count = int(row.latency_count)
+            target.latencies[row.latency_bin] = target.latencies.get(row.latency_bin, 0) + count
+    return list(cells.values())
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCount:
+    name: str
+    calls: int
+    errors: int
+
+
+async def read_tools(conn: AsyncConnection, plan: Plan, most: int) -> list[ToolCount]:
+    """Calls and errors per named tool, most errors first."""
+    query = _Query(plan)
+    folded = query.folded_rows("tool_rollups", "r.tool_name, r.calls, r.errors")
+    raw = query.raw_rows("c.name, 1, (c.status IS NOT DISTINCT FROM 'error')::int")
+    parts = " UNION ALL ".join([folded, *raw] if query.folded else raw)
+    found = await conn.execute(
+        text(
+            f"WITH {query.pending}, parts (at, name, calls, errors) AS ({parts}) "
+            "SELECT name, sum(calls) AS calls, sum(errors) AS errors FROM parts WHERE name <> '' "
+            "GROUP BY name ORDER BY sum(errors) DESC, sum(calls) DESC, name LIMIT :most"
+        ),
+        {**query.parameters, "most": most},
+    )
+    return [ToolCount(row.name, int(row.calls), int(row.errors)) for row in found]
+
+
+def by_level(cells: list[Cell]) -> dict[int, list[Cell]]:
+    grouped: dict[int, list[Cell]] = defaultdict(list)
+    for each in cells:
+        grouped[each.level].append(each)
+    return grouped
