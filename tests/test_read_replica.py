@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -31,7 +32,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage, Session
 
 from client import GraphQLSessionRepository
 from db.availability import sqlstate_of
-from db.engine import Database, create_engine
+from db.engine import CONNECT_TIMEOUT_SECONDS, Database, create_engine
 from db.migrate import upgrade
 from db.read_replica import ReadReplica
 from graphql_api.read_routing import DASHBOARD_FIELDS, ReadFrom, reads_from_replica
@@ -352,6 +353,28 @@ def test_with_the_replica_down_dashboards_read_the_primary_or_are_refused_and_ag
         assert sql(cluster.standby_port, on_standby) >= 1
     finally:
         refusing.stop()
+
+
+def test_a_replica_that_never_answers_costs_one_dashboard_read_a_connect_timeout(cluster: Cluster) -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers them
+    port = silent.getsockname()[1]
+    replica = ReplicaSettings(url=_url(port), retry_seconds=60)
+    server = RunningServer(Settings(database_url=cluster.primary_url, read_replica=replica))
+    server.start()
+    try:
+        waits = []
+        for _ in range(3):
+            started = time.monotonic()
+            assert "errors" not in ask(server, "{ sessions { totalCount } }")
+            waits.append(time.monotonic() - started)
+    finally:
+        server.stop()
+        silent.close()
+
+    # The first read waits out the connect timeout, then reads the primary; the next ones go
+    # straight to the primary while the replica is left aside.
+    assert CONNECT_TIMEOUT_SECONDS <= waits[0] < CONNECT_TIMEOUT_SECONDS + 3, waits
+    assert max(waits[1:]) < 1, waits
 
 
 def test_the_replica_pool_writes_nothing_even_on_a_writable_server(cluster: Cluster) -> None:
