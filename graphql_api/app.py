@@ -121,7 +121,7 @@ def create_app(settings: Settings) -> Starlette:
                 heavy_requests=HeavyRequests(
                     settings.limits.max_heavy_requests, settings.limits.heavy_wait_seconds
                 ),
-                replica=replica,
+                read_replica=replica,
             )
             # What start-up made (modules, the schema, caches) lives as long as the process: out of
             # the collector's sight, full collections only walk what requests make, not all of it.

@@ -37,7 +37,7 @@ class Context:
     """Size of the request body: a message cannot be larger, so small requests skip measuring."""
     heavy_requests: HeavyRequests | None = None
     """This replica's slots for heavy requests; None: unlimited (tests without a server)."""
-    replica: Database | None = None
+    read_replica: Database | None = None
     """The read replica (``DATABASE_READ_URL``); None without one."""
     read_from: ReadFrom | None = None
     """The request's ``X-Read-From`` header (``graphql_api.read_routing``)."""
@@ -65,9 +65,9 @@ class Context:
         return self._loaders
 
     def read_from_replica(self) -> None:
-        """Sends every read of this request to the replica; called before anything has read."""
-        if self.replica is not None:
-            self.db = self.replica
+        """Sends every read of this request to the read replica; called before anything has read."""
+        if self.read_replica is not None:
+            self.db = self.read_replica
             self._loaders = None
 
     @property

@@ -67,7 +67,7 @@ class Services:
     authenticator: Authenticator
     rate_limiter: RateLimiter
     heavy_requests: HeavyRequests
-    replica: Database | None = None
+    read_replica: Database | None = None
     """The read replica for dashboards' reads (``DATABASE_READ_URL``); None without one."""
 
 
@@ -243,7 +243,7 @@ class SessionGraphQL(GraphQL[Context, None]):
             request_id=request_ids.current.get(),
             body_bytes=admitted.body_bytes,
             heavy_requests=services.heavy_requests,
-            replica=services.replica,
+            read_replica=services.read_replica,
             read_from=admitted.read_from,
         )
 

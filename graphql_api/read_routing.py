@@ -72,7 +72,7 @@ class ReadRouting(SchemaExtension):
         document = context.graphql_document
         operation = get_operation_ast(document, context.operation_name) if document else None
         if (
-            request.replica is not None
+            request.read_replica is not None
             and document is not None
             and operation is not None
             and reads_from_replica(document, operation, request.read_from)
