@@ -14,11 +14,17 @@ TokenProvider: TypeAlias = Callable[[], str]
 AsyncTokenProvider: TypeAlias = Callable[[], str | Awaitable[str]]
 
 AUTHORIZATION = "Authorization"
+READ_FROM = "X-Read-From"
+"""The server's dashboards may read from a replica that lags; an agent reads its own writes, so
+every request of the repositories reads from the primary (a header given in ``headers`` wins)."""
 
 
 def connection_headers(headers: Mapping[str, str] | None, token: object) -> dict[str, str]:
-    """The headers for every request: ``headers``, with a fixed ``token`` as Authorization."""
+    """The headers for every request: ``headers``, with a fixed ``token`` as Authorization, and
+    reads from the primary."""
     sent = dict(headers or {})
+    if not any(name.lower() == READ_FROM.lower() for name in sent):
+        sent[READ_FROM] = "primary"
     if token is None:
         return sent
     if any(name.lower() == AUTHORIZATION.lower() for name in sent):

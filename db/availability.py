@@ -52,22 +52,29 @@ class OutageLog:
     """Logs the first failure of an outage at WARNING and its end at INFO, nothing in between.
 
     Replicas each keep their own; requests failing during the outage are answered
-    SERVICE_UNAVAILABLE without a traceback each.
+    SERVICE_UNAVAILABLE without a traceback each. ``what`` names the database in the log, and
+    ``meanwhile`` says what the server does until it returns.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, what: str = "database", meanwhile: str = "answering SERVICE_UNAVAILABLE until it returns"
+    ) -> None:
         self.down = False
+        self.what = what
+        self.meanwhile = meanwhile
 
     def failed(self, error: BaseException) -> None:
         if not self.down:
             self.down = True
             logger.warning(
-                "database unavailable (%s: %s); answering SERVICE_UNAVAILABLE until it returns",
+                "%s unavailable (%s: %s); %s",
+                self.what,
                 type(error).__name__,
                 str(error).splitlines()[0] if str(error) else "",
+                self.meanwhile,
             )
 
     def succeeded(self) -> None:
         if self.down:
             self.down = False
-            logger.info("database available again")
+            logger.info("%s available again", self.what)

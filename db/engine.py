@@ -22,12 +22,23 @@ COMMAND_TIMEOUT_SECONDS = 60.0
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, max_overflow: int = 20, statement_timeout_ms: int = 0
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 20,
+    statement_timeout_ms: int = 0,
+    read_only: bool = False,
 ) -> AsyncEngine:
-    """The pool; ``statement_timeout_ms`` (0: none) bounds every statement the API sends."""
+    """The pool; ``statement_timeout_ms`` (0: none) bounds every statement the API sends.
+
+    ``read_only`` makes every transaction read-only: a read replica's pool, so a URL naming a
+    writable server by mistake still gets no write from it.
+    """
     server_settings = {"application_name": "session-graphql"}
     if statement_timeout_ms:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
+    if read_only:
+        server_settings["default_transaction_read_only"] = "on"
     engine = create_async_engine(
         url,
         pool_size=pool_size,

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from db.embedded import EmbeddedPostgres, start_embedded_postgres
 from db.engine import Database, create_engine
 from db.migrate import upgrade_async
+from db.read_replica import ReadReplica
 from graphql_api.auth.api_keys import KeyRing
 from graphql_api.auth.credentials import TENANT_HEADER, Authenticator
 from graphql_api.auth.jwt import JwtVerifier
@@ -23,6 +24,7 @@ from graphql_api.auth.rate_limits import HeavyRequests, RateLimiter
 from graphql_api.background import background_tasks
 from graphql_api.endpoint import Services, SessionGraphQL
 from graphql_api.graphiql.assets import graphiql_static_files
+from graphql_api.read_routing import READ_FROM_HEADER
 from graphql_api.request_ids import HEADER as REQUEST_ID_HEADER
 from graphql_api.schema import create_schema
 from graphql_api.settings import Settings
@@ -52,6 +54,26 @@ async def home(_: Request) -> Response:
     return RedirectResponse("/graphql")
 
 
+def read_replica(settings: Settings, primary: Database) -> ReadReplica | None:
+    """The pool on ``DATABASE_READ_URL``, sized as the primary's; not migrated nor checked at start
+    (it streams from the primary, and dashboards read from the primary while it is away)."""
+    if settings.read_replica.url is None:
+        return None
+    engine = create_engine(
+        settings.read_replica.url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        statement_timeout_ms=settings.limits.statement_timeout_ms,
+        read_only=True,
+    )
+    return ReadReplica(
+        engine,
+        primary,
+        fallback=settings.read_replica.fallback == "primary",
+        retry_seconds=settings.read_replica.retry_seconds,
+    )
+
+
 def create_app(settings: Settings) -> Starlette:
     """The application; its lifespan owns the engine and, with no DATABASE_URL, the embedded database.
 
@@ -78,6 +100,7 @@ def create_app(settings: Settings) -> Starlette:
                     statement_timeout_ms=settings.limits.statement_timeout_ms,
                 )
             )
+            replica = read_replica(settings, database)
             keys = KeyRing(database, settings.key_refresh_seconds)
             try:
                 await keys.refresh()
@@ -98,6 +121,7 @@ def create_app(settings: Settings) -> Starlette:
                 heavy_requests=HeavyRequests(
                     settings.limits.max_heavy_requests, settings.limits.heavy_wait_seconds
                 ),
+                read_replica=replica,
             )
             # What start-up made (modules, the schema, caches) lives as long as the process: out of
             # the collector's sight, full collections only walk what requests make, not all of it.
@@ -108,6 +132,8 @@ def create_app(settings: Settings) -> Starlette:
                     yield
             finally:
                 await database.dispose()
+                if replica is not None:
+                    await replica.dispose()
         finally:
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
@@ -124,7 +150,13 @@ def create_app(settings: Settings) -> Starlette:
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type", TENANT_HEADER, REQUEST_ID_HEADER],
+                allow_headers=[
+                    "authorization",
+                    "content-type",
+                    TENANT_HEADER,
+                    REQUEST_ID_HEADER,
+                    READ_FROM_HEADER,
+                ],
                 expose_headers=[REQUEST_ID_HEADER, "retry-after"],
                 max_age=600,
             )

@@ -15,6 +15,7 @@ from graphql_api.auth.identity import OPEN_CALLER, Caller
 from graphql_api.auth.rate_limits import HeavyRequests
 from graphql_api.guards.answer_budget import AnswerBudget
 from graphql_api.loaders import Loaders, RowBudget, create_loaders
+from graphql_api.read_routing import ReadFrom
 from graphql_api.settings import Limits
 
 OPEN_SCOPE = Scope(all_tenants=True)
@@ -26,6 +27,7 @@ class Context:
     """Per request: the database, who calls and in which tenant, the limits, and the request's loaders."""
 
     db: Database
+    """Where this request reads: the primary, or the read replica once ``read_from_replica`` chose it."""
     caller: Caller = OPEN_CALLER
     scope: Scope = OPEN_SCOPE
     limits: Limits = field(default_factory=Limits)
@@ -35,11 +37,18 @@ class Context:
     """Size of the request body: a message cannot be larger, so small requests skip measuring."""
     heavy_requests: HeavyRequests | None = None
     """This replica's slots for heavy requests; None: unlimited (tests without a server)."""
+    read_replica: Database | None = None
+    """The read replica (``DATABASE_READ_URL``); None without one."""
+    read_from: ReadFrom | None = None
+    """The request's ``X-Read-From`` header (``graphql_api.read_routing``)."""
+    primary: Database = field(init=False)
+    """Where writes go, whatever the request reads from."""
     rows: RowBudget = field(init=False)
     answer: AnswerBudget = field(init=False)
     _loaders: Loaders | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        self.primary = self.db
         self.answer = AnswerBudget(self.limits.max_response_bytes)
         self.rows = RowBudget(self.limits.max_cost)
 
@@ -54,6 +63,12 @@ class Context:
         if self._loaders is None:
             self._loaders = create_loaders(self.db, self.rows, self.answer)
         return self._loaders
+
+    def read_from_replica(self) -> None:
+        """Sends every read of this request to the read replica; called before anything has read."""
+        if self.read_replica is not None:
+            self.db = self.read_replica
+            self._loaders = None
 
     @property
     def actor(self) -> Actor:
@@ -84,7 +99,7 @@ class Context:
         run one after another, so swapping the loaders here cannot disturb a field in flight.
         """
         self._loaders = None
-        run = self.db.run_in_transaction if transaction else self.db.run
+        run = self.primary.run_in_transaction if transaction else self.primary.run
         return await run(fetch, idempotent=idempotent)
 
 

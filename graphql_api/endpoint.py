@@ -2,8 +2,9 @@
 
 In order: a request id; the GraphiQL page (no credentials needed: it holds no data, and the
 queries it sends carry the headers set in it); credentials (HTTP 401 before the body is read);
-the tenant; the caller's rate limit (HTTP 429); the body, within a size and a time (HTTP 413 and
-408); then strawberry; and last every error's code, as the response is written.
+the tenant, and where the request asks to read from (``read_routing``); the caller's rate limit
+(HTTP 429); the body, within a size and a time (HTTP 413 and 408); then strawberry; and last
+every error's code, as the response is written.
 """
 
 import asyncio
@@ -34,6 +35,7 @@ from graphql_api.context import Context
 from graphql_api.errors import ErrorCode, Refusal, with_code
 from graphql_api.graphiql.page import graphiql_response
 from graphql_api.guards.answer_budget import too_large
+from graphql_api.read_routing import ReadFrom, read_from_header
 from graphql_api.settings import Limits
 
 RESPONSE_SLACK_BYTES = 64 * 1024
@@ -52,6 +54,7 @@ class Admitted:
     caller: Caller
     scope: TenantScope
     body_bytes: int
+    read_from: ReadFrom | None = None
     response: Response | None = None
     """strawberry's response to this request, whose status and headers the answer's are made from."""
 
@@ -64,6 +67,8 @@ class Services:
     authenticator: Authenticator
     rate_limiter: RateLimiter
     heavy_requests: HeavyRequests
+    read_replica: Database | None = None
+    """The read replica for dashboards' reads (``DATABASE_READ_URL``); None without one."""
 
 
 async def read_body(request: Request, limits: Limits) -> bytes:
@@ -204,6 +209,7 @@ class SessionGraphQL(GraphQL[Context, None]):
             services: Services = request.app.state.services
             caller = await services.authenticator.caller(request.headers)
             tenant_scope = scope_for(caller, request.headers.get(TENANT_HEADER))
+            read_from = read_from_header(request.headers)
             if caller.rate_bucket is not None:
                 try:
                     await services.rate_limiter.admit(caller.rate_bucket)
@@ -212,7 +218,7 @@ class SessionGraphQL(GraphQL[Context, None]):
             body = await read_body(request, self.limits)
             request._body = body  # strawberry reads the body through request.body(), which keeps this
             body_read = True
-            request.state.admitted = Admitted(caller, tenant_scope, len(body))
+            request.state.admitted = Admitted(caller, tenant_scope, len(body), read_from)
             return await self.run(request)
         except Refusal as refusal:
             headers = dict(refusal.headers)
@@ -237,6 +243,8 @@ class SessionGraphQL(GraphQL[Context, None]):
             request_id=request_ids.current.get(),
             body_bytes=admitted.body_bytes,
             heavy_requests=services.heavy_requests,
+            read_replica=services.read_replica,
+            read_from=admitted.read_from,
         )
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:

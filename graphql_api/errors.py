@@ -19,7 +19,8 @@ Documented set (stable; clients may switch on them):
   ``BAD_USER_INPUT``.
 - ``GRAPHQL_PARSE_FAILED`` / ``GRAPHQL_VALIDATION_FAILED``: the document is not valid for the schema.
 - ``SERVICE_UNAVAILABLE``: the database cannot be reached, or aborted the work to break a
-  deadlock; safe to retry later.
+  deadlock (or a dashboard's read replica is away, with SESSION_GRAPHQL_READ_REPLICA_FALLBACK=none);
+  safe to retry later.
 - ``INTERNAL_SERVER_ERROR``: anything else; the details are logged on the server with the
   request id that ``extensions.requestId`` carries, never sent.
 """

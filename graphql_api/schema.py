@@ -15,6 +15,7 @@ from graphql_api.errors import ValidationErrorCodes, log_unexpected
 from graphql_api.execution import BudgetedExecutor
 from graphql_api.guards.documents import DocumentCache, document_cache_extension
 from graphql_api.guards.request_limits import RequestLimits
+from graphql_api.read_routing import ReadRouting
 from graphql_api.resolvers.root import Mutation, Query
 from graphql_api.settings import Limits
 from graphql_api.types.scalars import Base64, Base64Scalar, DateTimeScalar, Time, TimeScalar
@@ -48,6 +49,8 @@ def create_schema(limits: Limits | None = None, *, introspection: bool = True) -
             lambda: AddValidationRules(rules),
             document_cache_extension(DocumentCache(), limits),
             AccessControl,
+            # Before RequestLimits, whose cost estimate may read (a looked-up session's size).
+            ReadRouting,
             RequestLimits,
         ],
         scalar_overrides={datetime: DateTimeScalar, Time: TimeScalar, Base64: Base64Scalar},

@@ -18,12 +18,12 @@ class SettingsError(ValueError):
     """A setting from the environment or the command line has a value the server cannot use."""
 
 
-def normalize_database_url(url: str) -> str:
+def normalize_database_url(url: str, name: str = "DATABASE_URL") -> str:
     """Accept the libpq spellings people paste (``postgres://``, ``?sslmode=``) for the asyncpg driver."""
     for scheme in ASYNC_SCHEMES + PLAIN_SCHEMES:
         if url.startswith(scheme):
             return _libpq_options_for_asyncpg("postgresql+asyncpg://" + url[len(scheme) :])
-    raise SettingsError("DATABASE_URL must start with postgresql://, postgres:// or postgresql+asyncpg://")
+    raise SettingsError(f"{name} must start with postgresql://, postgres:// or postgresql+asyncpg://")
 
 
 def _libpq_options_for_asyncpg(url: str) -> str:
@@ -319,6 +319,42 @@ class RollupSettings:
         )
 
 
+REPLICA_FALLBACKS = ("primary", "none")
+
+
+@dataclass(frozen=True)
+class ReplicaSettings:
+    """A PostgreSQL read replica (a streaming standby) for dashboards' reads
+    (``graphql_api.read_routing``); off unless ``url`` is set. Agents' reads and every write stay on
+    the primary."""
+
+    url: str | None = None
+    fallback: str = "primary"
+    """While the read replica is away, dashboards' reads go to the primary (``primary``) or are answered
+    ``SERVICE_UNAVAILABLE`` (``none``, to keep their load off the primary)."""
+    retry_seconds: float = 5.0
+    """How long a read replica that failed is left aside before a read tries it again."""
+
+    def __post_init__(self) -> None:
+        if self.fallback not in REPLICA_FALLBACKS:
+            raise SettingsError(
+                f"SESSION_GRAPHQL_READ_REPLICA_FALLBACK must be one of {', '.join(REPLICA_FALLBACKS)}, "
+                f"not {self.fallback!r}"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "ReplicaSettings":
+        url = _text(env, "DATABASE_READ_URL")
+        d = cls()
+        return cls(
+            url=normalize_database_url(url, "DATABASE_READ_URL") if url else None,
+            fallback=(_text(env, "SESSION_GRAPHQL_READ_REPLICA_FALLBACK") or d.fallback).lower(),
+            retry_seconds=_number(
+                env, "SESSION_GRAPHQL_READ_REPLICA_RETRY_SECONDS", d.retry_seconds, 0, 3600
+            ),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """``database_url`` None means: start the embedded PostgreSQL in ``data_dir``."""
@@ -346,6 +382,13 @@ class Settings:
     jwt: JwtSettings = field(default_factory=JwtSettings)
     limits: Limits = field(default_factory=Limits)
     rollups: RollupSettings = field(default_factory=RollupSettings)
+    read_replica: ReplicaSettings = field(default_factory=ReplicaSettings)
+
+    def __post_init__(self) -> None:
+        if self.read_replica.url is not None and self.database_url is None:
+            # The embedded database takes no replicas: dashboards would read another database
+            # than the one agents write to.
+            raise SettingsError("DATABASE_READ_URL needs DATABASE_URL: a replica streams from a primary")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -371,5 +414,6 @@ class Settings:
             jwt=JwtSettings.from_env(env),
             limits=Limits.from_env(env),
             rollups=RollupSettings.from_env(env),
+            read_replica=ReplicaSettings.from_env(env),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

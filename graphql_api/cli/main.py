@@ -177,6 +177,8 @@ def _serve(settings: Settings) -> None:
             else "embedded PostgreSQL in " + str(settings.data_dir)
         )
         print(f"session-graphql: storing sessions in {where}", flush=True)
+        if settings.read_replica.url is not None:
+            print("session-graphql: dashboards read from the replica at DATABASE_READ_URL", flush=True)
         if is_open:
             print(
                 "session-graphql: OPEN: no API key exists and no JWT issuer is set, so every request "
