@@ -101,7 +101,7 @@ def stored_under_0004(database_url: str) -> Iterator[str]:
 def test_upgrade_gives_the_time_index_the_message_key_and_keeps_every_message(stored_under_0004: str) -> None:
     before = inspect(stored_under_0004, _messages)
 
-    upgrade(stored_under_0004)
+    upgrade(stored_under_0004, "0005")
 
     assert inspect(stored_under_0004, rows("SELECT version_num FROM alembic_version")) == [("0005",)]
     assert inspect(stored_under_0004, rows(INDEXES)) == [

@@ -146,7 +146,7 @@ def _conversations(store: Store, tenant: str, seed: int) -> None:
                     _message(store, tenant, session_id, agent_id, at(base, message, when.isoformat()))
 
 
-def _same(served: stats.Stats, computed: stats.Stats) -> None:
+def assert_same_stats(served: stats.Stats, computed: stats.Stats) -> None:
     """Equal, but for p95 latencies: within 2% of percentile_cont."""
 
     def plain(row: stats.StatsRow) -> dict[str, Any]:
@@ -185,7 +185,7 @@ def _compare_all(store: Store, *, served_expected: bool) -> int:
                     partial(_both_stats, scope=scope, f=f, request=request)
                 )
                 assert served.from_rollups == served_expected, (request, f)
-                _same(served, computed)
+                assert_same_stats(served, computed)
                 compared += 1
             for start, end, _ in RANGES:
                 for f in FILTERS:
