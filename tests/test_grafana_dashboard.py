@@ -13,7 +13,7 @@ infinity-libs ``jsonframer``); no Grafana runs here.
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -319,6 +319,30 @@ def test_the_dashboard_is_ready_to_import() -> None:
         assert each["type"] in {"timeseries", "table", "stat"} and each["description"], each["title"]
         expected = {"type": INFINITY, "uid": "${" + datasource["name"] + "}"}
         assert each["datasource"] == expected == panel_target(each)["datasource"], each["title"]
+
+
+def test_the_statistics_of_the_default_range_are_served_from_the_rollups(seeded: Seeded) -> None:
+    """Grafana opens the dashboard on the last 7 days: every chart and the tool ranking then ask what
+    the rollups keep, so no statement aggregates the messages of the week (the partial quarter
+    hours at its ends and buckets not folded yet are read from rows, by statements that read the
+    rollups too)."""
+    assert DASHBOARD["time"] == {"from": "now-7d", "to": "now"}
+    week = replace(seeded.grafana, start=seeded.grafana.end - timedelta(days=7))
+    charts = [
+        each
+        for each in PANELS
+        if re.search(
+            r"\b(conversationStats|toolStats)\(", panel_target(each)["url_options"]["body_graphql_query"]
+        )
+    ]
+    assert len(charts) == 5
+    for each in charts:
+        with seeded.grafana.secured.server.count_statements() as sent:
+            week.rows(each)
+        from_rows = [
+            statement for statement in sent if "session_messages" in statement and "rollups" not in statement
+        ]
+        assert sent and not from_rows, (each["title"], from_rows)
 
 
 def test_every_variable_the_dashboard_uses_is_defined() -> None:
