@@ -441,37 +441,40 @@ class ToolRollupModel(Base):
     latency_sum: Mapped[int] = _sum()
 
 
-class SessionPresenceModel(Base):
-    """An agent of a session wrote messages (of these roles) in a bucket: distinct sessions."""
+class _Presence:
+    """Which sessions wrote in a bucket: their agents, roles and tools called, and the (agent, role)
+    pairs and (agent, role, tool) calls as parallel arrays, unnested together by reads that filter
+    on both (``unnest(pair_agents, pair_roles)``)."""
+
+    session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tenant: Mapped[str] = _tenant_key()
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    session_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    snapshot_backed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    labels: Mapped[Any] = mapped_column(JSONB, nullable=False)
+    agents: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+    roles: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+    tools: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+    pair_agents: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+    pair_roles: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+    call_agents: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+    call_roles: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+    call_tools: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+
+
+class SessionPresenceModel(_Presence, Base):
+    """Sessions present in a 15-minute bucket: distinct sessions in any zone."""
 
     __tablename__ = "session_presence"
     __table_args__ = (Index("ix_session_presence_tenant_bucket_start", "tenant", "bucket_start"),)
 
-    session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    tenant: Mapped[str] = _tenant_key()
-    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
-    agent_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    session_type: Mapped[str] = mapped_column(String(32), nullable=False)
-    snapshot_backed: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    labels: Mapped[Any] = mapped_column(JSONB, nullable=False)
-    roles: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
 
+class SessionHourPresenceModel(_Presence, Base):
+    """Sessions present in a UTC hour: distinct sessions in zones of whole-hour offsets, a quarter
+    of the rows to read."""
 
-class ToolPresenceModel(Base):
-    """An agent of a session called a tool (from messages of these roles) in a bucket."""
-
-    __tablename__ = "tool_presence"
-    __table_args__ = (Index("ix_tool_presence_tenant_bucket_start", "tenant", "bucket_start"),)
-
-    session_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    tenant: Mapped[str] = _tenant_key()
-    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
-    agent_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    tool_name: Mapped[str] = mapped_column(Text, primary_key=True)
-    session_type: Mapped[str] = mapped_column(String(32), nullable=False)
-    snapshot_backed: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    labels: Mapped[Any] = mapped_column(JSONB, nullable=False)
-    roles: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+    __tablename__ = "session_hour_presence"
+    __table_args__ = (Index("ix_session_hour_presence_tenant_bucket_start", "tenant", "bucket_start"),)
 
 
 sessions = cast(Table, SessionModel.__table__)
@@ -488,8 +491,8 @@ rollup_invalidations = cast(Table, RollupInvalidationModel.__table__)
 message_rollups = cast(Table, MessageRollupModel.__table__)
 tool_rollups = cast(Table, ToolRollupModel.__table__)
 session_presence = cast(Table, SessionPresenceModel.__table__)
-tool_presence = cast(Table, ToolPresenceModel.__table__)
+session_hour_presence = cast(Table, SessionHourPresenceModel.__table__)
 
 SESSION_TABLES = (sessions, agents, messages, multi_agents, tool_calls, storage_objects)
 CONTROL_TABLES = (api_keys, audit_events, rate_limit_buckets)
-ROLLUP_TABLES = (message_rollups, tool_rollups, session_presence, tool_presence)
+ROLLUP_TABLES = (message_rollups, tool_rollups, session_presence, session_hour_presence)

@@ -32,7 +32,7 @@ SESSION_TABLES = {
     "storage_objects",
     # rollups: what sessions were in which bucket, and which buckets a write touched
     "session_presence",
-    "tool_presence",
+    "session_hour_presence",
     "rollup_invalidations",
 }
 CONTROL_TABLES = {"api_keys", "audit_events", "rate_limit_buckets", "rollup_settings"}

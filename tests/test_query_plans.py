@@ -327,6 +327,8 @@ def plans_of(url: str, sent: Captured) -> list[Plan]:
             async with engine.connect() as conn:
                 plans = []
                 for statement, parameters in sent:
+                    if statement.lstrip().upper().startswith("SET "):  # a setting, not a plan
+                        continue
                     custom = await _plan(conn, f"EXPLAIN (FORMAT JSON) {statement}", parameters)
                     plans.append(Plan(statement, custom, generic=False))
                     # A generic plan does not depend on the values, so NULLs can stand in for them.

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 BUCKET_MINUTES = 15
 FOLD_LOCK = 7_283_916_401
 """The advisory lock the fold and rebuilds hold: one replica folds at a time."""
-BUCKETS_PER_FOLD = 64
+BUCKETS_PER_FOLD = 16
 """Buckets one fold transaction recomputes: small transactions, short locks."""
 
 EXACT_LATENCY_BELOW = 64
@@ -72,24 +72,66 @@ def label_key_parameters(keys: Sequence[str]) -> dict[str, str]:
     return {f"label_key_{n}": key for n, key in enumerate(keys)}
 
 
-_BUCKETS = "unnest(CAST(:tenants AS text[]), CAST(:buckets AS timestamptz[])) AS b(tenant, bucket_start)"
-_MESSAGES_OF_BUCKETS = f"""
-FROM {_BUCKETS}
+def _buckets(tenants: str = "tenants", starts: str = "buckets") -> str:
+    return f"unnest(CAST(:{tenants} AS text[]), CAST(:{starts} AS timestamptz[])) AS b(tenant, bucket_start)"
+
+
+def _messages_of(width: str, tenants: str = "tenants", starts: str = "buckets") -> str:
+    return f"""
+FROM {_buckets(tenants, starts)}
 JOIN session_messages m ON m.tenant = b.tenant AND m.created_at >= b.bucket_start
-    AND m.created_at < b.bucket_start + interval '{BUCKET_MINUTES} minutes'
-JOIN sessions s ON s.session_id = m.session_id AND s.tenant = m.tenant"""
-# A call's time is its message's (called_at), so the (tenant, called_at) index finds a bucket's calls.
-_CALLS_OF_BUCKETS = f"""
-FROM {_BUCKETS}
+    AND m.created_at < b.bucket_start + interval '{width}'"""
+
+
+def _calls_of(width: str, tenants: str = "tenants", starts: str = "buckets") -> str:
+    # A call's time is its message's (called_at), so the (tenant, called_at) index finds a bucket's calls.
+    return f"""
+FROM {_buckets(tenants, starts)}
 JOIN session_tool_calls c ON c.tenant = b.tenant AND c.called_at >= b.bucket_start
-    AND c.called_at < b.bucket_start + interval '{BUCKET_MINUTES} minutes'
+    AND c.called_at < b.bucket_start + interval '{width}'
 JOIN session_messages m ON m.session_id = c.session_id AND m.tenant = c.tenant
     AND m.agent_id = c.agent_id AND m.message_id = c.called_message_id
-    AND m.created_at >= b.bucket_start AND m.created_at < b.bucket_start + interval '{BUCKET_MINUTES} minutes'
-JOIN sessions s ON s.session_id = m.session_id AND s.tenant = m.tenant"""
+    AND m.created_at >= b.bucket_start AND m.created_at < b.bucket_start + interval '{width}'"""
+
+
+QUARTER = f"{BUCKET_MINUTES} minutes"
+_SESSION = "JOIN sessions s ON s.session_id = m.session_id AND s.tenant = m.tenant"
 _TOKEN_SUMS = """
     coalesce(sum(m.input_tokens), 0), coalesce(sum(m.output_tokens), 0), coalesce(sum(m.total_tokens), 0),
     coalesce(sum(m.cache_read_tokens), 0), count(m.latency_ms), coalesce(sum(m.latency_ms), 0)"""
+
+
+def _presence(table: str, width: str, labels: str, tenants: str, starts: str) -> str:
+    """Each session's (agent, role) pairs and (agent, role, tool) calls of a bucket, as arrays."""
+    return f"""
+        WITH pairs AS (
+            SELECT DISTINCT m.session_id, b.tenant, b.bucket_start, m.agent_id, m.role
+            {_messages_of(width, tenants, starts)}
+        ), calls AS (
+            SELECT DISTINCT m.session_id, b.tenant, b.bucket_start, m.agent_id, m.role, c.name
+            {_calls_of(width, tenants, starts)}
+        ), paired AS (
+            SELECT session_id, tenant, bucket_start, array_agg(agent_id ORDER BY agent_id, role) AS agents,
+                array_agg(role ORDER BY agent_id, role) AS roles,
+                array_agg(DISTINCT agent_id) AS distinct_agents, array_agg(DISTINCT role) AS distinct_roles
+            FROM pairs GROUP BY 1, 2, 3
+        ), called AS (
+            SELECT session_id, tenant, bucket_start,
+                array_agg(agent_id ORDER BY agent_id, role, name) AS agents,
+                array_agg(role ORDER BY agent_id, role, name) AS roles,
+                array_agg(name ORDER BY agent_id, role, name) AS tools,
+                array_agg(DISTINCT name) AS distinct_tools
+            FROM calls GROUP BY 1, 2, 3
+        )
+        INSERT INTO {table} (session_id, tenant, bucket_start, session_type, snapshot_backed, labels,
+            agents, roles, tools, pair_agents, pair_roles, call_agents, call_roles, call_tools)
+        SELECT p.session_id, p.tenant, p.bucket_start, s.session_type, s.snapshot_backed, {labels},
+            p.distinct_agents, p.distinct_roles, coalesce(c.distinct_tools, '{{}}'), p.agents, p.roles,
+            coalesce(c.agents, '{{}}'), coalesce(c.roles, '{{}}'), coalesce(c.tools, '{{}}')
+        FROM paired p
+        JOIN sessions s ON s.session_id = p.session_id AND s.tenant = p.tenant
+        LEFT JOIN called c ON c.session_id = p.session_id AND c.tenant = p.tenant
+            AND c.bucket_start = p.bucket_start"""
 
 
 def _recompute(keys: Sequence[str]) -> list[str]:
@@ -102,7 +144,8 @@ def _recompute(keys: Sequence[str]) -> list[str]:
         SELECT b.tenant, b.bucket_start, m.agent_id, m.role, s.session_type, s.snapshot_backed, {labels},
             {latency}, count(*), {_TOKEN_SUMS},
             coalesce(sum(m.tool_calls), 0), coalesce(sum(m.tool_errors), 0)
-        {_MESSAGES_OF_BUCKETS}
+        {_messages_of(QUARTER)}
+        {_SESSION}
         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8""",
         f"""
         INSERT INTO tool_rollups (tenant, bucket_start, agent_id, role, tool_name, session_type,
@@ -110,29 +153,63 @@ def _recompute(keys: Sequence[str]) -> list[str]:
             cache_read_tokens, latency_count, latency_sum)
         SELECT b.tenant, b.bucket_start, m.agent_id, m.role, c.name, s.session_type, s.snapshot_backed,
             {labels}, {latency}, count(*), count(*) FILTER (WHERE c.status = 'error'), {_TOKEN_SUMS}
-        {_CALLS_OF_BUCKETS}
+        {_calls_of(QUARTER)}
+        {_SESSION}
         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9""",
-        f"""
-        INSERT INTO session_presence (session_id, tenant, bucket_start, agent_id, session_type,
-            snapshot_backed, labels, roles)
-        SELECT m.session_id, b.tenant, b.bucket_start, m.agent_id, s.session_type, s.snapshot_backed,
-            {labels}, array_agg(DISTINCT m.role ORDER BY m.role)
-        {_MESSAGES_OF_BUCKETS}
-        GROUP BY 1, 2, 3, 4, 5, 6, 7""",
-        f"""
-        INSERT INTO tool_presence (session_id, tenant, bucket_start, agent_id, tool_name, session_type,
-            snapshot_backed, labels, roles)
-        SELECT m.session_id, b.tenant, b.bucket_start, m.agent_id, c.name, s.session_type,
-            s.snapshot_backed, {labels}, array_agg(DISTINCT m.role ORDER BY m.role)
-        {_CALLS_OF_BUCKETS}
-        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8""",
+        _presence("session_presence", QUARTER, labels, "tenants", "buckets"),
+        _HOUR_PRESENCE,
     ]
 
 
+# An hour's presence is the union of its quarter hours' (recomputed first, in the same transaction).
+_HOUR_PRESENCE = f"""
+        WITH quarters AS (
+            SELECT q.*, b.bucket_start AS hour FROM {_buckets("hour_tenants", "hours")}
+            JOIN session_presence q ON q.tenant = b.tenant AND q.bucket_start >= b.bucket_start
+                AND q.bucket_start < b.bucket_start + interval '1 hour'
+        ), sessions_of AS (
+            SELECT DISTINCT ON (session_id, tenant, hour) session_id, tenant, hour, session_type,
+                snapshot_backed, labels
+            FROM quarters ORDER BY session_id, tenant, hour, bucket_start DESC
+        ), pairs AS (
+            SELECT session_id, tenant, hour, array_agg(agent_id ORDER BY agent_id, role) AS agents,
+                array_agg(role ORDER BY agent_id, role) AS roles,
+                array_agg(DISTINCT agent_id) AS distinct_agents, array_agg(DISTINCT role) AS distinct_roles
+            FROM (SELECT DISTINCT session_id, tenant, hour, x.agent_id, x.role
+                  FROM quarters, unnest(pair_agents, pair_roles) AS x(agent_id, role)) p
+            GROUP BY 1, 2, 3
+        ), calls AS (
+            SELECT session_id, tenant, hour, array_agg(agent_id ORDER BY agent_id, role, name) AS agents,
+                array_agg(role ORDER BY agent_id, role, name) AS roles,
+                array_agg(name ORDER BY agent_id, role, name) AS tools,
+                array_agg(DISTINCT name) AS distinct_tools
+            FROM (SELECT DISTINCT session_id, tenant, hour, x.agent_id, x.role, x.name
+                  FROM quarters, unnest(call_agents, call_roles, call_tools) AS x(agent_id, role, name)) c
+            GROUP BY 1, 2, 3
+        )
+        INSERT INTO session_hour_presence (session_id, tenant, bucket_start, session_type, snapshot_backed,
+            labels, agents, roles, tools, pair_agents, pair_roles, call_agents, call_roles, call_tools)
+        SELECT s.session_id, s.tenant, s.hour, s.session_type, s.snapshot_backed, s.labels,
+            p.distinct_agents, p.distinct_roles, coalesce(c.distinct_tools, '{{}}'), p.agents, p.roles,
+            coalesce(c.agents, '{{}}'), coalesce(c.roles, '{{}}'), coalesce(c.tools, '{{}}')
+        FROM sessions_of s
+        JOIN pairs p ON p.session_id = s.session_id AND p.tenant = s.tenant AND p.hour = s.hour
+        LEFT JOIN calls c ON c.session_id = s.session_id AND c.tenant = s.tenant AND c.hour = s.hour"""
+
+
 _FORGET = [
-    f"DELETE FROM {table} r USING {_BUCKETS} WHERE r.tenant = b.tenant AND r.bucket_start = b.bucket_start"
-    for table in ("message_rollups", "tool_rollups", "session_presence", "tool_presence")
+    *(
+        f"DELETE FROM {table} r USING {_buckets()} "
+        "WHERE r.tenant = b.tenant AND r.bucket_start = b.bucket_start"
+        for table in ("message_rollups", "tool_rollups", "session_presence")
+    ),
+    f"DELETE FROM session_hour_presence r USING {_buckets('hour_tenants', 'hours')} "
+    "WHERE r.tenant = b.tenant AND r.bucket_start = b.bucket_start",
 ]
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
 
 
 async def label_keys(conn: AsyncConnection) -> list[str]:
@@ -143,9 +220,17 @@ async def label_keys(conn: AsyncConnection) -> list[str]:
 async def _recompute_buckets(
     conn: AsyncConnection, keys: Sequence[str], tenants: list[str], buckets: list[datetime]
 ) -> None:
-    parameters: dict[str, Any] = {"tenants": tenants, "buckets": buckets, **label_key_parameters(keys)}
+    # An hour's presence is recomputed whole when any of its quarters is (buckets are UTC datetimes).
+    hours = sorted({(tenant, _hour(bucket)) for tenant, bucket in zip(tenants, buckets, strict=True)})
+    where = {
+        "tenants": tenants,
+        "buckets": buckets,
+        "hour_tenants": [tenant for tenant, _ in hours],
+        "hours": [hour for _, hour in hours],
+    }
+    parameters: dict[str, Any] = {**where, **label_key_parameters(keys)}
     for statement in _FORGET:
-        await conn.execute(text(statement), {"tenants": tenants, "buckets": buckets})
+        await conn.execute(text(statement), where)
     for statement in _recompute(keys):
         await conn.execute(text(statement), parameters)
 
@@ -228,7 +313,7 @@ async def rebuild(conn: AsyncConnection, keys: Sequence[str] | None = None, tena
         await conn.execute(text("UPDATE rollup_settings SET label_keys = :keys"), {"keys": list(keys)})
     kept = await label_keys(conn)
     where = "" if tenant is None else "WHERE tenant = :tenant"
-    for table in ("message_rollups", "tool_rollups", "session_presence", "tool_presence"):
+    for table in ("message_rollups", "tool_rollups", "session_presence", "session_hour_presence"):
         await conn.execute(text(f"DELETE FROM {table} {where}"), {"tenant": tenant})
     await conn.execute(text(f"DELETE FROM rollup_invalidations {where}"), {"tenant": tenant})
     found = (

@@ -1,7 +1,7 @@
 """rollups: conversation statistics aggregated ahead of time, per tenant and 15-minute UTC bucket
 
-Four aggregate tables (``message_rollups``, ``tool_rollups``, ``session_presence``,
-``tool_presence``), an append-only ``rollup_invalidations`` log that triggers on
+Four aggregate tables (``message_rollups``, ``tool_rollups``, ``session_presence`` by quarter
+hour, ``session_hour_presence`` by hour), an append-only ``rollup_invalidations`` log that triggers on
 ``session_messages``, ``session_tool_calls`` and ``sessions`` write in the writing transaction,
 and ``rollup_settings`` (the label keys the rollups keep). The server folds the log into the
 tables in the background (``db.analytics.rollups``).
@@ -31,6 +31,18 @@ _DIMENSIONS = """
     session_type varchar(32) NOT NULL,
     snapshot_backed boolean NOT NULL,
     labels jsonb NOT NULL"""
+_PRESENCE = """
+    session_type varchar(32) NOT NULL,
+    snapshot_backed boolean NOT NULL,
+    labels jsonb NOT NULL,
+    agents text[] NOT NULL,
+    roles text[] NOT NULL,
+    tools text[] NOT NULL,
+    pair_agents text[] NOT NULL,
+    pair_roles text[] NOT NULL,
+    call_agents text[] NOT NULL,
+    call_roles text[] NOT NULL,
+    call_tools text[] NOT NULL"""
 _SUMS = """
     input_tokens bigint NOT NULL,
     output_tokens bigint NOT NULL,
@@ -83,20 +95,17 @@ CREATE TABLE tool_rollups (
 CREATE TABLE session_presence (
     session_id varchar(255) NOT NULL,
     tenant varchar(64) NOT NULL,
-    bucket_start timestamptz NOT NULL,{_DIMENSIONS},
-    roles text[] NOT NULL,
-    CONSTRAINT pk_session_presence PRIMARY KEY (session_id, tenant, bucket_start, agent_id)
+    bucket_start timestamptz NOT NULL,{_PRESENCE},
+    CONSTRAINT pk_session_presence PRIMARY KEY (session_id, tenant, bucket_start)
 );
 CREATE INDEX ix_session_presence_tenant_bucket_start ON session_presence (tenant, bucket_start);
-CREATE TABLE tool_presence (
+CREATE TABLE session_hour_presence (
     session_id varchar(255) NOT NULL,
     tenant varchar(64) NOT NULL,
-    bucket_start timestamptz NOT NULL,{_DIMENSIONS},
-    tool_name text NOT NULL,
-    roles text[] NOT NULL,
-    CONSTRAINT pk_tool_presence PRIMARY KEY (session_id, tenant, bucket_start, agent_id, tool_name)
+    bucket_start timestamptz NOT NULL,{_PRESENCE},
+    CONSTRAINT pk_session_hour_presence PRIMARY KEY (session_id, tenant, bucket_start)
 );
-CREATE INDEX ix_tool_presence_tenant_bucket_start ON tool_presence (tenant, bucket_start);
+CREATE INDEX ix_session_hour_presence_tenant_bucket_start ON session_hour_presence (tenant, bucket_start);
 
 CREATE FUNCTION rollup_bucket(at timestamptz) RETURNS timestamptz
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -186,7 +195,7 @@ DROP FUNCTION rollups_log_session();
 DROP FUNCTION rollups_log_tool_calls();
 DROP FUNCTION rollups_log_messages();
 DROP FUNCTION rollup_bucket(timestamptz);
-DROP TABLE tool_presence;
+DROP TABLE session_hour_presence;
 DROP TABLE session_presence;
 DROP TABLE tool_rollups;
 DROP TABLE message_rollups;
