@@ -1,15 +1,15 @@
 """Statistics served from the rollups, exact: folded buckets from the rollup tables, the rest from rows.
 
-A request is served here when the rollups hold what it asks (``plan``): buckets of an hour or
-more in a zone whose offset is a whole number of quarter hours, grouped by nothing, agent, role,
-tool or a kept label, filtered by the dimensions the rollups keep. Its range splits in three:
-the whole 15-minute buckets inside it, read from the rollups unless queued for the fold; the
-queued ones; and the partial quarter hours at its ends, both read from the rows. The caller runs
-both statements in one snapshot (``Database.run_in_snapshot``), so rollups, queue and rows agree.
+A request is served here when the rollups hold what it asks (``stats_plan``, ``tools_plan``):
+buckets of an hour or more in a zone whose offset is a whole number of quarter hours, grouped by
+nothing, agent, role, tool or a kept label, filtered by the dimensions the rollups keep. Its range
+splits in three: the whole 15-minute buckets inside it, read from the rollups unless queued for
+the fold; the queued ones; and the partial quarter hours at its ends, both read from the rows.
+Sums and distinct sessions are one statement, so rollups, queue and rows agree; the caller runs
+it in one snapshot with the label keys it read (``Database.run_in_snapshot``).
 """
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -538,10 +538,3 @@ async def read_tools(conn: AsyncConnection, plan: Plan, most: int) -> list[ToolC
         {**query.parameters, "most": most},
     )
     return [ToolCount(row.name, int(row.calls), int(row.errors)) for row in found]
-
-
-def by_level(cells: list[Cell]) -> dict[int, list[Cell]]:
-    grouped: dict[int, list[Cell]] = defaultdict(list)
-    for each in cells:
-        grouped[each.level].append(each)
-    return grouped
