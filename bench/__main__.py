@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.cases import CASES
+from bench.cases import CASES, GROUPS
 from bench.fresh_database import DatabaseUnavailableError, fresh_database
 from bench.report import Row, table
 from bench.run_context import BenchRun
@@ -49,13 +49,14 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=list(CASES),
+        choices=[*CASES, *GROUPS],
         metavar="CASE",
-        help=f"run only this case (repeatable): {', '.join(CASES)}",
+        help=f"run only this case (repeatable): {', '.join([*CASES, *GROUPS])}",
     )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
-    selected = [name for name in CASES if name in (args.only or CASES)]
+    asked = {case for name in args.only or CASES for case in GROUPS.get(name, (name,))}
+    selected = [name for name in CASES if name in asked]
     started = time.perf_counter()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="sgq-bench-") as tmp:
