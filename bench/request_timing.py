@@ -25,6 +25,13 @@ def p95(timings: list[float]) -> float:
     return statistics.quantiles(timings, n=20)[18]
 
 
+def _described(document: str, errors: list[dict[str, Any]]) -> str:
+    """``Stats: STATEMENT_TIMEOUT: The database took longer...``: the operation, the first error's code."""
+    operation = document.split()[1].split("(")[0]
+    code = errors[0].get("extensions", {}).get("code", "error")
+    return f"{operation}: {code}: {errors[0].get('message')}"
+
+
 def timed(
     client: httpx.Client,
     url: str,
@@ -44,7 +51,7 @@ def timed(
         answer = client.post(url, json=body).json()
         elapsed = time.perf_counter() - start
         if "errors" in answer:
-            raise RuntimeError(f"{body['query'].split()[1]}: {answer['errors']}")
+            raise RuntimeError(_described(body["query"], answer["errors"]))
         if number >= WARMUP:
             timings[number % len(requests)].append(elapsed)
         elif check is not None:
