@@ -36,12 +36,21 @@ def run(bench: BenchRun) -> list[Row]:
             searches = [
                 {"query": SEARCH, "variables": {"query": words, "order": order}} for words in SEARCHES
             ]
-            by_search = timed(client, bench.server.url, searches, calls, bench.sizes.query_seconds)
-            medians = ", ".join(
-                f"{words} {duration(statistics.median(times))}"
-                for words, times in zip(SEARCHES, by_search, strict=True)
-            )
-            bench.log(f"search {order}: median by query: {medians}")
-            timings = [elapsed for times in by_search for elapsed in times]
+            timings: list[float] | str
+            try:
+                by_search = timed(client, bench.server.url, searches, calls, bench.sizes.query_seconds)
+            except (
+                RuntimeError,
+                httpx.HTTPError,
+            ) as error:  # STATEMENT_TIMEOUT: the other order still counts
+                bench.log(f"search {order}: {error}")
+                timings = f"error: {str(error)[:80]}"
+            else:
+                medians = ", ".join(
+                    f"{words} {duration(statistics.median(times))}"
+                    for words, times in zip(SEARCHES, by_search, strict=True)
+                )
+                bench.log(f"search {order}: median by query: {medians}")
+                timings = [elapsed for times in by_search for elapsed in times]
             rows.append(p95_row(f"{name} over {layout.messages:,} msgs (p95)", timings, budget))
     return rows
