@@ -7,8 +7,10 @@ and message ids, filling the placeholders (order number, tool use ids, tracking 
 JSON and the text, and spreading ``created_at`` over one day. Tool calls go into
 ``session_tool_calls`` as the server merges a call and its result, and the agents' and
 sessions' totals and activity times are summed from the stored rows, as migration 0003 does.
-Two connections load halves of the sessions at once. ``verify`` re-derives a sample of stored
-rows with ``db.conversations.facts`` and checks the totals.
+Two connections load halves of the sessions at once. Each session is labelled as a deployment
+would label it: a team (one of ``TEAMS``, taking turns, so ``{labels: {team: "payments"}}`` keeps a
+quarter), a user and a channel. ``verify`` re-derives a sample of stored rows with
+``db.conversations.facts`` and checks the totals and the teams.
 """
 
 import asyncio
@@ -26,6 +28,9 @@ from db.conversations.message_writes import FACT_COLUMNS, TOTALS, facts_json
 AGENT_NAMES = ("triage", "billing", "shipping", "support", "qa")
 MESSAGES_PER_AGENT = 1_000
 SESSION_PREFIX = "load-"
+TEAM_LABEL = "team"
+"""The label the dashboard's label variable filters by in the benchmark (and the rollups keep)."""
+TEAMS = ("payments", "logistics", "support", "sales")
 DAY = timedelta(days=1)
 WORKERS = 2
 
@@ -45,6 +50,13 @@ class Layout:
     @property
     def day_end(self) -> datetime:
         return self.day_start + DAY
+
+    def team_sessions(self, team: str) -> int:
+        """Sessions labelled ``{"team": team}``: session ``n`` is in team ``TEAMS[n % len(TEAMS)]``."""
+        return len(range(TEAMS.index(team), self.sessions, len(TEAMS)))
+
+    def team_messages(self, team: str) -> int:
+        return self.team_sessions(team) * len(AGENT_NAMES) * self.per_agent
 
 
 def layout_for(messages: int, day_start: datetime) -> Layout:
@@ -176,8 +188,8 @@ async def load(libpq_url: str, layout: Layout) -> None:
                 f"""
                 INSERT INTO sessions (session_id, tenant, session_type, created_at, updated_at, labels)
                 SELECT format('{SESSION_PREFIX}%s', lpad(n::text, 6, '0')), 'default', 'AGENT', $2, $2,
-                    jsonb_build_object('channel', (ARRAY['web', 'app', 'phone'])[n % 3 + 1],
-                        'user', 'user-' || (n % 50))
+                    jsonb_build_object('{TEAM_LABEL}', (ARRAY{list(TEAMS)})[n % {len(TEAMS)} + 1],
+                        'user', 'user-' || n, 'channel', (ARRAY['web', 'app', 'phone'])[n % 3 + 1])
                 FROM generate_series(0, $1::int - 1) n;
                 """,
                 layout.sessions,
@@ -268,6 +280,14 @@ async def verify(libpq_url: str, layout: Layout) -> None:
             *bounds,
         )
         assert stored == counted == layout.messages, (stored, counted, layout.messages)
+        teams = dict(
+            await conn.fetch(
+                f"SELECT labels->>'{TEAM_LABEL}', count(*) FROM sessions WHERE {_SESSION_RANGE} GROUP BY 1",
+                *bounds,
+            )
+        )
+        expected = {team: layout.team_sessions(team) for team in TEAMS}
+        assert teams == {team: n for team, n in expected.items() if n}, (teams, expected)
         assert (calls["calls"], calls["errors"]) == (recorded["calls"], recorded["errors"]), (calls, recorded)
     finally:
         await conn.close()

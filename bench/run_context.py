@@ -17,6 +17,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage, Session
 from bench import bulk_load
 from bench.conversation import render
 from bench.fresh_database import Database
+from bench.rollup_catch_up import catch_up_seconds, wait_for_rollups
 from bench.server_process import Server
 from bench.sizes import Sizes
 from client import AsyncGraphQLSessionRepository, GraphQLSessionRepository
@@ -45,6 +46,7 @@ class BenchRun:
     started: float = field(default_factory=time.perf_counter)
     _restore_agent: RestoreAgent | None = None
     _stored: bulk_load.Layout | None = None
+    _rollups_caught_up: bool = False
 
     def log(self, text: str) -> None:
         print(f"[{time.perf_counter() - self.started:6.1f}s] {text}", file=sys.stderr, flush=True)
@@ -91,7 +93,8 @@ class BenchRun:
         return self._restore_agent
 
     def stored_messages(self) -> bulk_load.Layout:
-        """``sizes.stored_messages`` messages over the last whole day, loaded with SQL and checked."""
+        """``sizes.stored_messages`` messages over the last whole day, loaded with SQL and checked, once
+        the rollups have taken them in (``bench.rollup_catch_up``; until they have, each case waits)."""
         if self._stored is None:
             day_start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
             layout = bulk_load.layout_for(self.sizes.stored_messages, day_start)
@@ -101,4 +104,8 @@ class BenchRun:
             asyncio.run(bulk_load.verify(self.database.libpq_url, layout))
             self.log(f"loaded and checked in {time.perf_counter() - began:.1f} s")
             self._stored = layout
+        if not self._rollups_caught_up:
+            timeout = catch_up_seconds(self._stored.messages)
+            asyncio.run(wait_for_rollups(self.database.libpq_url, timeout, self.log))
+            self._rollups_caught_up = True
         return self._stored

@@ -1,8 +1,11 @@
 """``session-graphql serve`` in its own process, as in production, on a free loopback port.
 
-On a fresh database it runs open (no key exists), so clients send no credentials. When it is not
-open (a JWT issuer in the environment), an admin key is made with ``session-graphql token create``
-and every client of the benchmark sends it.
+Its environment is the benchmark's (``PYTHONPATH`` included, so it runs the same checkout), plus the
+database and ``SESSION_GRAPHQL_ROLLUP_LABELS=team``: its rollups keep the label the dashboard's label
+variable filters the bulk-loaded sessions by (``bench.bulk_load.TEAM_LABEL``), as a deployment's
+would. On a fresh database it runs open (no key exists), so clients send no credentials. When it is
+not open (a JWT issuer in the environment), an admin key is made with ``session-graphql token
+create`` and every client of the benchmark sends it.
 """
 
 import os
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from bench.bulk_load import TEAM_LABEL
 from bench.fresh_database import Database
 
 READY_SECONDS = 60
@@ -81,7 +85,12 @@ def _admin_token(env: dict[str, str], url: str) -> str:
 def running_server(database: Database) -> Iterator[Server]:
     """Starts the server on ``database``, waits until it answers, and stops it afterwards."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database.url, "SESSION_GRAPHQL_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database.url,
+        "SESSION_GRAPHQL_LOG_LEVEL": "warning",
+        "SESSION_GRAPHQL_ROLLUP_LABELS": TEAM_LABEL,
+    }
     process = subprocess.Popen(
         [*COMMAND, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
     )

@@ -1,6 +1,7 @@
-"""How much each case does: ``--quick`` (about two minutes) and the full run."""
+"""How much each case does: ``--quick`` (about two minutes) and the full run; ``--scale`` for the
+stored messages alone."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -59,3 +60,12 @@ FULL = Sizes(
     query_seconds=60.0,
     memory_restores=10,
 )
+
+SCALES = {"100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
+"""``--scale``: messages bulk-loaded for search, stats and memory, whatever the other sizes."""
+
+
+def scaled(sizes: Sizes, scale: str | None) -> Sizes:
+    if scale is None:
+        return sizes
+    return replace(sizes, name=f"{sizes.name}, {scale} stored", stored_messages=SCALES[scale])
