@@ -87,6 +87,20 @@ def _whole_hours(plan: Plan) -> bool:
     )
 
 
+def _one_offset(plan: Plan) -> bool:
+    """Whether the zone keeps one offset from start to end (checked at every UTC hour: zones change
+    offset on the hour)."""
+    if plan.start is None or plan.end is None:
+        return False
+    zone, at = ZoneInfo(plan.time_zone), _floor_hour(plan.start)
+    offset = at.astimezone(zone).utcoffset()
+    while at <= plan.end:
+        if at.astimezone(zone).utcoffset() != offset:
+            return False
+        at += HOUR
+    return True
+
+
 def served_filter(f: ConversationFilter, keys: Sequence[str]) -> bool:
     """The filter names only dimensions the rollups keep."""
     return (
@@ -255,9 +269,9 @@ class _Query:
         ]
         return f"SELECT r.bucket_start AS at, {columns} FROM {table} r WHERE {' AND '.join(conditions)}"
 
-    def present_rows(self, columns: str, unnest: str, conditions: list[str]) -> list[str]:
+    def present_rows(self, columns: str, unnest: str, conditions: list[str]) -> tuple[str, list[str]]:
         """Presence rows ``r`` (with ``unnest``: their agents, roles, tools, pairs or calls ``x``) of
-        the whole hours with nothing queued, then of the whole quarter hours not queued outside them;
+        the whole hours with nothing queued, and of the whole quarter hours not queued outside them;
         ``conditions`` on the agent and role."""
         conditions = self.session_dimensions("r") + conditions
         hourly = [
@@ -268,7 +282,8 @@ class _Query:
             "AND p.bucket_start >= r.bucket_start AND p.bucket_start < r.bucket_start + interval '1 hour')",
         ]
         select = f"SELECT r.bucket_start AS at, {columns}"
-        branches = [f"{select} FROM session_hour_presence r {unnest} WHERE {' AND '.join(hourly)}"]
+        hours = f"{select} FROM session_hour_presence r {unnest} WHERE {' AND '.join(hourly)}"
+        branches = []
         quarters = [self.tenant("r"), *conditions, self._not_queued("r")]
         for low, high in (("first", "hour_first"), ("hour_last", "last")):
             where = [f"r.bucket_start >= :{low} AND r.bucket_start < :{high}", *quarters]
@@ -286,7 +301,7 @@ class _Query:
             f"CROSS JOIN LATERAL ({select} FROM session_presence r {unnest} "
             f"WHERE {' AND '.join(inside)} OFFSET 0) y"
         )
-        return branches
+        return hours, branches
 
     def raw_rows(self, columns: str) -> list[str]:
         """Rows of the edges and of the queued buckets: messages ``m`` (with their calls ``c``)."""
@@ -423,14 +438,22 @@ def _sessions_sql(plan: Plan, query: _Query) -> tuple[str, str]:
     """The CTEs of the sessions seen per bucket and key, and the SELECT counting them."""
     session = "session_id" if not plan.scope.all_tenants else "session_id, tenant"
     unnest, key, conditions = _present_keys(plan)
-    present = query.present_rows(f"{key}, r.session_id, r.tenant", unnest, conditions)
+    hours, quarters = query.present_rows(f"{key}, r.session_id, r.tenant", unnest, conditions)
     raw = query.raw_rows(f"{_key(plan, 'm')}, m.session_id, m.tenant")
-    parts = " UNION ALL ".join([*present, *raw] if query.folded else raw)
-    ctes = (
-        f"seen (at, key, session_id, tenant) AS ({parts}), "
-        "cells AS (SELECT DISTINCT date_trunc(:unit, timezone(:tz, at)) AS lb, key, session_id, tenant "
-        "FROM seen)"
-    )
+    local = "date_trunc(:unit, timezone(:tz, at)) AS lb, key, session_id, tenant"
+    if not query.folded:
+        parts, whole = " UNION ALL ".join(raw), None
+    elif plan.unit == "hour" and not ("pair_" in unnest or "call_" in unnest) and _one_offset(plan):
+        # An hour bucket is one UTC hour (one whole-hour offset all along: no clock turned back to
+        # repeat an hour), and an hour's presence row gives each key once: its cells are distinct
+        # already, and no other branch reads that hour.
+        parts, whole = " UNION ALL ".join([*quarters, *raw]), hours
+    else:
+        parts, whole = " UNION ALL ".join([hours, *quarters, *raw]), None
+    cells = f"SELECT DISTINCT {local} FROM seen"
+    if whole is not None:
+        cells = f"SELECT {local} FROM ({whole}) h (at, key, session_id, tenant) UNION ALL {cells}"
+    ctes = f"seen (at, key, session_id, tenant) AS ({parts}), cells AS ({cells})"
     nothing = "NULL::int AS latency_bin, " + ", ".join(
         f"NULL::numeric AS {name}" for name in (*_SUMS, *_MORE)
     )
