@@ -13,9 +13,10 @@ two orders, so paging is stable while nothing is written:
 
 Snippets are only computed for the rows of the page; ranks too, newest first.
 
-Statements that run hold the query as an InitPlan, ``(SELECT websearch_to_tsquery(...))``: parsed
-once per statement. Written inline, a prepared statement's generic plan (PostgreSQL's choice after
-five runs) parses it again for every row it reads, five times the cost of a walk back in time.
+Best first, the statements that run hold the query as an InitPlan, ``(SELECT
+websearch_to_tsquery(...))``, parsed once per statement: written inline, a prepared statement's
+generic plan (PostgreSQL's choice after five runs) parses it again for every row it reads, which
+made a walk back in time five times slower. Only an estimate needs it inline, to see the words.
 """
 
 import json
