@@ -145,18 +145,12 @@ async def search_messages(
     if candidates:
         pool = await _newest_matches(conn, kept, query, candidates)
     else:
-        pool = select(*MESSAGE_KEY, messages.c.search).where(*kept, messages.c.search.op("@@")(tsquery))
-    found = pool.subquery("candidates")
+        pool = select(*MESSAGE_KEY, _rank(messages.c.search, tsquery)).where(
+            *kept, messages.c.search.op("@@")(tsquery)
+        )
     # Materialized, so that a page after a cursor ranks each candidate once, not in its condition
     # and again in its columns.
-    ranked = (
-        select(
-            *(found.c[column.name] for column in MESSAGE_KEY),
-            func.ts_rank_cd(found.c.search, tsquery).label("rank"),
-        )
-        .cte("ranked")
-        .prefix_with("MATERIALIZED")
-    )
+    ranked = pool.cte("ranked").prefix_with("MATERIALIZED")
     order = [ranked.c.rank, *(ranked.c[column.name] for column in MESSAGE_KEY)]
     best = select(ranked)
     if after is not None:
@@ -181,8 +175,8 @@ async def search_messages(
 async def _newest_matches(
     conn: AsyncConnection, kept: list[ColumnElement[bool]], query: str, most: int
 ) -> Select[Any]:
-    """The message keys and search vectors of the newest ``most`` messages that ``kept`` keeps and
-    that match ``query``.
+    """The keys and ranks of the newest ``most`` messages that ``kept`` keeps and that match
+    ``query``.
 
     They are read one of two ways: the tenant's messages back in time from the time index until
     ``most`` match (cheap for common words, reading ``most`` divided by their share), or every match
@@ -195,21 +189,35 @@ async def _newest_matches(
     limit: BindParameter[int] = bindparam("candidates", most, literal_execute=True)
     plain = select(*NEWEST_ORDER).where(*kept, messages.c.search.op("@@")(_tsquery(query)))
     if await _reads_search_index(conn, plain.order_by(*newest).limit(limit)):
-        # Materialized: fetched whole, so the planner cannot turn it into a walk back in time.
+        # Materialized: fetched whole, so the planner cannot turn it into a walk back in time. Each
+        # match is ranked as it is read, so that its search vector is not kept for the sort.
         every = (
-            select(*NEWEST_ORDER, messages.c.search)
+            select(*NEWEST_ORDER, _rank(messages.c.search, _tsquery_once(query)))
             .where(*kept, messages.c.search.op("@@")(_tsquery_once(query)))
             .cte("matching")
             .prefix_with("MATERIALIZED")
         )
         return (
-            select(*(every.c[column.name] for column in MESSAGE_KEY), every.c.search)
+            select(*(every.c[column.name] for column in MESSAGE_KEY), every.c.rank)
             .order_by(*(every.c[column.name].desc() for column in NEWEST_ORDER))
             .limit(limit)
         )
     # ts_match_vq is @@ written as a function, which no index serves: the time index is read.
     matches = func.ts_match_vq(messages.c.search, _tsquery_once(query), type_=Boolean)
-    return select(*MESSAGE_KEY, messages.c.search).where(*kept, matches).order_by(*newest).limit(limit)
+    walk = (
+        select(*MESSAGE_KEY, messages.c.search)
+        .where(*kept, matches)
+        .order_by(*newest)
+        .limit(limit)
+        .subquery("newest")
+    )
+    return select(
+        *(walk.c[column.name] for column in MESSAGE_KEY), _rank(walk.c.search, _tsquery_once(query))
+    )
+
+
+def _rank(search: Any, tsquery: Any) -> Any:
+    return func.ts_rank_cd(search, tsquery).label("rank")
 
 
 async def search_newest_messages(
