@@ -18,6 +18,7 @@ from graphql_api.settings import Limits, SettingsError
 from tests.api_calls import GraphQLCall, NewId, data_of
 from tests.conftest import RunningServer
 from tests.strands_messages import at, conversation, user
+from tests.test_analytics_search import in_tenant
 from tests.test_limits import limited_server
 
 CANDIDATES = 5
@@ -160,7 +161,7 @@ def ties(graphql: GraphQLCall) -> tuple[str, list[str]]:
 
 
 def test_pages_of_the_ranking_reach_each_candidate_once_in_rank_order(
-    few: RunningServer, every: RunningServer, database_url: str, ties: tuple[str, list[str]]
+    every: RunningServer, database_url: str, ties: tuple[str, list[str]]
 ) -> None:
     prefix, newest_seven = ties
     ranks = {
@@ -175,27 +176,14 @@ def test_pages_of_the_ranking_reach_each_candidate_once_in_rank_order(
             assert every_page(seven, "daffodil", prefix, size) == expected, f"pages of {size}"
 
 
-def test_each_tenant_has_its_own_candidates(
-    few: RunningServer, graphql: GraphQLCall, http: httpx.Client, new_id: NewId
-) -> None:
+def test_each_tenant_has_its_own_candidates(few: RunningServer, http: httpx.Client, new_id: NewId) -> None:
     prefix = new_id("candidates")
     newer, older = new_id("tenant"), new_id("tenant")
-
-    def in_tenant(tenant: str) -> GraphQLCall:
-        def call(query: str, variables: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:
-            response = http.post(
-                "/graphql", json={"query": query, "variables": variables or {}}, headers={"X-Tenant": tenant}
-            )
-            assert response.status_code == 200, response.text
-            body: dict[str, Any] = response.json()
-            return body
-
-        return call
-
+    said = [at(i, user("tulip"), _minute(60 + i)) for i in range(6)]
+    conversation(in_tenant(http, newer), f"{prefix}-n", "a", said)
     conversation(
-        in_tenant(newer), f"{prefix}-n", "a", [at(i, user("tulip"), _minute(60 + i)) for i in range(6)]
+        in_tenant(http, older), f"{prefix}-o", "a", [at(i, user("tulip"), _minute(i)) for i in range(3)]
     )
-    conversation(in_tenant(older), f"{prefix}-o", "a", [at(i, user("tulip"), _minute(i)) for i in range(3)])
 
     # the newer tenant's six matches take no place among the older tenant's candidates
     assert sorted(hits(few, "tulip", prefix, tenant=older)) == ["o0", "o1", "o2"]
