@@ -217,6 +217,9 @@ class Limits:
     """Keys (lines) one ``conversationStats`` grouping may have; the estimate counts this many."""
     max_stats_buckets: int = 5000
     """Buckets all ``conversationStats`` fields of one document may ask for together."""
+    search_candidates: int = 10_000
+    """Matches ``searchMessages`` ranks best first: the newest this many the caller's tenant and
+    filter keep (all of them when fewer match); 0 ranks every match, at a cost growing with them."""
     max_heavy_requests: int = 8
     """Heavy requests (statistics, search, storage objects, or an estimated cost of at least
     ``graphql_api.guards.cost.HEAVY_COST`` rows) one caller may have running at once on one replica."""
@@ -264,6 +267,9 @@ class Limits:
             max_stats_keys=_int(env, "SESSION_GRAPHQL_MAX_STATS_KEYS", d.max_stats_keys, 1, 1_000_000),
             max_stats_buckets=_int(
                 env, "SESSION_GRAPHQL_MAX_STATS_BUCKETS", d.max_stats_buckets, 1, 10_000_000
+            ),
+            search_candidates=_int(
+                env, "SESSION_GRAPHQL_SEARCH_CANDIDATES", d.search_candidates, 0, 10_000_000
             ),
             max_heavy_requests=_int(
                 env, "SESSION_GRAPHQL_MAX_HEAVY_REQUESTS", d.max_heavy_requests, 0, 1_000_000

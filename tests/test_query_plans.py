@@ -12,7 +12,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from db.conversations.facts import facts_of
 from db.conversations.message_writes import TOTALS, facts_json
 from db.engine import create_engine
 from db.migrate import upgrade
-from graphql_api.settings import Settings
+from graphql_api.settings import Limits, Settings
 from tests.conftest import RunningServer, sent_in_background
 from tests.scratch_database import scratch_database
 
@@ -543,18 +543,78 @@ query Search($query: String!, $after: String) {
   }
 }
 """
+COMMON_WORD = "found"
+"""In every answer ("Here is what I found: ..."): about two messages in five."""
+VOCABULARY_WORD = "address"
+"""One of the 30 words of questions, answers and tool results: in about one message in twelve."""
+RAREST_WORD = "redacted"
+"""In the redactions only: about one message in a thousand, some 20 per tenant."""
+TIME_INDEX = "ix_session_messages_tenant_created_at_key"
+SEARCH_INDEX = "ix_session_messages_search"
+CANDIDATES = 1000
+"""Fewer than the tenant's matches of a common word, more than those of a rare one."""
 
 
-@pytest.mark.parametrize("query", [RARE_WORD, f'"{RARE_WORD}" -shipping', f"{RARE_WORD} or chargeback"])
-def test_search_reads_messages_through_the_search_index(loaded: Loaded, query: str) -> None:
-    first, sent = loaded.ask(SEARCH, {"query": query})
+@pytest.fixture(scope="module")
+def few_candidates(loaded: Loaded) -> Iterator[Loaded]:
+    """The loaded database, served with best-first search ranking the newest 1,000 matches."""
+    limits = replace(Limits(), search_candidates=CANDIDATES)
+    server = RunningServer(Settings(database_url=loaded.url, limits=limits))
+    server.start()
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=60) as client:
+            yield Loaded(loaded.url, server, client)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        # rare: fewer match than the candidates, so all of them are ranked, from the search index
+        (RARE_WORD, SEARCH_INDEX),
+        (f'"{RARE_WORD}" -shipping', SEARCH_INDEX),
+        (f"{RARE_WORD} or chargeback", SEARCH_INDEX),
+        # common: the newest 1,000 matches are within the newest 2,500 messages, read back in time
+        (COMMON_WORD, TIME_INDEX),
+    ],
+)
+def test_relevance_search_ranks_the_newest_matches_read_through_an_index(
+    few_candidates: Loaded, query: str, index: str
+) -> None:
+    """Best first, the newest matches are the candidates: read back in time from the time index
+    for a common word, or all taken from the search index for a rare one, as the planner chooses
+    shown the words (an EXPLAIN); the statement then sent allows only that way, whatever plan a
+    prepared statement switches to. Either way the candidates are ranked whole and the page's
+    messages read by primary key."""
+    first, sent = few_candidates.ask(SEARCH, {"query": query})
     after = first["searchMessages"]["pageInfo"]["endCursor"]
-    second, sent_next = loaded.ask(SEARCH, {"query": query, "after": after})
+    second, sent_next = few_candidates.ask(SEARCH, {"query": query, "after": after})
 
+    best = few_candidates.sql(
+        "SELECT session_id, agent_id, message_id FROM ("
+        "  SELECT *, ts_rank_cd(search, websearch_to_tsquery('english', :q)) AS rank FROM ("
+        "    SELECT * FROM session_messages"
+        "    WHERE tenant = :t AND search @@ websearch_to_tsquery('english', :q)"
+        "    ORDER BY created_at DESC, session_id DESC, agent_id DESC, message_id DESC LIMIT :k) newest"
+        ") ranked ORDER BY rank DESC, session_id DESC, agent_id DESC, message_id DESC LIMIT 40",
+        {"t": TENANT, "q": query, "k": CANDIDATES},
+    )
     edges = first["searchMessages"]["edges"] + second["searchMessages"]["edges"]
-    assert len(edges) == 40
-    assert all(RARE_WORD in edge["node"]["text"] and f"**{RARE_WORD}**" in edge["snippet"] for edge in edges)
-    assert_no_sequential_scan(loaded.url, sent + sent_next, "session_messages")
+    shown = [(e["node"]["sessionId"], e["node"]["agentId"], e["node"]["messageId"]) for e in edges]
+    assert shown == [tuple(row) for row in best]
+    assert len(shown) == 40 and all("**" in edge["snippet"] for edge in edges)
+    for request in (sent, sent_next):
+        estimates = [statement for statement, _ in request if statement.startswith("EXPLAIN")]
+        assert len(estimates) == 1
+        searches = [
+            (statement, parameters) for statement, parameters in request if statement not in estimates
+        ]
+        assert_no_sequential_scan(few_candidates.url, searches, "session_messages")
+        (plan,) = [plan for plan in plans_of(few_candidates.url, searches) if not plan.generic]
+        candidates, page = sorted(plan.scans_of("session_messages"), key=lambda scan: "pk_" in scan)
+        assert index in candidates.split() and page == "Index Scan pk_session_messages", plan.shown()
+        assert ("matching AS MATERIALIZED" in plan.statement) == (index == SEARCH_INDEX)
 
 
 NEWEST_SEARCH = """
@@ -565,14 +625,6 @@ query Newest($query: String!, $first: Int!, $after: String) {
   }
 }
 """
-COMMON_WORD = "found"
-"""In every answer ("Here is what I found: ..."): about two messages in five."""
-VOCABULARY_WORD = "address"
-"""One of the 30 words of questions, answers and tool results: in about one message in twelve."""
-RAREST_WORD = "redacted"
-"""In the redactions only: about one message in a thousand, some 20 per tenant."""
-TIME_INDEX = "ix_session_messages_tenant_created_at_key"
-SEARCH_INDEX = "ix_session_messages_search"
 
 
 @pytest.mark.parametrize(

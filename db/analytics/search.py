@@ -4,25 +4,43 @@ The search vector is a stored generated column of the text the agent sees (a red
 found by its redaction only), indexed with GIN. A page is the matches after a position in one of
 two orders, so paging is stable while nothing is written:
 
-- best first (``search_messages``): rank, then the message's key. Every match is ranked and
-  sorted, since no index returns rows in rank order.
+- best first (``search_messages``): rank, then the message's key, among the newest matches. No
+  index returns rows in rank order, so ranking every match would cost as much as there are
+  matches; the newest ``candidates`` matches the scope and filter keep are ranked instead, which
+  is every match when fewer match (a rare word, or a time range narrowing them).
 - newest first (``search_newest_messages``): ``created_at``, then the message's key. Common words
   are found by reading the tenant's newest messages back in time, rare ones with the GIN index.
 
-Rank and snippet are only computed for the rows of the page.
+Snippets are only computed for the rows of the page; ranks too, newest first.
+
+Best first, the statements that run hold the query as an InitPlan, ``(SELECT
+websearch_to_tsquery(...))``, parsed once per statement: written inline, a prepared statement's
+generic plan (PostgreSQL's choice after five runs) parses it again for every row it reads, which
+made a walk back in time five times slower. Only an estimate needs it inline, to see the words.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, Select, and_, bindparam, func, literal_column, select, tuple_
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    DateTime,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import ClauseElement, Executable
+from sqlalchemy.sql.expression import BindParameter, ClauseElement, Executable
 from sqlalchemy.types import REAL, TypeEngine
 
 from db.analytics.filters import ConversationFilter, messages_matching
@@ -47,6 +65,8 @@ RARE_SHARE = 0.01
 """Up to this share of messages matching, words are rare: all their matches are fetched (at a
 million messages, up to some 10,000). The planner's estimate for words missing from the search
 column's statistics is at most half of it (0.5 %, DEFAULT_TS_MATCH_SEL), so those count as rare."""
+SEARCH_INDEX = next(str(index.name) for index in messages.indexes if index.columns.keys() == ["search"])
+"""The GIN index of the search vectors."""
 MARK = "**"
 """Around each matched word in a snippet (Markdown's bold), not HTML: dashboards show text as text."""
 _HEADLINE_OPTIONS = (
@@ -64,11 +84,17 @@ class Match:
 
 
 def _tsquery(query: str) -> Any:
+    """The query inline, as the planner must see it to estimate how many messages match."""
     return func.websearch_to_tsquery(literal_column(f"'{SEARCH_CONFIGURATION}'"), bindparam("query", query))
 
 
-def _before(value: Any, value_type: TypeEngine[Any], after: SearchPosition) -> ColumnElement[bool]:
-    """Rows after ``after`` in the descending order of (``value``, the message key)."""
+def _tsquery_once(query: str) -> Any:
+    """The query as an InitPlan, parsed once per statement whatever its plan."""
+    return select(_tsquery(query)).scalar_subquery()
+
+
+def _before(order: Sequence[Any], value_type: TypeEngine[Any], after: SearchPosition) -> ColumnElement[bool]:
+    """Rows after ``after`` in the descending order of ``order``: a value, then the message key."""
     position = tuple_(
         bindparam("after_value", after[0], type_=value_type),
         *(
@@ -76,7 +102,7 @@ def _before(value: Any, value_type: TypeEngine[Any], after: SearchPosition) -> C
             for i, (part, column) in enumerate(zip(after[1:], MESSAGE_KEY, strict=True))
         ),
     )
-    return tuple_(value, *MESSAGE_KEY) < position
+    return tuple_(*order) < position
 
 
 def _snippet(text: Any, tsquery: Any) -> Any:
@@ -104,26 +130,94 @@ async def search_messages(
     first: int,
     after: RankPosition | None,
     *,
+    candidates: int,
     most_bytes: int | None = None,
     documents: bool = True,
 ) -> tuple[list[Match], bool]:
-    """The ``first`` best matches after ``after``, and whether more follow."""
-    tsquery = _tsquery(query)
-    rank = func.ts_rank_cd(messages.c.search, tsquery)
-    inner = select(*message_columns(documents), messages.c.plain_text, rank.label("rank")).where(
-        scope.visible(messages), messages.c.search.op("@@")(tsquery), *messages_matching(f)
-    )
+    """The ``first`` best matches after ``after`` among the newest ``candidates`` (0: among every
+    match), and whether more follow.
+
+    The candidates are the same on every page while nothing is written, so pages neither repeat
+    nor skip a match.
+    """
+    kept = [scope.visible(messages), *messages_matching(f)]
+    tsquery = _tsquery_once(query)
+    if candidates:
+        pool = await _newest_matches(conn, kept, query, candidates)
+    else:
+        pool = select(*MESSAGE_KEY, _rank(messages.c.search, tsquery)).where(
+            *kept, messages.c.search.op("@@")(tsquery)
+        )
+    # Materialized, so that a page after a cursor ranks each candidate once, not in its condition
+    # and again in its columns.
+    ranked = pool.cte("ranked").prefix_with("MATERIALIZED")
+    order = [ranked.c.rank, *(ranked.c[column.name] for column in MESSAGE_KEY)]
+    best = select(ranked)
     if after is not None:
-        inner = inner.where(_before(rank, REAL(), after))
-    best = (
-        inner.order_by(rank.desc(), *(column.desc() for column in MESSAGE_KEY))
-        .limit(first + 1)
-        .subquery("best")
-    )
-    stmt = select(best, _snippet(best.c.plain_text, tsquery).label("snippet")).order_by(
-        best.c.rank.desc(), *(best.c[column.name].desc() for column in MESSAGE_KEY)
+        best = best.where(_before(order, REAL(), after))
+    page = best.order_by(*(column.desc() for column in order)).limit(first + 1).subquery("page")
+    stmt = (
+        select(
+            *message_columns(documents),
+            page.c.rank,
+            _snippet(messages.c.plain_text, tsquery).label("snippet"),
+        )
+        .select_from(
+            page.join(
+                messages, and_(*(messages.c[column.name] == page.c[column.name] for column in MESSAGE_KEY))
+            )
+        )
+        .order_by(page.c.rank.desc(), *(page.c[column.name].desc() for column in MESSAGE_KEY))
     )
     return _matches(await rows_within(conn, stmt, MESSAGE_DOCUMENTS, most_bytes), first, "rank")
+
+
+async def _newest_matches(
+    conn: AsyncConnection, kept: list[ColumnElement[bool]], query: str, most: int
+) -> Select[Any]:
+    """The keys and ranks of the newest ``most`` messages that ``kept`` keeps and that match
+    ``query``.
+
+    They are read one of two ways: the tenant's messages back in time from the time index until
+    ``most`` match (cheap for common words, reading ``most`` divided by their share), or every match
+    from the search index, then the newest of them (cheap for rare words). PostgreSQL's planner
+    chooses, shown the words (an EXPLAIN). The statement then run allows only the way it chose: a
+    prepared statement's generic plan, made without the words, would read every word one way.
+    """
+    newest = [column.desc() for column in NEWEST_ORDER]
+    # A constant, so that a generic plan knows it too.
+    limit: BindParameter[int] = bindparam("candidates", most, literal_execute=True)
+    plain = select(*NEWEST_ORDER).where(*kept, messages.c.search.op("@@")(_tsquery(query)))
+    if await _reads_search_index(conn, plain.order_by(*newest).limit(limit)):
+        # Materialized: fetched whole, so the planner cannot turn it into a walk back in time. Each
+        # match is ranked as it is read, so that its search vector is not kept for the sort.
+        every = (
+            select(*NEWEST_ORDER, _rank(messages.c.search, _tsquery_once(query)))
+            .where(*kept, messages.c.search.op("@@")(_tsquery_once(query)))
+            .cte("matching")
+            .prefix_with("MATERIALIZED")
+        )
+        return (
+            select(*(every.c[column.name] for column in MESSAGE_KEY), every.c.rank)
+            .order_by(*(every.c[column.name].desc() for column in NEWEST_ORDER))
+            .limit(limit)
+        )
+    # ts_match_vq is @@ written as a function, which no index serves: the time index is read.
+    matches = func.ts_match_vq(messages.c.search, _tsquery_once(query), type_=Boolean)
+    walk = (
+        select(*MESSAGE_KEY, messages.c.search)
+        .where(*kept, matches)
+        .order_by(*newest)
+        .limit(limit)
+        .subquery("newest")
+    )
+    return select(
+        *(walk.c[column.name] for column in MESSAGE_KEY), _rank(walk.c.search, _tsquery_once(query))
+    )
+
+
+def _rank(search: Any, tsquery: Any) -> Any:
+    return func.ts_rank_cd(search, tsquery).label("rank")
 
 
 async def search_newest_messages(
@@ -150,7 +244,7 @@ async def search_newest_messages(
     tsquery = _tsquery(query)
     kept = [scope.visible(messages), *messages_matching(f)]
     if after is not None:
-        kept.append(_before(messages.c.created_at, DateTime(timezone=True), after))
+        kept.append(_before(NEWEST_ORDER, DateTime(timezone=True), after))
     matching = select(*NEWEST_ORDER).where(*kept, messages.c.search.op("@@")(tsquery))
     if not scope.all_tenants:  # only within a tenant does an index hold the messages in time order
         newest = (
@@ -201,9 +295,25 @@ def _compile_explain(element: _Explain, compiler: SQLCompiler, **kw: Any) -> str
     return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
 
 
+async def _plan(conn: AsyncConnection, statement: Select[Any]) -> dict[str, Any]:
+    """The plan PostgreSQL would run ``statement`` with, made for its parameters' values."""
+    found = (await conn.execute(_Explain(statement))).scalar_one()
+    plan: dict[str, Any] = (json.loads(found) if isinstance(found, str) else found)[0]["Plan"]
+    return plan
+
+
 async def _expected_rows(conn: AsyncConnection, statement: Select[Any]) -> float:
-    plan = (await conn.execute(_Explain(statement))).scalar_one()
-    return float((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
+    return float((await _plan(conn, statement))["Plan Rows"])
+
+
+async def _reads_search_index(conn: AsyncConnection, statement: Select[Any]) -> bool:
+    def indexes(node: dict[str, Any]) -> Iterator[str]:
+        if "Index Name" in node:
+            yield node["Index Name"]
+        for child in node.get("Plans", ()):
+            yield from indexes(child)
+
+    return SEARCH_INDEX in indexes(await _plan(conn, statement))
 
 
 async def _newest_page(

@@ -190,9 +190,18 @@ class AnalyticsQuery:
             )
         else:
             best = None if after is None else decode_rank_cursor("after", after)
+            candidates = info.context.limits.search_candidates
             found, more = await info.context.read(
                 lambda conn, most: search.search_messages(
-                    conn, scope, words, matching, first, best, most_bytes=most, documents=documents
+                    conn,
+                    scope,
+                    words,
+                    matching,
+                    first,
+                    best,
+                    candidates=candidates,
+                    most_bytes=most,
+                    documents=documents,
                 )
             )
         info.context.loaders.prime_messages([match.record for match in found])

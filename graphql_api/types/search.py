@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 )
 class SearchOrder(Enum):
     RELEVANCE = strawberry.enum_value(
-        "RELEVANCE", description="Best first, by rank: every match is ranked, slow for common words."
+        "RELEVANCE",
+        description="Best first, by rank. The newest matches are ranked (10,000 by default, a server "
+        "setting): every match when fewer match, as within a narrow time range.",
     )
     NEWEST = strawberry.enum_value(
         "NEWEST", description="Newest first, by createdAt: read in time order, fast for common words too."
