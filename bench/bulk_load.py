@@ -7,13 +7,12 @@ and message ids, filling the placeholders (order number, tool use ids, tracking 
 JSON and the text, and spreading ``created_at`` over one day. Tool calls go into
 ``session_tool_calls`` as the server merges a call and its result, and the agents' and
 sessions' totals and activity times are summed from the stored rows, as migration 0003 does.
-Two connections load halves of the sessions at once. Each session is labelled as a deployment
-would label it: a team (one of ``TEAMS``, taking turns, so ``{labels: {team: "payments"}}`` keeps a
-quarter), a user and a channel. ``verify`` re-derives a sample of stored rows with
-``db.conversations.facts`` and checks the totals and the teams.
+The messages go in time order, a slice of the day at a time, as agents write them. Each session
+is labelled as a deployment would label it: a team (one of ``TEAMS``, taking turns, so
+``{labels: {team: "payments"}}`` keeps a quarter), a user and a channel. ``verify`` re-derives a
+sample of stored rows with ``db.conversations.facts`` and checks the totals and the teams.
 """
 
-import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +31,8 @@ TEAM_LABEL = "team"
 """The label the dashboard's label variable filters by in the benchmark (and the rollups keep)."""
 TEAMS = ("payments", "logistics", "support", "sales")
 DAY = timedelta(days=1)
-WORKERS = 2
+SLICES = 20
+"""Time slices the day is loaded in, one after another."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,9 @@ def template_rows() -> list[tuple[Any, ...]]:
     return rows
 
 
-# One row per message to store, for the sessions numbered $1 to $2 - 1: $3 messages per agent,
-# spread over the day from $4 in message order, each agent a little apart from the others.
+# One row per message to store, for the sessions numbered $1 to $2 - 1: the messages numbered $5 to
+# $6 - 1 of each agent's $3, spread over the day from $4 in message order, each agent a little
+# apart from the others.
 _GENERATED = f"""
 WITH agents AS (
     SELECT format('{SESSION_PREFIX}%s', lpad(n::text, 6, '0')) AS session_id,
@@ -112,7 +113,7 @@ generated AS (
         $4::timestamptz + make_interval(
             secs => (g.i + (a.agent_number % 97) / 100.0) * 86400.0 / $3::int
         ) AS created_at
-    FROM agents a, generate_series(0, $3::int - 1) g(i)
+    FROM agents a, generate_series($5::int, $6::int - 1) g(i)
     JOIN bench_templates t ON t.t = g.i % {len(TEMPLATES)}
 )
 """
@@ -129,7 +130,7 @@ SELECT session_id, 'default', agent_id, message_id, role,
         '{TRACKING_ID}', md5(session_id || '/' || agent_id || '/' || message_id)::uuid::text)::json,
     NULL, created_at, created_at, replace(plain_text, '{ORDER}', order_number),
     {", ".join(FACT_COLUMNS[1:])}
-FROM generated
+FROM generated ORDER BY created_at
 """
 )
 # Calls first, then results merged into them, as ``db.conversations.message_writes`` merges a result
@@ -164,13 +165,10 @@ _SET_TOTALS = ", ".join(f"{c} = f.{c}" for c in ("message_count", *TOTALS))
 _SESSION_RANGE = "session_id >= $1 AND session_id < $2"
 
 
-async def _load_sessions(pool: asyncpg.Pool, layout: Layout, first: int, last: int) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(_TEMPLATE_TABLE)
-        rows = template_rows()
-        values = ", ".join(f"${n}" for n in range(1, len(rows[0]) + 1))
-        await conn.executemany(f"INSERT INTO bench_templates VALUES ({values})", rows)
-        arguments = (first, last, layout.per_agent, layout.day_start)
+async def _load_messages(conn: asyncpg.Connection, layout: Layout, first: int, last: int) -> None:
+    """The messages numbered ``first`` to ``last - 1`` of every agent, stored in time order."""
+    async with conn.transaction():
+        arguments = (0, layout.sessions, layout.per_agent, layout.day_start, first, last)
         for statement in (_INSERT_MESSAGES, _INSERT_TOOL_CALLS, _MERGE_TOOL_RESULTS):
             await conn.execute(statement, *arguments)
 
@@ -181,7 +179,7 @@ def _session_id(number: int) -> str:
 
 async def load(libpq_url: str, layout: Layout) -> None:
     """Stores ``layout.messages`` messages in new sessions of tenant ``default``, then analyzes."""
-    pool = await asyncpg.create_pool(libpq_url, min_size=1, max_size=WORKERS)
+    pool = await asyncpg.create_pool(libpq_url, min_size=1, max_size=1)
     try:
         async with pool.acquire() as conn:
             await conn.execute(
@@ -205,18 +203,17 @@ async def load(libpq_url: str, layout: Layout) -> None:
                 """,
                 list(AGENT_NAMES),
             )
-        step = -(-layout.sessions // (WORKERS * 4))
-        chunks = [(first, min(first + step, layout.sessions)) for first in range(0, layout.sessions, step)]
-        queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
-        for chunk in chunks:
-            queue.put_nowait(chunk)
-
-        async def work() -> None:
-            while not queue.empty():
-                first, last = queue.get_nowait()
-                await _load_sessions(pool, layout, first, last)
-
-        await asyncio.gather(*(work() for _ in range(WORKERS)))
+        # In time order, a slice of the day at a time, as agents would have written them: the table
+        # then holds a stretch of time in neighbouring pages (what newest-first reads and the
+        # rollups' fold of a bucket find), and a result's call is stored before it.
+        async with pool.acquire() as conn:
+            await conn.execute(_TEMPLATE_TABLE)
+            rows = template_rows()
+            values = ", ".join(f"${n}" for n in range(1, len(rows[0]) + 1))
+            await conn.executemany(f"INSERT INTO bench_templates VALUES ({values})", rows)
+            step = -(-layout.per_agent // SLICES)
+            for first in range(0, layout.per_agent, step):
+                await _load_messages(conn, layout, first, min(first + step, layout.per_agent))
         async with pool.acquire() as conn:
             bounds = (_session_id(0), _session_id(layout.sessions))
             await conn.execute(
