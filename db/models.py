@@ -393,52 +393,44 @@ class RollupInvalidationModel(Base):
     )
 
 
-class MessageRollupModel(Base):
+class _RollupRow:
+    """A rollup row's key (its bucket and dimensions, and the latency bin of its messages) and the
+    sums both rollup tables keep."""
+
+    tenant: Mapped[str] = _tenant_key()
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    role: Mapped[str] = mapped_column(Text, primary_key=True)
+    session_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    snapshot_backed: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    labels: Mapped[Any] = mapped_column(JSONB, primary_key=True)
+    latency_bin: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    input_tokens: Mapped[int] = _sum()
+    output_tokens: Mapped[int] = _sum()
+    total_tokens: Mapped[int] = _sum()
+    cache_read_tokens: Mapped[int] = _sum()
+    latency_count: Mapped[int] = _sum()
+    latency_sum: Mapped[int] = _sum()
+
+
+class MessageRollupModel(_RollupRow, Base):
     """Messages of a bucket with the same dimensions and latency bin: counts and sums."""
 
     __tablename__ = "message_rollups"
 
-    tenant: Mapped[str] = _tenant_key()
-    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
-    agent_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    role: Mapped[str] = mapped_column(Text, primary_key=True)
-    session_type: Mapped[str] = mapped_column(String(32), primary_key=True)
-    snapshot_backed: Mapped[bool] = mapped_column(Boolean, primary_key=True)
-    labels: Mapped[Any] = mapped_column(JSONB, primary_key=True)
-    latency_bin: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     messages: Mapped[int] = _sum()
-    input_tokens: Mapped[int] = _sum()
-    output_tokens: Mapped[int] = _sum()
-    total_tokens: Mapped[int] = _sum()
-    cache_read_tokens: Mapped[int] = _sum()
-    latency_count: Mapped[int] = _sum()
-    latency_sum: Mapped[int] = _sum()
     tool_calls: Mapped[int] = _sum()
     tool_errors: Mapped[int] = _sum()
 
 
-class ToolRollupModel(Base):
+class ToolRollupModel(_RollupRow, Base):
     """Tool calls of a bucket with the same dimensions, tool and latency bin of the calling message."""
 
     __tablename__ = "tool_rollups"
 
-    tenant: Mapped[str] = _tenant_key()
-    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
-    agent_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    role: Mapped[str] = mapped_column(Text, primary_key=True)
     tool_name: Mapped[str] = mapped_column(Text, primary_key=True)
-    session_type: Mapped[str] = mapped_column(String(32), primary_key=True)
-    snapshot_backed: Mapped[bool] = mapped_column(Boolean, primary_key=True)
-    labels: Mapped[Any] = mapped_column(JSONB, primary_key=True)
-    latency_bin: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     calls: Mapped[int] = _sum()
     errors: Mapped[int] = _sum()
-    input_tokens: Mapped[int] = _sum()
-    output_tokens: Mapped[int] = _sum()
-    total_tokens: Mapped[int] = _sum()
-    cache_read_tokens: Mapped[int] = _sum()
-    latency_count: Mapped[int] = _sum()
-    latency_sum: Mapped[int] = _sum()
 
 
 class _Presence:
