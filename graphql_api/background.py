@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from db.analytics import rollups
@@ -51,7 +52,7 @@ async def _adopt_label_keys(database: Database, wanted: tuple[str, ...]) -> None
 async def fold_rollups(database: Database, settings: RollupSettings) -> None:
     """Keeps the rollups caught up: a round every ``fold_seconds``, batches back to back while the
     queue is long."""
-    adopted = False
+    adopted, failed = False, False
     while True:
         try:
             if not adopted:
@@ -59,12 +60,18 @@ async def fold_rollups(database: Database, settings: RollupSettings) -> None:
                 adopted = True
                 if not settings.fold_seconds:
                     return
-            folded = await database.run_in_transaction(rollups.fold)
-        except Exception as error:  # an outage or a lost race: the next round tries again
+            # After a failure, one bucket at a time in any order: one that cannot be folded stays
+            # queued (read from rows, exact) without holding up the others.
+            folded = await database.run_in_transaction(
+                partial(rollups.fold, most_buckets=1, any_order=True) if failed else rollups.fold
+            )
+        except Exception as error:  # an outage, or a bucket that cannot be folded: try again
             logger.warning("rollup fold failed, retrying in %.0f s: %r", FOLD_RETRY_SECONDS, error)
+            failed = True
             await asyncio.sleep(FOLD_RETRY_SECONDS)
             continue
-        if not folded or folded < rollups.BUCKETS_PER_FOLD:
+        failed = failed and folded == 1
+        if not folded or (folded < rollups.BUCKETS_PER_FOLD and not failed):
             await asyncio.sleep(settings.fold_seconds)
 
 

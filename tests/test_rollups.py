@@ -276,6 +276,32 @@ def test_writes_into_folded_buckets_show_at_once_and_after_the_next_fold(written
     _compare_all(written, served_expected=True)
 
 
+def test_messages_at_infinity_are_in_no_bucket_and_hold_up_no_fold(written: Store) -> None:
+    """Rows from before times were checked may say +-infinity: no range holds them, no bucket."""
+    written.fold_everything()
+
+    async def legacy(database: Database) -> None:
+        async def insert(conn: AsyncConnection) -> None:
+            for number, when in enumerate(("infinity", "-infinity")):
+                await conn.execute(
+                    text(
+                        "INSERT INTO session_messages (session_id, tenant, agent_id, message_id, role, "
+                        "message, created_at) "
+                        f"VALUES ('s5', 'south', 'support', :m, 'user', '{{}}', '{when}')"
+                    ),
+                    {"m": 800 + number},
+                )
+
+        await database.run_in_transaction(insert)
+
+    written.on_database(legacy)
+    assert written.queued() == 0
+    _message(written, "south", "s5", "support", at(802, user("after"), DAY0.isoformat()))
+    written.fold_everything()
+    assert written.queued() == 0
+    _compare_all(written, served_expected=True)
+
+
 def test_the_api_says_where_an_answer_came_from(written: Store) -> None:
     query = """
       query($g: GroupBy!, $b: Bucket!, $f: ConversationFilter) {

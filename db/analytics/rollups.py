@@ -240,8 +240,11 @@ async def _locked(conn: AsyncConnection) -> bool:
     return bool(found.scalar_one())
 
 
-async def fold(conn: AsyncConnection, most_buckets: int = BUCKETS_PER_FOLD) -> int | None:
-    """Recomputes up to ``most_buckets`` queued buckets, oldest first, in the caller's transaction.
+async def fold(
+    conn: AsyncConnection, most_buckets: int = BUCKETS_PER_FOLD, *, any_order: bool = False
+) -> int | None:
+    """Recomputes up to ``most_buckets`` queued buckets, oldest first (``any_order``: at random, so a
+    bucket whose fold fails cannot hold up the others), in the caller's transaction.
 
     Returns how many it recomputed, or None when another replica holds the fold's lock. The log
     entries it removes are the ones its first statement sees; an entry a writer commits after
@@ -254,7 +257,7 @@ async def fold(conn: AsyncConnection, most_buckets: int = BUCKETS_PER_FOLD) -> i
             text(
                 "DELETE FROM rollup_invalidations i USING ("
                 "  SELECT tenant, bucket_start FROM rollup_invalidations GROUP BY tenant, bucket_start"
-                "  ORDER BY min(logged_at) LIMIT :most"
+                f"  ORDER BY {'random()' if any_order else 'min(logged_at)'} LIMIT :most"
                 ") AS b WHERE i.tenant = b.tenant AND i.bucket_start = b.bucket_start "
                 "RETURNING i.tenant, i.bucket_start"
             ),
@@ -318,7 +321,10 @@ async def rebuild(conn: AsyncConnection, keys: Sequence[str] | None = None, tena
     await conn.execute(text(f"DELETE FROM rollup_invalidations {where}"), {"tenant": tenant})
     found = (
         await conn.execute(
-            text(f"SELECT DISTINCT tenant, rollup_bucket(created_at) AS b FROM session_messages {where}"),
+            text(
+                "SELECT DISTINCT tenant, rollup_bucket(created_at) AS b FROM session_messages "
+                f"WHERE isfinite(created_at) {where.replace('WHERE', 'AND')}"
+            ),
             {"tenant": tenant},
         )
     ).all()

@@ -115,11 +115,13 @@ CREATE FUNCTION rollups_log_messages() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP <> 'DELETE' THEN
         INSERT INTO rollup_invalidations (session_id, tenant, bucket_start)
-        SELECT DISTINCT session_id, tenant, rollup_bucket(created_at) FROM new_rows;
+        SELECT DISTINCT session_id, tenant, rollup_bucket(created_at) FROM new_rows
+        WHERE isfinite(created_at);
     END IF;
     IF TG_OP <> 'INSERT' THEN
         INSERT INTO rollup_invalidations (session_id, tenant, bucket_start)
-        SELECT DISTINCT session_id, tenant, rollup_bucket(created_at) FROM old_rows;
+        SELECT DISTINCT session_id, tenant, rollup_bucket(created_at) FROM old_rows
+        WHERE isfinite(created_at);
     END IF;
     RETURN NULL;
 END $$;
@@ -129,12 +131,12 @@ BEGIN
     IF TG_OP <> 'DELETE' THEN
         INSERT INTO rollup_invalidations (session_id, tenant, bucket_start)
         SELECT DISTINCT session_id, tenant, rollup_bucket(called_at) FROM new_rows
-        WHERE called_at IS NOT NULL;
+        WHERE isfinite(called_at);
     END IF;
     IF TG_OP <> 'INSERT' THEN
         INSERT INTO rollup_invalidations (session_id, tenant, bucket_start)
         SELECT DISTINCT session_id, tenant, rollup_bucket(called_at) FROM old_rows
-        WHERE called_at IS NOT NULL;
+        WHERE isfinite(called_at);
     END IF;
     RETURN NULL;
 END $$;
@@ -153,6 +155,7 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- Messages at +-infinity (rows from before times were checked) are in no bucket and no range.
 CREATE TRIGGER rollups_insert AFTER INSERT ON session_messages
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION rollups_log_messages();
 CREATE TRIGGER rollups_update AFTER UPDATE ON session_messages
@@ -175,7 +178,8 @@ CREATE TRIGGER rollups_dimensions AFTER UPDATE OF labels, session_type, snapshot
     ) EXECUTE FUNCTION rollups_log_session();
 
 INSERT INTO rollup_invalidations (session_id, tenant, bucket_start)
-SELECT DISTINCT session_id, tenant, rollup_bucket(created_at) FROM session_messages;
+SELECT DISTINCT session_id, tenant, rollup_bucket(created_at) FROM session_messages
+WHERE isfinite(created_at);
 
 CREATE INDEX ix_sessions_tenant_total_tokens_session_id ON sessions (tenant, total_tokens, session_id);
 CREATE INDEX ix_sessions_tenant_message_count_session_id ON sessions (tenant, message_count, session_id);
