@@ -18,7 +18,15 @@ from graphql_api.guards.request_limits import RequestLimits
 from graphql_api.read_routing import ReadRouting
 from graphql_api.resolvers.root import Mutation, Query
 from graphql_api.settings import Limits
-from graphql_api.types.scalars import Base64, Base64Scalar, DateTimeScalar, Time, TimeScalar
+from graphql_api.types.scalars import (
+    Base64,
+    Base64Scalar,
+    Count,
+    CountScalar,
+    DateTimeScalar,
+    Time,
+    TimeScalar,
+)
 
 
 class SessionStoreSchema(strawberry.Schema):
@@ -53,7 +61,12 @@ def create_schema(limits: Limits | None = None, *, introspection: bool = True) -
             ReadRouting,
             RequestLimits,
         ],
-        scalar_overrides={datetime: DateTimeScalar, Time: TimeScalar, Base64: Base64Scalar},
+        scalar_overrides={
+            datetime: DateTimeScalar,
+            Time: TimeScalar,
+            Base64: Base64Scalar,
+            Count: CountScalar,
+        },
         execution_context_class=BudgetedExecutor,
     )
 

@@ -302,6 +302,53 @@ def test_messages_at_infinity_are_in_no_bucket_and_hold_up_no_fold(written: Stor
     _compare_all(written, served_expected=True)
 
 
+def test_a_zone_whose_offset_leaves_whole_hours_in_the_range_counts_its_sessions_by_the_quarter(
+    written: Store,
+) -> None:
+    """Lord Howe is +11:00 in March and November but +10:30 in June: a session seen at 13:45 UTC on
+    June 10 is on June 11 there, which an hour's presence (13:00 UTC, 23:30 local) would miss."""
+    written.call("south", SESSION, s={"sessionId": "howe", "sessionType": "AGENT"})
+    _agent(written, "south", "howe", "support")
+    _message(written, "south", "howe", "support", at(0, user("late"), "2025-06-10T13:45:00+00:00"))
+    written.fold_everything()
+    request = stats.StatsRequest(
+        "DAY",
+        datetime(2025, 3, 1, tzinfo=UTC),
+        datetime(2025, 11, 1, tzinfo=UTC),
+        "NONE",
+        None,
+        "Australia/Lord_Howe",
+    )
+
+    async def work(database: Database) -> tuple[stats.Stats, stats.Stats]:
+        return await database.run_in_snapshot(
+            partial(_both_stats, scope=Scope("south"), f=ConversationFilter(), request=request)
+        )
+
+    served, computed = written.on_database(work)
+    assert served.from_rollups
+    assert_same_stats(served, computed)
+
+
+def test_token_sums_past_32_bits_are_answered_whole(written: Store) -> None:
+    """A month of tokens outgrows GraphQL's Int: sums are Count, a JSON number."""
+    written.call("south", SESSION, s={"sessionId": "big", "sessionType": "AGENT"})
+    _agent(written, "south", "big", "support")
+    for number in range(3):
+        big = assistant("long", usage=(2_000_000_000, 1, 2_000_000_001), latency_ms=100)
+        _message(
+            written, "south", "big", "support", at(number, big, (DAY0 + timedelta(hours=number)).isoformat())
+        )
+    query = """{ conversationStats(bucket: DAY, from: "2025-06-02T00:00:00Z", to: "2025-06-03T00:00:00Z",
+                   filter: {agentId: "support"}) { fromRollups totals { inputTokens } } }"""
+    before = written.call("south", query)["conversationStats"]
+    written.fold_everything()
+    after = written.call("south", query)["conversationStats"]
+    assert before["totals"]["inputTokens"] == after["totals"]["inputTokens"]
+    assert after["totals"]["inputTokens"] >= 6_000_000_000
+    assert after["fromRollups"] is True
+
+
 def test_the_api_says_where_an_answer_came_from(written: Store) -> None:
     query = """
       query($g: GroupBy!, $b: Bucket!, $f: ConversationFilter) {

@@ -79,12 +79,17 @@ def _whole_quarters(zone: str, *instants: datetime) -> bool:
 
 
 def _whole_hours(plan: Plan) -> bool:
-    """Whether the zone's offsets at both ends are whole hours, so local buckets are made of UTC hours."""
-    return all(
-        at is None
-        or ((at.astimezone(ZoneInfo(plan.time_zone)).utcoffset() or timedelta()) % HOUR) == timedelta()
-        for at in (plan.start, plan.end)
-    )
+    """Whether the zone's offset is a whole number of hours all along the range (checked at its ends
+    and every day between: no offset lasts less than a day), so local buckets are made of UTC hours."""
+    if plan.start is None or plan.end is None:
+        return False
+    zone, at = ZoneInfo(plan.time_zone), plan.start
+    while True:
+        if (at.astimezone(zone).utcoffset() or timedelta()) % HOUR:
+            return False
+        if at >= plan.end:
+            return True
+        at = min(at + timedelta(days=1), plan.end)
 
 
 def _one_offset(plan: Plan) -> bool:
@@ -304,7 +309,9 @@ class _Query:
         return hours, branches
 
     def raw_rows(self, columns: str) -> list[str]:
-        """Rows of the edges and of the queued buckets: messages ``m`` (with their calls ``c``)."""
+        """Rows of the edges and of the queued buckets: messages ``m`` (with their calls ``c``); and,
+        for a range open at an end, calls of messages at +-infinity there (rows from before times
+        were checked), which no bucket holds."""
         tools = self.plan.tools
         join_calls = (
             "JOIN session_messages m ON m.session_id = c.session_id AND m.tenant = c.tenant "
@@ -340,6 +347,14 @@ class _Query:
                 f"SELECT y.* FROM pending p "
                 f"CROSS JOIN LATERAL ({select} WHERE {' AND '.join(where)} OFFSET 0) y"
             )
+        if self.plan.start is None or self.plan.end is None:
+            where = [
+                self.tenant("c" if tools else "m"),
+                f"{driving} IN ('-infinity', 'infinity')",
+                *self._range("m.created_at", "counted_start", "counted_end"),
+                *conditions,
+            ]
+            branches.append(f"{select} WHERE {' AND '.join(where)}")
         return branches
 
 

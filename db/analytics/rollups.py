@@ -30,6 +30,7 @@ FOLD_LOCK = 7_283_916_401
 """The advisory lock the fold and rebuilds hold: one replica folds at a time."""
 BUCKETS_PER_FOLD = 16
 """Buckets one fold transaction recomputes: small transactions, short locks."""
+FOLD_STATEMENT_TIMEOUT = "10min"
 
 EXACT_LATENCY_BELOW = 64
 LATENCY_RATIO = 1.04
@@ -240,6 +241,12 @@ async def _locked(conn: AsyncConnection) -> bool:
     return bool(found.scalar_one())
 
 
+async def _unhurried(conn: AsyncConnection) -> None:
+    """Lifts the API's statement timeout for this transaction: background work, which blocks no
+    writer, may take longer than a request should (a bucket of 100,000 messages takes seconds)."""
+    await conn.execute(text(f"SET LOCAL statement_timeout = '{FOLD_STATEMENT_TIMEOUT}'"))
+
+
 async def fold(
     conn: AsyncConnection, most_buckets: int = BUCKETS_PER_FOLD, *, any_order: bool = False
 ) -> int | None:
@@ -252,6 +259,7 @@ async def fold(
     """
     if not await _locked(conn):
         return None
+    await _unhurried(conn)
     taken = (
         await conn.execute(
             text(
@@ -312,6 +320,7 @@ async def rebuild(conn: AsyncConnection, keys: Sequence[str] | None = None, tena
     if keys is not None and tenant is not None:
         raise ValueError("label keys are changed for all tenants at once")
     await conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": FOLD_LOCK})
+    await conn.execute(text("SET LOCAL statement_timeout = 0"))  # every bucket, in one transaction
     if keys is not None:
         await conn.execute(text("UPDATE rollup_settings SET label_keys = :keys"), {"keys": list(keys)})
     kept = await label_keys(conn)

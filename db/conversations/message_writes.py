@@ -103,8 +103,10 @@ _INSERT_AFTER_GIVEN = f"""
             session_id, tenant, agent_id, tool_use_id, name, called_message_id, called_at, status,
             result_message_id
         )
-        SELECT :session_id, :tenant, :agent_id, u.id, max(u.name), max(u.called), max(u.called_at),
-            max(u.status), max(u.answered)
+        -- A call's time is its message's: the two come from the same message even when a batch
+        -- repeats a tool use id in a message stored earlier in time (statistics bucket calls by it).
+        SELECT :session_id, :tenant, :agent_id, u.id, max(u.name), max(u.called),
+            (array_agg(u.called_at ORDER BY u.called DESC NULLS LAST))[1], max(u.status), max(u.answered)
         FROM (
             SELECT x->>'id' AS id, x->>'name' AS name, i.message_id AS called, i.created_at AS called_at,
                 NULL::text AS status, NULL::int AS answered

@@ -187,3 +187,26 @@ Base64Scalar = strawberry.scalar(
     serialize=lambda value: base64.b64encode(value).decode("ascii"),
     parse_value=_parse_base64,
 )
+
+
+Count = NewType("Count", int)
+"""A sum that outgrows GraphQL's 32-bit Int: a month of tokens (``CountScalar`` writes it)."""
+
+JSON_SAFE_INTEGER = 2**53 - 1
+
+
+def _parse_count(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or abs(value) > JSON_SAFE_INTEGER:
+        raise StrawberryInputCoercionError(
+            f"Count must be an integer within +-(2^53 - 1), got {_quoted(value)}"
+        )
+    return value
+
+
+CountScalar = strawberry.scalar(
+    name="Count",
+    description="A whole number that may exceed GraphQL's 32-bit Int (token sums over long ranges), "
+    "written as a JSON number, exact up to 2^53 - 1.",
+    serialize=int,
+    parse_value=_parse_count,
+)

@@ -7,6 +7,7 @@ import strawberry
 
 from db.analytics import stats as stored
 from db.records import record_of
+from graphql_api.types.scalars import Count
 
 DEFAULT_STATS_RANGE = timedelta(days=1)
 """What ``conversationStats`` covers when ``from`` is left out: the day before ``to``."""
@@ -44,10 +45,10 @@ class StatsRow:
     )
     messages: int = strawberry.field(description="Messages (grouped by tool: calls of the tool).")
     sessions: int
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
-    cache_read_tokens: int
+    input_tokens: Count
+    output_tokens: Count
+    total_tokens: Count
+    cache_read_tokens: Count
     avg_latency_ms: float | None
     p95_latency_ms: float | None
     tool_calls: int
