@@ -142,6 +142,7 @@ def create_app(settings: Settings) -> Starlette:
         create_schema(settings.limits, introspection=settings.introspection),
         graphql_ide="graphiql" if settings.graphiql else None,
         limits=settings.limits,
+        log_format=settings.log_format,
     )
     middleware = []
     if settings.cors_origins:

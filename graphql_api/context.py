@@ -33,6 +33,8 @@ class Context:
     limits: Limits = field(default_factory=Limits)
     request: Request | None = None
     request_id: str | None = None
+    operation_name: str | None = None
+    """The operation that runs (set as it starts), for the request log."""
     body_bytes: int = 0
     """Size of the request body: a message cannot be larger, so small requests skip measuring."""
     heavy_requests: HeavyRequests | None = None

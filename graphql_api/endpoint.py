@@ -27,7 +27,7 @@ from strawberry.types import ExecutionResult
 from db.engine import Database
 from db.json_values import StoredJSON
 from db.tenancy import Scope as TenantScope
-from graphql_api import request_ids
+from graphql_api import request_ids, request_log
 from graphql_api.auth.credentials import TENANT_HEADER, Authenticator, scope_for
 from graphql_api.auth.identity import Caller
 from graphql_api.auth.rate_limits import HeavyRequests, RateLimited, RateLimiter, retry_after_header
@@ -57,6 +57,7 @@ class Admitted:
     read_from: ReadFrom | None = None
     response: Response | None = None
     """strawberry's response to this request, whose status and headers the answer's are made from."""
+    context: Context | None = None
 
 
 @dataclass
@@ -141,9 +142,10 @@ def _decoded(value: object) -> object:
 
 
 class SessionGraphQL(GraphQL[Context, None]):
-    def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: Limits, log_format: str = "text", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
+        self.log_format = log_format
 
     def decode_json(self, data: str | bytes) -> object:
         # json.loads raises more than JSONDecodeError (deep nesting, over-long integers, bad
@@ -189,13 +191,20 @@ class SessionGraphQL(GraphQL[Context, None]):
             return
         request = Request(scope, receive=receive)
         request_id = request_ids.new_request_id()
+        upstream = request_ids.upstream_id(request.headers.get(request_ids.HEADER))
+        line = request_log.RequestLine(request_id, upstream, request.method)
+        request.state.log_line = line
         token = request_ids.current.set(request_id)
-        theirs = request_ids.upstream.set(request_ids.upstream_id(request.headers.get(request_ids.HEADER)))
+        theirs = request_ids.upstream.set(upstream)
         try:
             response = await self._respond(request)
         finally:
             request_ids.upstream.reset(theirs)
             request_ids.current.reset(token)
+        admitted: Admitted | None = getattr(request.state, "admitted", None)
+        if admitted is not None and admitted.context is not None:
+            line.named(admitted.context.operation_name)
+        request_log.write(line, response.status_code, self.log_format)
         response.headers[request_ids.HEADER] = request_id
         await response(scope, receive, send)
 
@@ -207,8 +216,11 @@ class SessionGraphQL(GraphQL[Context, None]):
                     return await self.render_graphql_ide(request)
                 raise HTTPException(404, "Not Found")
             services: Services = request.app.state.services
+            line: request_log.RequestLine = request.state.log_line
             caller = await services.authenticator.caller(request.headers)
+            line.caller = caller.name
             tenant_scope = scope_for(caller, request.headers.get(TENANT_HEADER))
+            line.tenant = None if tenant_scope.all_tenants else tenant_scope.tenant
             read_from = read_from_header(request.headers)
             if caller.rate_bucket is not None:
                 try:
@@ -221,6 +233,7 @@ class SessionGraphQL(GraphQL[Context, None]):
             request.state.admitted = Admitted(caller, tenant_scope, len(body), read_from)
             return await self.run(request)
         except Refusal as refusal:
+            request.state.log_line.outcome = refusal.code.value
             headers = dict(refusal.headers)
             if not body_read and _large_unread_body(request):
                 headers.update(CLOSE_CONNECTION)
@@ -228,13 +241,14 @@ class SessionGraphQL(GraphQL[Context, None]):
         except HTTPException as error:
             # strawberry answers these in plain text; clients expect a GraphQL error body with a code.
             bad = Refusal(error.status_code, ErrorCode.BAD_REQUEST, error.reason)
+            request.state.log_line.outcome = bad.code.value
             return JSONResponse(bad.body(), status_code=error.status_code)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         admitted: Admitted = request.state.admitted
         services: Services = request.app.state.services
         admitted.response = response if isinstance(response, Response) else None
-        return Context(
+        admitted.context = Context(
             db=services.database,
             caller=admitted.caller,
             scope=admitted.scope,
@@ -246,10 +260,13 @@ class SessionGraphQL(GraphQL[Context, None]):
             read_replica=services.read_replica,
             read_from=admitted.read_from,
         )
+        return admitted.context
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         if result.errors:
             result.errors = [with_code(error) for error in result.errors if isinstance(error, GraphQLError)]
+            codes = [(error.extensions or {}).get("code") for error in result.errors]
+            request.state.log_line.outcome = str(next((code for code in codes if code), "ERROR"))
             admitted: Admitted | None = getattr(request.state, "admitted", None)
             if admitted is not None and admitted.response is not None:
                 _rate_limited_status(result.errors, admitted.response)

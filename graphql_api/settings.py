@@ -67,6 +67,16 @@ def _log_level(environ: Mapping[str, str], name: str) -> str:
     return raw
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(environ: Mapping[str, str], name: str) -> str:
+    raw = (environ.get(name) or "text").strip().lower()
+    if raw not in LOG_FORMATS:
+        raise SettingsError(f"{name} must be text or json, not {raw!r}")
+    return raw
+
+
 def _text(environ: Mapping[str, str], name: str) -> str | None:
     return environ.get(name, "").strip() or None
 
@@ -379,6 +389,8 @@ class Settings:
     # (`session-graphql migrate`) unless this is set.
     migrate_on_start: bool = False
     log_level: str = "info"
+    log_format: str = "text"
+    """The request log's lines (graphql_api.request_log): ``text`` or ``json``."""
     insecure: bool = False
     """Allow running without credentials on an address other than loopback."""
     cors_origins: tuple[str, ...] = ()
@@ -391,6 +403,8 @@ class Settings:
     read_replica: ReplicaSettings = field(default_factory=ReplicaSettings)
 
     def __post_init__(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"SESSION_GRAPHQL_LOG_FORMAT must be text or json, not {self.log_format!r}")
         if self.read_replica.url is not None and self.database_url is None:
             # The embedded database takes no replicas: dashboards would read another database
             # than the one agents write to.
@@ -414,6 +428,7 @@ class Settings:
             introspection=_bool(env, "SESSION_GRAPHQL_INTROSPECTION", True),
             migrate_on_start=_bool(env, "SESSION_GRAPHQL_MIGRATE_ON_START", False),
             log_level=_log_level(env, "SESSION_GRAPHQL_LOG_LEVEL"),
+            log_format=_log_format(env, "SESSION_GRAPHQL_LOG_FORMAT"),
             insecure=_bool(env, "SESSION_GRAPHQL_INSECURE", False),
             cors_origins=_words(env, "SESSION_GRAPHQL_CORS_ORIGINS"),
             key_refresh_seconds=_number(env, "SESSION_GRAPHQL_KEY_REFRESH_SECONDS", 2.0, 0.1, 300),

@@ -207,6 +207,7 @@ class RequestLimits(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
         request: Context = context.context
+        request.operation_name = context.operation_name
         document = context.graphql_document
         operation = get_operation_ast(document, context.operation_name) if document else None
         heavy = False
