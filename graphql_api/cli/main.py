@@ -198,6 +198,9 @@ def _serve(settings: Settings) -> None:
             port=settings.port,
             workers=settings.workers,
             log_level=settings.log_level,
+            # The request log (graphql_api.request_log) is the one line per request: uvicorn's
+            # access line would repeat it with less in it.
+            access_log=False,
             proxy_headers=True,
         )
         # uvicorn shuts down gracefully on SIGINT and SIGTERM (here SIGHUP too), then raises the signal again.
