@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.analytics.filters import ConversationFilter, TimeRange
-from db.analytics.rollups import BUCKET_MINUTES, NO_LATENCY, latency_bin_sql, latency_of_bin
+from db.analytics.rollups import BUCKET_MINUTES, NO_LATENCY, hour_start, latency_bin_sql, latency_of_bin
 from db.json_values import dump_json
 from db.tenancy import Scope
 
@@ -70,40 +70,30 @@ def _ceil(at: datetime) -> datetime:
     return floor if floor == at else floor + QUARTER
 
 
-def _whole_quarters(zone: str, *instants: datetime) -> bool:
-    for at in instants:
-        offset = at.astimezone(ZoneInfo(zone)).utcoffset() or timedelta()
-        if offset % QUARTER:
-            return False
-    return True
-
-
-def _whole_hours(plan: Plan) -> bool:
-    """Whether the zone's offset is a whole number of hours all along the range (checked at its ends
-    and every day between: no offset lasts less than a day), so local buckets are made of UTC hours."""
+def _offsets(plan: Plan, step: timedelta) -> set[timedelta] | None:
+    """The zone's offsets along the range: at its ends and every ``step`` between; None if open."""
     if plan.start is None or plan.end is None:
-        return False
-    zone, at = ZoneInfo(plan.time_zone), plan.start
+        return None
+    zone, at, found = ZoneInfo(plan.time_zone), plan.start, set()
     while True:
-        if (at.astimezone(zone).utcoffset() or timedelta()) % HOUR:
-            return False
+        found.add(at.astimezone(zone).utcoffset() or timedelta())
         if at >= plan.end:
-            return True
-        at = min(at + timedelta(days=1), plan.end)
+            return found
+        at = min(at + step, plan.end)
+
+
+def _whole(plan: Plan, unit: timedelta) -> bool:
+    """Whether the zone's offset is a whole number of ``unit`` all along the range (looked at every
+    day: no offset lasts less than one), so local buckets are made of UTC ones."""
+    offsets = _offsets(plan, timedelta(days=1))
+    return offsets is not None and all(offset % unit == timedelta() for offset in offsets)
 
 
 def _one_offset(plan: Plan) -> bool:
-    """Whether the zone keeps one offset from start to end (checked at every UTC hour: zones change
+    """Whether the zone keeps one offset from start to end (looked at every hour: zones change
     offset on the hour)."""
-    if plan.start is None or plan.end is None:
-        return False
-    zone, at = ZoneInfo(plan.time_zone), _floor_hour(plan.start)
-    offset = at.astimezone(zone).utcoffset()
-    while at <= plan.end:
-        if at.astimezone(zone).utcoffset() != offset:
-            return False
-        at += HOUR
-    return True
+    offsets = _offsets(plan, HOUR)
+    return offsets is not None and len(offsets) == 1
 
 
 def served_filter(f: ConversationFilter, keys: Sequence[str]) -> bool:
@@ -151,10 +141,11 @@ def stats_plan(
         return None
     if group_by == "LABEL" and label not in keys:
         return None
-    if not _within(start, end) or not _whole_quarters(time_zone, start, end):
+    if not _within(start, end):
         return None
     counted = _narrowed(f.created, start, end)
-    return Plan(scope, f, group_by, label, counted.start, counted.end, time_zone, unit)
+    plan = Plan(scope, f, group_by, label, counted.start, counted.end, time_zone, unit)
+    return plan if _whole(plan, QUARTER) else None
 
 
 def tools_plan(scope: Scope, f: ConversationFilter, keys: Sequence[str]) -> Plan | None:
@@ -184,9 +175,9 @@ class _Query:
         f = plan.f
         hour_first = hour_last = last
         if by_hour and first is not None and last is not None and first < last:
-            ceil_hour = _floor_hour(first) + (HOUR if _floor_hour(first) != first else timedelta())
-            if ceil_hour < _floor_hour(last):
-                hour_first, hour_last = ceil_hour, _floor_hour(last)
+            ceil_hour = hour_start(first) + (HOUR if hour_start(first) != first else timedelta())
+            if ceil_hour < hour_start(last):
+                hour_first, hour_last = ceil_hour, hour_start(last)
         self.parameters: dict[str, Any] = {
             "tenant": plan.scope.tenant,
             "first": first,
@@ -358,10 +349,6 @@ class _Query:
         return branches
 
 
-def _floor_hour(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
 _SUMS = ("messages", "input_tokens", "output_tokens", "total_tokens", "cache_read_tokens")
 _MORE = ("latency_count", "latency_sum", "tool_calls", "tool_errors")
 
@@ -525,7 +512,7 @@ def percentile(histogram: dict[int, int], fraction: float) -> float | None:
 
 async def read_cells(conn: AsyncConnection, plan: Plan) -> list[Cell]:
     """Every (bucket, key), key total and total the plan's range holds, summed."""
-    query = _Query(plan, by_hour=_whole_hours(plan))
+    query = _Query(plan, by_hour=_whole(plan, HOUR))
     cells: dict[tuple[int, datetime | None, str | None], Cell] = {}
 
     def cell(level: int, bucket_start: datetime | None, key: str | None) -> Cell:
@@ -541,7 +528,7 @@ async def read_cells(conn: AsyncConnection, plan: Plan) -> list[Cell]:
     sessions_ctes, sessions = _sessions_sql(plan, query)
     statement = f"WITH {query.pending}, {sums_ctes}, {sessions_ctes} ({sums}) UNION ALL ({sessions})"
     for row in await conn.execute(text(statement), query.parameters):
-        level = 0 if row.level == 0 else (2 if row.level == 2 else 3)
+        level = row.level  # GROUPING(lb, key): 0 a bucket's key, 2 a key's totals, 3 the totals
         target = cell(level, row.bucket_start if level == 0 else None, row.key if level != 3 else None)
         if row.sessions is not None:
             target.sessions = int(row.sessions)

@@ -19,7 +19,7 @@ The pattern is TimescaleDB's continuous aggregates, built from plain tables:
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -209,8 +209,9 @@ _FORGET = [
 ]
 
 
-def _hour(at: datetime) -> datetime:
-    return at.replace(minute=0, second=0, microsecond=0)
+def hour_start(at: datetime) -> datetime:
+    """The UTC hour ``at`` is in."""
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 async def label_keys(conn: AsyncConnection) -> list[str]:
@@ -222,7 +223,7 @@ async def _recompute_buckets(
     conn: AsyncConnection, keys: Sequence[str], tenants: list[str], buckets: list[datetime]
 ) -> None:
     # An hour's presence is recomputed whole when any of its quarters is (buckets are UTC datetimes).
-    hours = sorted({(tenant, _hour(bucket)) for tenant, bucket in zip(tenants, buckets, strict=True)})
+    hours = sorted({(tenant, hour_start(bucket)) for tenant, bucket in zip(tenants, buckets, strict=True)})
     where = {
         "tenants": tenants,
         "buckets": buckets,
