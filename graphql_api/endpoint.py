@@ -27,7 +27,7 @@ from strawberry.types import ExecutionResult
 from db.engine import Database
 from db.json_values import StoredJSON
 from db.tenancy import Scope as TenantScope
-from graphql_api import request_ids, request_log
+from graphql_api import media_types, request_ids, request_log
 from graphql_api.auth.credentials import TENANT_HEADER, Authenticator, scope_for
 from graphql_api.auth.identity import Caller
 from graphql_api.auth.rate_limits import HeavyRequests, RateLimited, RateLimiter, retry_after_header
@@ -206,6 +206,11 @@ class SessionGraphQL(GraphQL[Context, None]):
             line.named(admitted.context.operation_name)
         request_log.write(line, response.status_code, self.log_format)
         response.headers[request_ids.HEADER] = request_id
+        if (
+            media_types.wants_graphql_response(request.headers.get("accept"))
+            and response.media_type == media_types.JSON
+        ):
+            response.headers["content-type"] = media_types.CONTENT_TYPE
         await response(scope, receive, send)
 
     async def _respond(self, request: Request) -> Response:
@@ -270,6 +275,14 @@ class SessionGraphQL(GraphQL[Context, None]):
             admitted: Admitted | None = getattr(request.state, "admitted", None)
             if admitted is not None and admitted.response is not None:
                 _rate_limited_status(result.errors, admitted.response)
+                if media_types.wants_graphql_response(
+                    request.headers.get("accept")
+                ) and media_types.is_request_error(result.data, result.errors):
+                    if admitted.response.status_code is None:
+                        admitted.response.status_code = 400
+                    answer = await super().process_result(request, result)
+                    answer.pop("data", None)  # type: ignore[misc]
+                    return answer
         return await super().process_result(request, result)
 
 
