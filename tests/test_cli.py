@@ -330,6 +330,41 @@ def test_workers_must_be_a_positive_number() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("port", ["abc", "0", "65536", "-1", "8000.5"])
+def test_a_port_that_is_no_port_is_one_clear_line(port: str) -> None:
+    result = subprocess.run(
+        [*CLI, "serve", f"--port={port}"], env=clean_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert f"--port: must be a port number from 1 to 65535, not {port!r}" in result.stderr
+    assert "_port" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_version_names_the_installed_package() -> None:
+    from importlib import metadata
+
+    result = subprocess.run([*CLI, "--version"], env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"session-graphql {metadata.version('strands-graphql-session-store')}"
+
+
+@pytest.mark.parametrize(
+    ("command", "explained"),
+    [
+        (["token", "create"], ["--role {reader,writer,admin}", "reader (queries only)", "admin (also"]),
+        (["token", "revoke"], ["the key's label, as `token list` shows it"]),
+    ],
+)
+def test_every_argument_has_help(command: list[str], explained: list[str]) -> None:
+    result = subprocess.run(
+        [*CLI, *command, "--help"], env=clean_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    shown = " ".join(result.stdout.split())
+    for words in explained:
+        assert words in shown
+
+
 def alembic_version(url: str) -> list[str]:
     async def read() -> list[str]:
         engine = create_async_engine(url)

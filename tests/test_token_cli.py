@@ -226,3 +226,7 @@ def test_serve_with_a_key_may_listen_on_any_address(data_dir: Path, tmp_path: Pa
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert status == 401, output
+    # A newcomer reads that the server is secured, and an address a browser here can open.
+    assert "secured: requests need an API key" in output
+    assert f"GraphiQL at http://127.0.0.1:{port}/graphql on this machine" in output
+    assert "http://0.0.0.0" not in output

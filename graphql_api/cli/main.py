@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from functools import partial
+from importlib import metadata
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 TRACE_LEVEL = 5
+DISTRIBUTION = "strands-graphql-session-store"
 T = TypeVar("T")
 
 
@@ -185,7 +187,9 @@ def _serve(settings: Settings) -> None:
                 "acts as admin until a key is made (session-graphql token create --role admin)",
                 flush=True,
             )
-        print(f"session-graphql: GraphiQL at http://{settings.host}:{settings.port}/graphql", flush=True)
+        else:
+            print(f"session-graphql: {_secured_by(settings)}", flush=True)
+        print(f"session-graphql: {_where_served(settings.host, settings.port)}", flush=True)
         # The database is started and migrated already: the app's lifespan only opens its pool.
         served = replace(settings, database_url=prepared.url, migrate_on_start=False)
         # Built here even for workers, so that settings it refuses are one line, not one per worker.
@@ -211,6 +215,26 @@ def _serve(settings: Settings) -> None:
                 _Multiprocess(config, sockets=[listening]).run()
     finally:
         prepared.release()
+
+
+EVERY_ADDRESS = ("0.0.0.0", "::", "")
+
+
+def _where_served(host: str, port: int) -> str:
+    """The banner's address: one a browser on this machine can open, which 0.0.0.0 is not."""
+    if host in EVERY_ADDRESS:
+        return (
+            f"GraphiQL at http://127.0.0.1:{port}/graphql on this machine; listening on every "
+            f"address ({host or '0.0.0.0'}), so elsewhere use this machine's name or address"
+        )
+    shown = f"[{host}]" if ":" in host else host
+    return f"GraphiQL at http://{shown}:{port}/graphql"
+
+
+def _secured_by(settings: Settings) -> str:
+    if settings.jwt.enabled:
+        return f"secured: requests need an API key or a JWT from {settings.jwt.issuer}"
+    return "secured: requests need an API key (Authorization: Bearer sgq_...)"
 
 
 def _on_database(settings: Settings, work: Callable[[str], T]) -> T:
@@ -267,10 +291,16 @@ def _export_schema(output: str) -> None:
 
 
 def _port(raw: str) -> int:
-    port = int(raw)
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 65535, not {port}")
-    return port
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {raw!r}")
+    return int(raw)
+
+
+def _version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _workers(raw: str) -> int:
@@ -283,6 +313,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="session-graphql", description="GraphQL session store for Strands agents, on PostgreSQL."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the API (embedded PostgreSQL unless DATABASE_URL is set)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -302,14 +333,20 @@ def _parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="make, list and revoke API keys")
     actions = token.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="make a key; the last line printed is the key alone")
-    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=[role.value for role in Role],
+        help="what the key may do: reader (queries only), writer (what an agent needs: also writes), "
+        "admin (also deletes, keys and the audit log)",
+    )
     create.add_argument("--tenant", help="bind the key to this tenant (default: no tenant, every tenant)")
     create.add_argument("--name", help="the key's label, unique among its tenant's keys in force")
     listed = actions.add_parser("list", help="list keys (never their secrets)")
     listed.add_argument("--tenant", help="only this tenant's keys")
     listed.add_argument("--all", action="store_true", help="include revoked keys")
     revoke = actions.add_parser("revoke", help="revoke a key by its label")
-    revoke.add_argument("label")
+    revoke.add_argument("label", help="the key's label, as `token list` shows it (--name when it was made)")
     revoke.add_argument("--tenant", help="the tenant of the key, when several tenants use the label")
     for action in (create, listed, revoke):
         action.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data directory")
