@@ -281,7 +281,7 @@ class SessionGraphQL(GraphQL[Context, None]):
                     if admitted.response.status_code is None:
                         admitted.response.status_code = 400
                     answer = await super().process_result(request, result)
-                    answer.pop("data", None)  # type: ignore[misc]
+                    answer.pop("data", None)
                     return answer
         return await super().process_result(request, result)
 
