@@ -1,0 +1,299 @@
+"""Prometheus metrics on ``serve --metrics-port``: exact counts after known traffic, with one worker
+and summed over two, the database's figures, and the listener's address."""
+
+import asyncio
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY, multiprocess
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from db.analytics import rollups
+from db.engine import Database, create_engine
+from db.migrate import upgrade
+from graphql_api import metrics
+from graphql_api.settings import Limits, MetricsSettings, Settings
+from tests.conftest import free_port
+from tests.scratch_database import scratch_database
+from tests.secured import secured_server
+from tests.server_process import REPO, SERVE, server_env
+
+CREATE = "mutation Create($id: String!) { createSession(session: {sessionId: $id}) { sessionId } }"
+APPEND = """
+mutation Append($s: String!, $m: [MessageInput!]!) {
+  appendMessages(sessionId: $s, agentId: "support", messages: $m) { messageId }
+}"""
+AGENT = """
+mutation Agent($s: String!) {
+  createAgent(sessionId: $s, agent: {agentId: "support", state: {}, conversationManagerState: {}}) { agentId }
+}"""
+PING = "query Ping { __typename }"
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(port: int) -> Samples:
+    answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert answer.status_code == 200
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def requests_by_label(samples: Samples) -> dict[tuple[str, str], float]:
+    return {
+        (dict(labels)["operation"], dict(labels)["outcome"]): count
+        for (name, labels), count in samples.items()
+        if name == "session_graphql_requests_total"
+    }
+
+
+class Served:
+    """``session-graphql serve`` with metrics on, in a process of its own."""
+
+    def __init__(self, database_url: str, log: Path, *more: str, env: dict[str, str] | None = None) -> None:
+        self.port, self.metrics_port = free_port(), free_port()
+        self.log = log
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(
+                [*SERVE, "--port", str(self.port), "--metrics-port", str(self.metrics_port), *more],
+                env={**server_env(database_url), **(env or {})},
+                cwd=REPO,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.output()
+            try:
+                if self.http.get("/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"not ready:\n{self.output()}")
+
+    def post(
+        self, query: str, variables: dict[str, object] | None = None, tenant: str = "acme"
+    ) -> httpx.Response:
+        return self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers={"X-Tenant": tenant}
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def scratch_url(database_url: str) -> Iterator[str]:
+    with scratch_database(database_url) as url:
+        upgrade(url)
+        yield url
+
+
+def _analyze(url: str) -> None:
+    async def run() -> None:
+        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("ANALYZE sessions, session_messages"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def _backlog(url: str) -> rollups.Backlog:
+    async def run() -> rollups.Backlog:
+        database = Database(create_engine(url))
+        try:
+            return await database.run(rollups.backlog)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(run())
+
+
+def _until(port: int, ready: Callable[[Samples], bool]) -> Samples:
+    deadline = time.monotonic() + 20
+    while True:
+        samples = scrape(port)
+        if ready(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.2)
+
+
+def test_counts_after_known_requests_are_exact_by_operation_and_outcome(
+    scratch_url: str, tmp_path: Path
+) -> None:
+    served = Served(
+        scratch_url,
+        tmp_path / "serve.log",
+        # The fold never runs, so the queue it would empty stays as the writes left it.
+        env={"SESSION_GRAPHQL_METRICS_REFRESH_SECONDS": "1", "SESSION_GRAPHQL_ROLLUP_FOLD_SECONDS": "0"},
+    )
+    try:
+        assert "metrics at http://127.0.0.1:" in served.output()
+        before = scrape(served.metrics_port)
+        for tenant, ids in (("acme", ["a1", "a2", "a3"]), ("globex", ["g1", "g2"])):
+            for session_id in ids:
+                assert served.post(CREATE, {"id": session_id}, tenant).json()["data"]
+        assert served.post(AGENT, {"s": "a1"}).json()["data"]
+        message = {"role": "user", "content": [{"text": "hello"}]}
+        batch = [{"messageId": n, "message": message} for n in range(4)]
+        assert served.post(APPEND, {"s": "a1", "m": batch}).json()["data"]
+        for _ in range(3):
+            assert served.post(PING).json() == {"data": {"__typename": "Query"}}
+        for _ in range(2):
+            assert served.post("{ __typename }").status_code == 200
+        missing = served.post(APPEND, {"s": "no-such-session", "m": batch}).json()
+        assert missing["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        bad = served.http.post("/graphql", content=b"{not json", headers={"Content-Type": "application/json"})
+        assert bad.status_code == 400
+
+        _analyze(scratch_url)
+        after = _until(
+            served.metrics_port, lambda s: value(s, "session_graphql_stored_sessions", tenant="acme") == 3
+        )
+        queued = _backlog(scratch_url)
+    finally:
+        served.stop()
+
+    assert requests_by_label(before) == {}
+    assert requests_by_label(after) == {
+        ("Create", "ok"): 5,
+        ("Agent", "ok"): 1,
+        ("Append", "ok"): 1,
+        ("Append", "NOT_FOUND"): 1,
+        ("Ping", "ok"): 3,
+        ("anonymous", "ok"): 2,
+        ("anonymous", "BAD_REQUEST"): 1,
+    }
+    durations = {
+        operation: value(after, "session_graphql_request_duration_seconds_count", operation=operation)
+        for operation in ("Create", "Agent", "Append", "Ping", "anonymous")
+    }
+    assert durations == {"Create": 5, "Agent": 1, "Append": 2, "Ping": 3, "anonymous": 3}
+    assert value(after, "session_graphql_request_duration_seconds_bucket", operation="Ping", le="+Inf") == 3
+    assert value(after, "session_graphql_rate_limited_requests_total") == 0
+    assert value(after, "session_graphql_statement_timeouts_total") == 0
+    assert value(after, "session_graphql_db_pool_connections_in_use") is not None
+    assert value(after, "session_graphql_db_pool_waiting") == 0
+    # Estimated from PostgreSQL's statistics, exact here: ANALYZE read every row of small tables.
+    assert value(after, "session_graphql_stored_sessions", tenant="acme") == 3
+    assert value(after, "session_graphql_stored_sessions", tenant="globex") == 2
+    assert value(after, "session_graphql_stored_messages", tenant="acme") == 4
+    assert queued.entries > 0
+    assert value(after, "session_graphql_rollup_backlog_writes") == queued.entries
+    assert value(after, "session_graphql_rollup_backlog_buckets") == queued.buckets
+    lag = value(after, "session_graphql_rollup_lag_seconds")
+    assert lag is not None and lag > 0
+    assert value(after, "session_graphql_retention_deleted_sessions_total") == 0
+
+
+def _worker_counts(directory: Path) -> dict[str, float]:
+    """Requests counted by each worker, read from its own file of the multiprocess directory."""
+    counts = {}
+    for file in directory.glob("counter_*.db"):
+        merged = multiprocess.MultiProcessCollector.merge([str(file)], accumulate=False)  # type: ignore[no-untyped-call]
+        counts[file.stem] = sum(
+            sample.value
+            for family in merged
+            if family.name == "session_graphql_requests"
+            for sample in family.samples
+            if sample.name == "session_graphql_requests_total"
+        )
+    return counts
+
+
+def test_two_workers_counts_are_summed_across_them(scratch_url: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "tmp"
+    run_dir.mkdir()
+    served = Served(scratch_url, tmp_path / "serve.log", "--workers", "2", env={"TMPDIR": str(run_dir)})
+    sent = 0
+    try:
+        (directory,) = run_dir.glob("session-graphql-metrics-*")
+
+        def ping(_: int) -> int:
+            # A connection each, so the kernel spreads them over both workers' accepts.
+            answer = httpx.post(f"http://127.0.0.1:{served.port}/graphql", json={"query": PING}, timeout=30)
+            return answer.status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(10):
+                assert list(pool.map(ping, range(20))) == [200] * 20
+                sent += 20
+                by_worker = _worker_counts(directory)
+                if len(by_worker) == 2 and all(by_worker.values()):
+                    break
+        samples = scrape(served.metrics_port)
+    finally:
+        served.stop()
+
+    assert len(by_worker) == 2 and all(by_worker.values()), by_worker
+    assert sum(by_worker.values()) == sent
+    assert requests_by_label(samples) == {("Ping", "ok"): sent}
+    assert value(samples, "session_graphql_request_duration_seconds_count", operation="Ping") == sent
+    assert list(run_dir.iterdir()) == [], "the metrics directory outlived the server"
+    assert "Traceback" not in served.output()
+
+
+def test_a_taken_metrics_port_is_one_line_and_a_failed_start(scratch_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        finished = subprocess.run(
+            [*SERVE, "--port", str(free_port()), "--metrics-port", str(port)],
+            env=server_env(scratch_url),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert finished.returncode != 0
+    assert finished.stderr.strip().splitlines() == [
+        f"session-graphql: cannot listen on 127.0.0.1:{port} for metrics: address already in use"
+    ]
+
+
+def test_requests_refused_for_their_rate_are_counted(database_url: str) -> None:
+    settings = Settings(
+        limits=replace(Limits(), rate_per_second=1.0, rate_burst=2), metrics=MetricsSettings(port=free_port())
+    )
+    counted = "session_graphql_rate_limited_requests_total"
+    with secured_server(database_url, settings) as secured:
+        key = secured.key("reader", tenant="metered")
+        before = REGISTRY.get_sample_value(counted) or 0.0
+        statuses = [secured.post(PING, key=key).status_code for _ in range(5)]
+        after = REGISTRY.get_sample_value(counted) or 0.0
+    assert statuses.count(429) >= 2
+    assert after - before == statuses.count(429)
+
+
+def test_operation_names_past_the_cap_count_as_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "_operations", set())
+    monkeypatch.setattr(metrics, "MOST_OPERATIONS", 2)
+    labels = [metrics.operation_label(name) for name in ("A", "B", "C", "A", None, "D", "B")]
+    assert labels == ["A", "B", "other", "A", "anonymous", "other", "B"]
