@@ -4,7 +4,8 @@ scrapes of a server taken ``seconds`` apart (the range of ``rate`` holding exact
 Forms: a selector ``name{label="v", label!="v", label=~"re"}``; ``rate(selector[range])``;
 ``sum``/``max`` with ``by (labels)``; ``histogram_quantile(q, vector)``; and ``a / b`` between
 vectors of the same labels. Semantics from Prometheus' ``promql/functions.go`` and
-``promql/quantile.go`` (``bucketQuantile``); anything else is refused, so a panel using a form this
+``promql/quantile.go`` (``bucketQuantile``); and ``vector > number``, which keeps the series
+above the number (an alert's condition); anything else is refused, so a panel using a form this
 module does not know fails its test instead of passing unchecked.
 """
 
@@ -19,7 +20,7 @@ Labels = frozenset[tuple[str, str]]
 Vector = dict[Labels, float]
 
 TOKEN = re.compile(
-    r'\s*(?:(=~|!=|[(){}\[\],=/])|("(?:[^"\\]|\\.)*")|([A-Za-z_:][\w:]*)|(\d+(?:\.\d+)?[smhd]?))'
+    r'\s*(?:(=~|!=|[(){}\[\],=/>])|("(?:[^"\\]|\\.)*")|([A-Za-z_:][\w:]*)|(\d+(?:\.\d+)?[smhd]?))'
 )
 
 
@@ -60,8 +61,12 @@ class _Parser:
         left = self.term()
         if self.peek() == "/":
             self.take("/")
-            right = self.term()
-            return lambda s: _divide(left(s), right(s))
+            numerator, denominator = left, self.term()
+            left = lambda s: _divide(numerator(s), denominator(s))  # noqa: E731
+        if self.peek() == ">":
+            self.take(">")
+            compared, threshold = left, float(self.take())
+            return lambda s: {labels: n for labels, n in compared(s).items() if n > threshold}
         return left
 
     def term(self) -> Callable[[Scrapes], Vector]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -201,3 +202,39 @@ def test_pool_rollup_and_tenant_panels_show_the_servers_gauges(scrapes: Scrapes)
     assert list(lag.values()) == [value(scrapes.after, "session_graphql_rollup_lag_seconds")]
     sessions, messages = (evaluate(filled(e), scrapes) for e in expressions(panel("Stored per tenant")))
     assert (by(sessions, "tenant"), by(messages, "tenant")) == ({"acme": 2}, {"acme": 2})
+
+
+def readme_alerts() -> list[dict[str, Any]]:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Metrics", 1)[1].split("\n### ", 1)[0]
+    blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)]
+    (rules,) = [block for block in blocks if "groups" in block]
+    alerts: list[dict[str, Any]] = rules["groups"][0]["rules"]
+    return alerts
+
+
+def test_the_readmes_alerts_read_the_servers_series_and_stay_quiet_on_healthy_traffic(
+    scrapes: Scrapes,
+) -> None:
+    alerts = readme_alerts()
+    assert [alert["alert"] for alert in alerts] == [
+        "SessionStoreErrors",
+        "SessionStoreSlow",
+        "SessionStoreRollupLag",
+    ]
+    conditions = {}
+    for alert in alerts:
+        condition, _, threshold = alert["expr"].rpartition(" > ")
+        assert float(threshold) > 0 and alert["for"] == "10m"
+        conditions[alert["alert"]] = condition
+        # Two NOT_FOUND answers are the callers' mistakes, not the server's: nothing fires.
+        assert evaluate(alert["expr"], scrapes) == {}, alert["alert"]
+    # No server-side error happened, so the error ratio has no series (as in Prometheus); counted
+    # as one, the two NOT_FOUND among the twelve requests make the ratio the alert compares.
+    as_if = conditions["SessionStoreErrors"].replace('STATEMENT_TIMEOUT"', 'STATEMENT_TIMEOUT|NOT_FOUND"')
+    assert list(evaluate(as_if, scrapes).values()) == [pytest.approx(2 / 12)]
+    (p95,) = evaluate(conditions["SessionStoreSlow"], scrapes).values()
+    assert 0 < p95 < 1
+    assert list(evaluate(conditions["SessionStoreRollupLag"], scrapes).values()) == [
+        value(scrapes.after, "session_graphql_rollup_lag_seconds")
+    ]
