@@ -21,7 +21,7 @@ from db.engine import Database, create_engine
 from db.migrate import upgrade
 from graphql_api import metrics
 from graphql_api.settings import Limits, MetricsSettings, Settings
-from tests.conftest import free_port
+from tests.conftest import RunningServer, free_port
 from tests.metrics_server import Samples, Served, requests_by_label, scrape, value
 from tests.scratch_database import scratch_database
 from tests.secured import secured_server
@@ -231,3 +231,38 @@ def test_operation_names_past_the_cap_count_as_other(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(metrics, "MOST_OPERATIONS", 2)
     labels = [metrics.operation_label(name) for name in ("A", "B", "C", "A", None, "D", "B")]
     assert labels == ["A", "B", "other", "A", "anonymous", "other", "B"]
+
+
+def test_a_statement_cancelled_for_its_time_is_counted(scratch_url: str) -> None:
+    settings = Settings(
+        database_url=scratch_url,
+        limits=replace(Limits(), statement_timeout_ms=300),
+        metrics=MetricsSettings(port=free_port()),
+    )
+    server = RunningServer(settings)
+    server.start()
+    look = 'query Look { session(sessionId: "x") { sessionId } }'
+
+    async def blocked() -> httpx.Response:
+        # The table locked by another transaction: the server's read waits past its timeout.
+        engine = create_async_engine(scratch_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE"))
+                return await asyncio.to_thread(httpx.post, server.url, json={"query": look}, timeout=30)
+        finally:
+            await engine.dispose()
+
+    timeouts = "session_graphql_statement_timeouts_total"
+    labels = {"operation": "Look", "outcome": "STATEMENT_TIMEOUT"}
+    try:
+        before = REGISTRY.get_sample_value(timeouts) or 0.0
+        requests_before = REGISTRY.get_sample_value("session_graphql_requests_total", labels) or 0.0
+        answer = asyncio.run(blocked())
+        after = REGISTRY.get_sample_value(timeouts) or 0.0
+        requests = REGISTRY.get_sample_value("session_graphql_requests_total", labels) or 0.0
+    finally:
+        server.stop()
+    assert answer.json()["errors"][0]["extensions"]["code"] == "STATEMENT_TIMEOUT"
+    assert after - before == 1
+    assert requests - requests_before == 1
