@@ -2,6 +2,9 @@
 and summed over two, the database's figures, and the listener's address."""
 
 import asyncio
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -11,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from prometheus_client import REGISTRY, multiprocess
 from sqlalchemy import text
@@ -161,7 +165,19 @@ def _worker_counts(directory: Path) -> dict[str, float]:
     return counts
 
 
-def test_two_workers_counts_are_summed_across_them(scratch_url: str, tmp_path: Path) -> None:
+def _workers(served: Served) -> set[int]:
+    """The worker processes alive now (a killed one is a zombie until the supervisor reaps it)."""
+    alive = set()
+    for child in psutil.Process(served.process.pid).children():
+        with contextlib.suppress(psutil.Error):
+            if child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(child.cmdline()):
+                alive.add(child.pid)
+    return alive
+
+
+def test_two_workers_counts_are_summed_across_them_and_kept_when_one_dies(
+    scratch_url: str, tmp_path: Path
+) -> None:
     run_dir = tmp_path / "tmp"
     run_dir.mkdir()
     served = Served(scratch_url, tmp_path / "serve.log", "--workers", "2", env={"TMPDIR": str(run_dir)})
@@ -182,10 +198,24 @@ def test_two_workers_counts_are_summed_across_them(scratch_url: str, tmp_path: P
                 if len(by_worker) == 2 and all(by_worker.values()):
                     break
         samples = scrape(served.metrics_port)
+
+        (killed, _) = workers = sorted(_workers(served))
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(_workers(served) - set(workers)) < 1:  # the supervisor starts another
+            assert time.monotonic() < deadline, served.output()
+            time.sleep(0.1)
+        while served.http.get("/ready").status_code != 200:
+            time.sleep(0.1)
+        live_gauges = {file.name for file in directory.glob("gauge_livesum_*.db")}
+        after_death = scrape(served.metrics_port)
     finally:
         served.stop()
 
     assert len(by_worker) == 2 and all(by_worker.values()), by_worker
+    # The dead worker's requests still count; its share of the pool no longer does.
+    assert requests_by_label(after_death) == {("Ping", "ok"): sent}
+    assert f"gauge_livesum_{killed}.db" not in live_gauges
     assert sum(by_worker.values()) == sent
     assert requests_by_label(samples) == {("Ping", "ok"): sent}
     assert value(samples, "session_graphql_request_duration_seconds_count", operation="Ping") == sent
