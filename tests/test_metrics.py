@@ -296,3 +296,48 @@ def test_a_statement_cancelled_for_its_time_is_counted(scratch_url: str) -> None
     assert answer.json()["errors"][0]["extensions"]["code"] == "STATEMENT_TIMEOUT"
     assert after - before == 1
     assert requests - requests_before == 1
+
+
+def test_the_pool_gauges_show_connections_held_and_work_waiting(scratch_url: str) -> None:
+    settings = Settings(
+        database_url=scratch_url, pool_size=2, max_overflow=0, metrics=MetricsSettings(port=free_port())
+    )
+    server = RunningServer(settings)
+    server.start()
+    look = 'query Look { session(sessionId: "x") { sessionId } }'
+
+    async def while_locked() -> tuple[float | None, float | None, list[int]]:
+        engine = create_async_engine(scratch_url)
+        try:
+            async with engine.begin() as conn:
+                # Three reads wait on the lock: two hold the pool's two connections, one waits.
+                await conn.execute(text("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE"))
+                reads = [
+                    asyncio.to_thread(httpx.post, server.url, json={"query": look}, timeout=30)
+                    for _ in range(3)
+                ]
+                pending = asyncio.gather(*reads)
+                await asyncio.sleep(2.5)  # the gauges are sampled every second
+                held = REGISTRY.get_sample_value("session_graphql_db_pool_connections_in_use")
+                waiting = REGISTRY.get_sample_value("session_graphql_db_pool_waiting")
+            answers = await pending
+            return held, waiting, [answer.status_code for answer in answers]
+        finally:
+            await engine.dispose()
+
+    try:
+        held, waiting, statuses = asyncio.run(while_locked())
+        # Back to idle at a later sample (the fold and the key refresh borrow a connection briefly).
+        deadline = time.monotonic() + 10
+        while True:
+            after_in_use = REGISTRY.get_sample_value("session_graphql_db_pool_connections_in_use")
+            after_waiting = REGISTRY.get_sample_value("session_graphql_db_pool_waiting")
+            if (after_in_use, after_waiting) == (0, 0) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    assert statuses == [200] * 3
+    assert held == 2
+    assert waiting is not None and waiting >= 1
+    assert (after_in_use, after_waiting) == (0, 0)
