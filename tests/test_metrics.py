@@ -25,7 +25,7 @@ from db.engine import Database, create_engine
 from db.migrate import upgrade
 from graphql_api import metrics
 from graphql_api.settings import Limits, MetricsSettings, Settings
-from tests.conftest import RunningServer, free_port
+from tests.conftest import GraphQLCall, RunningServer, free_port
 from tests.metrics_server import Samples, Served, requests_by_label, scrape, value
 from tests.scratch_database import scratch_database
 from tests.secured import secured_server
@@ -341,3 +341,10 @@ def test_the_pool_gauges_show_connections_held_and_work_waiting(scratch_url: str
     assert held == 2
     assert waiting is not None and waiting >= 1
     assert (after_in_use, after_waiting) == (0, 0)
+
+
+def test_without_a_metrics_port_nothing_is_recorded(graphql: GraphQLCall) -> None:
+    assert graphql("query Unmetered { __typename }") == {"data": {"__typename": "Query"}}
+
+    labels = {"operation": "Unmetered", "outcome": "ok"}
+    assert REGISTRY.get_sample_value("session_graphql_requests_total", labels) is None
