@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from db.availability import OutageLog, is_unavailable, sqlstate_of
 from db.json_values import dump_json, load_json
@@ -79,6 +79,9 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.outages = OutageLog()
+        self.waiting = 0
+        """Work waiting for a connection of the pool (or for one to be opened): the operations'
+        metrics sample it, as SQLAlchemy's pool does not count its waiters."""
         # Single statements run in autocommit: no BEGIN/COMMIT round trips, and each statement is
         # still atomic on its own.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -126,15 +129,27 @@ class Database:
         connect: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
         work: Callable[[AsyncConnection], Awaitable[T]],
     ) -> T:
+        self.waiting += 1
+        connected = False
         try:
             async with connect() as conn:
+                self.waiting -= 1
+                connected = True
                 result = await work(conn)
         except Exception as error:
             if is_unavailable(error):
                 self.outages.failed(error)
             raise
+        finally:
+            if not connected:
+                self.waiting -= 1
         self.outages.succeeded()
         return result
+
+    def connections_in_use(self) -> int:
+        """Connections of the pool handed out now (each to one piece of work)."""
+        pool = self.engine.pool
+        return int(pool.checkedout()) if isinstance(pool, QueuePool) else 0
 
     async def ping(self) -> None:
         async def select_one(conn: AsyncConnection) -> None:

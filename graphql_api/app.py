@@ -128,7 +128,7 @@ def create_app(settings: Settings) -> Starlette:
             gc.collect()
             gc.freeze()
             try:
-                async with background_tasks(keys, limiter, database, settings.rollups):
+                async with background_tasks(keys, limiter, database, settings):
                     yield
             finally:
                 await database.dispose()
@@ -143,6 +143,7 @@ def create_app(settings: Settings) -> Starlette:
         graphql_ide="graphiql" if settings.graphiql else None,
         limits=settings.limits,
         log_format=settings.log_format,
+        with_metrics=settings.metrics.enabled,
     )
     middleware = []
     if settings.cors_origins:

@@ -6,6 +6,9 @@
   time, under a PostgreSQL advisory lock: the others find it taken and wait for the next round.
   At start, when the configured label keys differ from the ones the rollups keep, the rollups are
   rebuilt with the new keys first (answers stay exact meanwhile; labelled ones read rows).
+- With metrics on (``graphql_api.metrics``): the pool's use every second, and every
+  ``refresh_seconds`` what the metrics read from the database (the rollups' backlog, one indexed
+  read of their queue; stored rows per tenant, from PostgreSQL's statistics, not the rows).
 """
 
 import asyncio
@@ -18,10 +21,12 @@ from functools import partial
 from typing import Any
 
 from db.analytics import rollups
+from db.analytics.stored_rows import estimate_stored_rows
 from db.engine import Database
+from graphql_api import metrics
 from graphql_api.auth.api_keys import KeyRing
 from graphql_api.auth.rate_limits import RateLimiter
-from graphql_api.settings import RollupSettings
+from graphql_api.settings import RollupSettings, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +34,7 @@ HOUSEKEEPING_SECONDS = 300.0
 TASK_PREFIX = "background:"
 """Names the tasks, so what they send can be told from what requests send."""
 FOLD_RETRY_SECONDS = 5.0
+POOL_SAMPLE_SECONDS = 1.0
 
 
 async def housekeeping(limiter: RateLimiter) -> None:
@@ -75,16 +81,35 @@ async def fold_rollups(database: Database, settings: RollupSettings) -> None:
             await asyncio.sleep(settings.fold_seconds)
 
 
+async def sample_pool(database: Database) -> None:
+    while True:
+        metrics.record_pool(database.connections_in_use(), database.waiting)
+        await asyncio.sleep(POOL_SAMPLE_SECONDS)
+
+
+async def refresh_database_metrics(database: Database, every_seconds: float) -> None:
+    while True:
+        try:
+            metrics.record_backlog(await database.run(rollups.backlog, idempotent=True))
+            metrics.record_stored_rows(await database.run(estimate_stored_rows, idempotent=True))
+        except Exception as error:  # an outage: the figures stay as last read, /ready tells the rest
+            logger.debug("cannot refresh the database's metrics: %r", error)
+        await asyncio.sleep(every_seconds)
+
+
 @asynccontextmanager
 async def background_tasks(
-    keys: KeyRing, limiter: RateLimiter, database: Database, rollup_settings: RollupSettings
+    keys: KeyRing, limiter: RateLimiter, database: Database, settings: Settings
 ) -> AsyncIterator[None]:
     """Runs the replica's background work while the block runs, and stops it after."""
     work: dict[str, Coroutine[Any, Any, None]] = {
         "keys": keys.keep_fresh(),
         "housekeeping": housekeeping(limiter),
     }
-    work["rollups"] = fold_rollups(database, rollup_settings)
+    work["rollups"] = fold_rollups(database, settings.rollups)
+    if settings.metrics.enabled:
+        work["pool-metrics"] = sample_pool(database)
+        work["database-metrics"] = refresh_database_metrics(database, settings.metrics.refresh_seconds)
     tasks = [asyncio.create_task(each, name=f"{TASK_PREFIX}{name}") for name, each in work.items()]
     try:
         yield

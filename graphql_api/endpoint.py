@@ -10,6 +10,7 @@ every error's code, as the response is written.
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from strawberry.types import ExecutionResult
 from db.engine import Database
 from db.json_values import StoredJSON
 from db.tenancy import Scope as TenantScope
-from graphql_api import media_types, request_ids, request_log
+from graphql_api import media_types, metrics, request_ids, request_log
 from graphql_api.auth.credentials import TENANT_HEADER, Authenticator, scope_for
 from graphql_api.auth.identity import Caller
 from graphql_api.auth.rate_limits import HeavyRequests, RateLimited, RateLimiter, retry_after_header
@@ -142,10 +143,13 @@ def _decoded(value: object) -> object:
 
 
 class SessionGraphQL(GraphQL[Context, None]):
-    def __init__(self, *args: Any, limits: Limits, log_format: str = "text", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, limits: Limits, log_format: str = "text", with_metrics: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
         self.log_format = log_format
+        self.with_metrics = with_metrics
 
     def decode_json(self, data: str | bytes) -> object:
         # json.loads raises more than JSONDecodeError (deep nesting, over-long integers, bad
@@ -204,7 +208,10 @@ class SessionGraphQL(GraphQL[Context, None]):
         admitted: Admitted | None = getattr(request.state, "admitted", None)
         if admitted is not None and admitted.context is not None:
             line.named(admitted.context.operation_name)
-        request_log.write(line, response.status_code, self.log_format)
+        seconds = time.perf_counter() - line.started
+        request_log.write(line, response.status_code, seconds, self.log_format)
+        if self.with_metrics:
+            metrics.record_request(line, response.status_code, seconds)
         response.headers[request_ids.HEADER] = request_id
         if (
             media_types.wants_graphql_response(request.headers.get("accept"))
@@ -272,6 +279,8 @@ class SessionGraphQL(GraphQL[Context, None]):
             result.errors = [with_code(error) for error in result.errors if isinstance(error, GraphQLError)]
             codes = [(error.extensions or {}).get("code") for error in result.errors]
             request.state.log_line.outcome = str(next((code for code in codes if code), "ERROR"))
+            if self.with_metrics:
+                metrics.record_statement_timeout(codes)
             admitted: Admitted | None = getattr(request.state, "admitted", None)
             if admitted is not None and admitted.response is not None:
                 _rate_limited_status(result.errors, admitted.response)

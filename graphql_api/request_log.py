@@ -34,10 +34,11 @@ class RequestLine:
         self.operation = None if operation is None else operation[:MOST_OPERATION_CHARS]
 
 
-def write(line: RequestLine, status: int, log_format: str) -> None:
+def write(line: RequestLine, status: int, seconds: float, log_format: str) -> None:
+    """The line of a request that took ``seconds`` (the same figure its metrics record)."""
     if not logger.isEnabledFor(logging.INFO):
         return
-    duration_ms = round((time.perf_counter() - line.started) * 1000, 3)
+    duration_ms = round(seconds * 1000, 3)
     if log_format == "json":
         fields = {
             "time": datetime.now(UTC).isoformat(),

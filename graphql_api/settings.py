@@ -372,6 +372,31 @@ class ReplicaSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics on ``/metrics`` at an address of their own (``graphql_api.metrics``); off
+    unless ``port`` is set. No credentials are asked there: the address is the protection."""
+
+    port: int | None = None
+    host: str = "127.0.0.1"
+    refresh_seconds: float = 15.0
+    """How often the metrics read from the database (the rollups' backlog, stored rows per tenant)
+    are read again, by each server process."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.port is not None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "MetricsSettings":
+        port = _text(env, "SESSION_GRAPHQL_METRICS_PORT")
+        return cls(
+            port=None if port is None else _int(env, "SESSION_GRAPHQL_METRICS_PORT", 0, 1, 65535),
+            host=_text(env, "SESSION_GRAPHQL_METRICS_HOST") or "127.0.0.1",
+            refresh_seconds=_number(env, "SESSION_GRAPHQL_METRICS_REFRESH_SECONDS", 15.0, 1, 3600),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """``database_url`` None means: start the embedded PostgreSQL in ``data_dir``."""
 
@@ -401,6 +426,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     rollups: RollupSettings = field(default_factory=RollupSettings)
     read_replica: ReplicaSettings = field(default_factory=ReplicaSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     def __post_init__(self) -> None:
         if self.log_format not in LOG_FORMATS:
@@ -409,6 +435,8 @@ class Settings:
             # The embedded database takes no replicas: dashboards would read another database
             # than the one agents write to.
             raise SettingsError("DATABASE_READ_URL needs DATABASE_URL: a replica streams from a primary")
+        if self.metrics.port == self.port and self.metrics.host == self.host:
+            raise SettingsError(f"the metrics port must differ from the API's port, {self.port}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -436,5 +464,15 @@ class Settings:
             limits=Limits.from_env(env),
             rollups=RollupSettings.from_env(env),
             read_replica=ReplicaSettings.from_env(env),
+            metrics=MetricsSettings.from_env(env),
         )
-        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        # --metrics-port and --metrics-host set the nested settings' fields.
+        metrics = {
+            name: overrides.pop(f"metrics_{name}")
+            for name in ("port", "host")
+            if overrides.get(f"metrics_{name}") is not None
+        }
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if metrics:
+            overrides["metrics"] = replace(settings.metrics, **metrics)
+        return replace(settings, **overrides)

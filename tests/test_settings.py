@@ -9,7 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from db.embedded import default_data_dir
-from graphql_api.settings import Settings, SettingsError
+from graphql_api.settings import MetricsSettings, Settings, SettingsError
 
 
 @pytest.mark.parametrize(
@@ -124,3 +124,44 @@ def test_number_out_of_range_is_refused_naming_the_variable(name: str, value: st
 def test_unknown_log_level_is_refused_naming_the_variable() -> None:
     with pytest.raises(SettingsError, match="SESSION_GRAPHQL_LOG_LEVEL"):
         Settings.from_env({"SESSION_GRAPHQL_LOG_LEVEL": "loud"})
+
+
+def test_metrics_are_off_without_a_port_and_read_from_their_variables() -> None:
+    assert Settings.from_env({}).metrics.enabled is False
+
+    metrics = Settings.from_env(
+        {
+            "SESSION_GRAPHQL_METRICS_PORT": "9090",
+            "SESSION_GRAPHQL_METRICS_HOST": "10.0.0.5",
+            "SESSION_GRAPHQL_METRICS_REFRESH_SECONDS": "30",
+        }
+    ).metrics
+
+    assert metrics == MetricsSettings(port=9090, host="10.0.0.5", refresh_seconds=30.0)
+    assert metrics.enabled
+
+
+def test_metrics_options_win_over_the_environment() -> None:
+    environ = {"SESSION_GRAPHQL_METRICS_PORT": "9090", "SESSION_GRAPHQL_METRICS_HOST": "0.0.0.0"}
+
+    settings = Settings.from_env(environ, metrics_port=9100, metrics_host=None)
+
+    assert (settings.metrics.port, settings.metrics.host) == (9100, "0.0.0.0")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SESSION_GRAPHQL_METRICS_PORT", "0"),
+        ("SESSION_GRAPHQL_METRICS_PORT", "http"),
+        ("SESSION_GRAPHQL_METRICS_REFRESH_SECONDS", "0.1"),
+    ],
+)
+def test_unusable_metrics_settings_are_refused_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_metrics_on_the_apis_own_port_are_refused() -> None:
+    with pytest.raises(SettingsError, match="metrics port must differ"):
+        Settings.from_env({"SESSION_GRAPHQL_METRICS_PORT": "8000"})

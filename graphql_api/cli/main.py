@@ -7,7 +7,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
 from functools import partial
 from importlib import metadata
@@ -73,6 +73,15 @@ class _Multiprocess(Multiprocess):
     def handle_hup(self) -> None:
         logging.getLogger("uvicorn.error").info("Received SIGHUP, exiting.")  # as uvicorn says SIGTERM's
         self.should_exit.set()
+
+    def keep_subprocess_alive(self) -> None:
+        before = {process.pid for process in self.processes}
+        super().keep_subprocess_alive()
+        from graphql_api import metrics
+
+        for pid in before - {process.pid for process in self.processes}:
+            if pid is not None:
+                metrics.mark_worker_gone(pid)
 
 
 def _worker_app(settings: Settings) -> "Starlette":
@@ -151,6 +160,12 @@ def _prepare(settings: Settings) -> tuple[Prepared, bool]:
     return prepared, is_open
 
 
+def _cannot_listen(host: str, port: int, error: OSError, purpose: str = "") -> StartupError:
+    reason = error.strerror or str(error)
+    address = f"[{host}]" if ":" in host else host
+    return StartupError(f"cannot listen on {address}:{port}{purpose}: {reason[:1].lower()}{reason[1:]}")
+
+
 def _listen(host: str, port: int) -> socket.socket:
     """The server's socket, bound now so a taken port is reported before anything says it is served."""
     # uvicorn's own choice of family, so --host takes what it took before.
@@ -161,58 +176,43 @@ def _listen(host: str, port: int) -> socket.socket:
         listening.bind((host, port))
     except OSError as error:
         listening.close()
-        reason = error.strerror or str(error)
-        address = f"[{host}]" if family == socket.AF_INET6 else host
-        raise StartupError(f"cannot listen on {address}:{port}: {reason[:1].lower()}{reason[1:]}") from None
+        raise _cannot_listen(host, port, error) from None
     return listening
 
 
-def _serve(settings: Settings) -> None:
-    from graphql_api.app import create_app
+@contextmanager
+def _metrics_listener(settings: Settings) -> Iterator[None]:
+    """``/metrics`` on its own address while the block runs, when a metrics port is set.
 
+    The listener is a thread of this process: with workers, the supervisor, which adds up the
+    files the workers write (``graphql_api.metrics``) and outlives any one of them, so a scrape
+    never lands on a worker that sees only its own share.
+    """
+    port = settings.metrics.port
+    if port is None:
+        yield
+        return
+    from graphql_api import metrics
+
+    with ExitStack() as stack:
+        if settings.workers > 1:
+            stack.enter_context(metrics.multiprocess_directory())
+        try:
+            server = metrics.serve_metrics(settings.metrics.host, port)
+        except OSError as error:
+            raise _cannot_listen(settings.metrics.host, port, error, " for metrics") from None
+        stack.callback(server.server_close)
+        stack.callback(server.shutdown)
+        print(f"session-graphql: metrics at http://{settings.metrics.host}:{port}/metrics", flush=True)
+        yield
+
+
+def _serve(settings: Settings) -> None:
     prepared, is_open = _prepare(settings)
     try:
         listening = _listen(settings.host, settings.port)
-        where = (
-            "DATABASE_URL"
-            if prepared.embedded is None
-            else "embedded PostgreSQL in " + str(settings.data_dir)
-        )
-        print(f"session-graphql: storing sessions in {where}", flush=True)
-        if settings.read_replica.url is not None:
-            print("session-graphql: dashboards read from the replica at DATABASE_READ_URL", flush=True)
-        if is_open:
-            print(
-                "session-graphql: OPEN: no API key exists and no JWT issuer is set, so every request "
-                "acts as admin until a key is made (session-graphql token create --role admin)",
-                flush=True,
-            )
-        else:
-            print(f"session-graphql: {_secured_by(settings)}", flush=True)
-        print(f"session-graphql: {_where_served(settings.host, settings.port)}", flush=True)
-        # The database is started and migrated already: the app's lifespan only opens its pool.
-        served = replace(settings, database_url=prepared.url, migrate_on_start=False)
-        # Built here even for workers, so that settings it refuses are one line, not one per worker.
-        app = create_app(served)
-        # Workers get a factory: each process builds its own app, and pool, from the settings.
-        config = uvicorn.Config(
-            app if settings.workers == 1 else partial(_worker_app, served),
-            factory=settings.workers > 1,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=settings.log_level,
-            # The request log (graphql_api.request_log) is the one line per request: uvicorn's
-            # access line would repeat it with less in it.
-            access_log=False,
-            proxy_headers=True,
-        )
-        # uvicorn shuts down gracefully on SIGINT and SIGTERM (here SIGHUP too), then raises the signal again.
-        with suppress(KeyboardInterrupt, Terminated):
-            if settings.workers == 1:
-                _Server(config).run(sockets=[listening])
-            else:
-                _Multiprocess(config, sockets=[listening]).run()
+        with _metrics_listener(settings):
+            _run(settings, prepared, is_open, listening)
     finally:
         prepared.release()
 
@@ -235,6 +235,49 @@ def _secured_by(settings: Settings) -> str:
     if settings.jwt.enabled:
         return f"secured: requests need an API key or a JWT from {settings.jwt.issuer}"
     return "secured: requests need an API key (Authorization: Bearer sgq_...)"
+
+
+def _run(settings: Settings, prepared: Prepared, is_open: bool, listening: socket.socket) -> None:
+    from graphql_api.app import create_app
+
+    where = (
+        "DATABASE_URL" if prepared.embedded is None else "embedded PostgreSQL in " + str(settings.data_dir)
+    )
+    print(f"session-graphql: storing sessions in {where}", flush=True)
+    if settings.read_replica.url is not None:
+        print("session-graphql: dashboards read from the replica at DATABASE_READ_URL", flush=True)
+    if is_open:
+        print(
+            "session-graphql: OPEN: no API key exists and no JWT issuer is set, so every request "
+            "acts as admin until a key is made (session-graphql token create --role admin)",
+            flush=True,
+        )
+    else:
+        print(f"session-graphql: {_secured_by(settings)}", flush=True)
+    print(f"session-graphql: {_where_served(settings.host, settings.port)}", flush=True)
+    # The database is started and migrated already: the app's lifespan only opens its pool.
+    served = replace(settings, database_url=prepared.url, migrate_on_start=False)
+    # Built here even for workers, so that settings it refuses are one line, not one per worker.
+    app = create_app(served)
+    # Workers get a factory: each process builds its own app, and pool, from the settings.
+    config = uvicorn.Config(
+        app if settings.workers == 1 else partial(_worker_app, served),
+        factory=settings.workers > 1,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        # The request log (graphql_api.request_log) is the one line per request: uvicorn's
+        # access line would repeat it with less in it.
+        access_log=False,
+        proxy_headers=True,
+    )
+    # uvicorn shuts down gracefully on SIGINT and SIGTERM (here SIGHUP too), then raises the signal again.
+    with suppress(KeyboardInterrupt, Terminated):
+        if settings.workers == 1:
+            _Server(config).run(sockets=[listening])
+        else:
+            _Multiprocess(config, sockets=[listening]).run()
 
 
 def _on_database(settings: Settings, work: Callable[[str], T]) -> T:
@@ -322,6 +365,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=_workers, help="server processes sharing the port (default 1; up to one per core)"
     )
+    serve.add_argument(
+        "--metrics-port", type=_port, help="serve Prometheus metrics on /metrics at this port (default: off)"
+    )
+    serve.add_argument("--metrics-host", help="address of the metrics' port (default 127.0.0.1)")
     serve.add_argument(
         "--insecure",
         action="store_true",
@@ -419,6 +466,8 @@ def main(argv: list[str] | None = None) -> None:
             workers=getattr(args, "workers", None),
             data_dir=getattr(args, "data_dir", None),
             insecure=getattr(args, "insecure", None),
+            metrics_port=getattr(args, "metrics_port", None),
+            metrics_host=getattr(args, "metrics_host", None),
         )
     except SettingsError as error:
         raise SystemExit(f"session-graphql: {error}") from None
