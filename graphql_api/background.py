@@ -6,6 +6,8 @@
   time, under a PostgreSQL advisory lock: the others find it taken and wait for the next round.
   At start, when the configured label keys differ from the ones the rollups keep, the rollups are
   rebuilt with the new keys first (answers stay exact meanwhile; labelled ones read rows).
+- Every ``retention.interval_seconds``, deleting the sessions idle longer than their tenant's
+  retention rule (``db.control.retention``); one replica at a time, under an advisory lock.
 """
 
 import asyncio
@@ -18,10 +20,12 @@ from functools import partial
 from typing import Any
 
 from db.analytics import rollups
+from db.control import retention
 from db.engine import Database
+from db.records import Actor
 from graphql_api.auth.api_keys import KeyRing
 from graphql_api.auth.rate_limits import RateLimiter
-from graphql_api.settings import RollupSettings
+from graphql_api.settings import RetentionSettings, RollupSettings
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +33,8 @@ HOUSEKEEPING_SECONDS = 300.0
 TASK_PREFIX = "background:"
 """Names the tasks, so what they send can be told from what requests send."""
 FOLD_RETRY_SECONDS = 5.0
+RETENTION_ACTOR = Actor(name="retention", role="admin")
+"""Who the audit log says deleted an expired session."""
 
 
 async def housekeeping(limiter: RateLimiter) -> None:
@@ -75,9 +81,35 @@ async def fold_rollups(database: Database, settings: RollupSettings) -> None:
             await asyncio.sleep(settings.fold_seconds)
 
 
+async def expire_sessions(database: Database, settings: RetentionSettings) -> None:
+    """A retention pass every ``interval_seconds``; the rules are read again at each one."""
+    if not settings.interval_seconds:
+        return
+    while True:
+        try:
+            deleted = await retention.expire(
+                database, settings.default_keep_days, batch_size=settings.batch_size, actor=RETENTION_ACTOR
+            )
+        except Exception as error:  # an outage: the next round tries again
+            logger.warning("retention pass failed, retrying in %.0f s: %r", settings.interval_seconds, error)
+        else:
+            if deleted:
+                logger.info(
+                    "retention deleted %d sessions (%d messages): %s",
+                    sum(each.sessions for each in deleted.values()),
+                    sum(each.messages for each in deleted.values()),
+                    ", ".join(f"{tenant} {each.sessions}" for tenant, each in sorted(deleted.items())),
+                )
+        await asyncio.sleep(settings.interval_seconds)
+
+
 @asynccontextmanager
 async def background_tasks(
-    keys: KeyRing, limiter: RateLimiter, database: Database, rollup_settings: RollupSettings
+    keys: KeyRing,
+    limiter: RateLimiter,
+    database: Database,
+    rollup_settings: RollupSettings,
+    retention_settings: RetentionSettings | None = None,
 ) -> AsyncIterator[None]:
     """Runs the replica's background work while the block runs, and stops it after."""
     work: dict[str, Coroutine[Any, Any, None]] = {
@@ -85,6 +117,7 @@ async def background_tasks(
         "housekeeping": housekeeping(limiter),
     }
     work["rollups"] = fold_rollups(database, rollup_settings)
+    work["retention"] = expire_sessions(database, retention_settings or RetentionSettings())
     tasks = [asyncio.create_task(each, name=f"{TASK_PREFIX}{name}") for name, each in work.items()]
     try:
         yield
