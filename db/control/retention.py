@@ -183,7 +183,13 @@ async def _expire_one(
     while busy < MOST_BUSY_BATCHES:
         try:
             deleted = await delete_batch(
-                conn, expiry.conditions, most=batch_size, actor=actor, action="retention", target=target
+                conn,
+                expiry.conditions,
+                most=batch_size,
+                actor=actor,
+                action="retention",
+                target=target,
+                oldest_first=True,
             )
             await conn.commit()
         except Exception as error:

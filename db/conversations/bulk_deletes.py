@@ -75,19 +75,19 @@ async def delete_batch(
     actor: Actor,
     action: str,
     target: dict[str, Any],
+    oldest_first: bool = False,
 ) -> dict[str, Deleted]:
-    """Deletes up to ``most`` sessions matching ``conditions`` (oldest activity first) with their
-    storage objects, each audited as ``action`` with ``target``; what went, per tenant. Run it in
-    a transaction of its own."""
+    """Deletes up to ``most`` sessions matching ``conditions`` with their storage objects, each
+    audited as ``action`` with ``target``; what went, per tenant. Run it in a transaction of its own.
+
+    ``oldest_first``: by last activity (retention, whose conditions are a range of it). Otherwise
+    in no order, so an erasure by label reads the label's index rather than every session in
+    order of activity."""
     await conn.execute(text(f"SET LOCAL lock_timeout = '{BATCH_LOCK_TIMEOUT}'"))
-    candidates = (
-        select(sessions.c.session_id, sessions.c.tenant)
-        .where(*conditions)
-        .order_by(sessions.c.last_activity_at)
-        .limit(most)
-        .with_for_update(of=sessions, skip_locked=True)
-        .cte("candidates")
-    )
+    candidates: Any = select(sessions.c.session_id, sessions.c.tenant).where(*conditions)
+    if oldest_first:
+        candidates = candidates.order_by(sessions.c.last_activity_at)
+    candidates = candidates.limit(most).with_for_update(of=sessions, skip_locked=True).cte("candidates")
     gone = (
         delete(sessions)
         .where(sessions.c.session_id == candidates.c.session_id, sessions.c.tenant == candidates.c.tenant)
