@@ -3,13 +3,22 @@ storage objects and everything in the sessions, audited with its filter, for adm
 run counts and changes nothing; a filter naming nothing is refused; other tenants are untouched;
 the statistics stay exact."""
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import Connection, text
 
+from db.analytics.filters import ConversationFilter
+from db.conversations import bulk_deletes
+from db.conversations.bulk_deletes import Deleted
+from db.engine import Database, create_engine
+from db.errors import ConflictError
+from db.records import Actor
+from db.tenancy import Scope
 from graphql_api.settings import RetentionSettings, Settings
 from tests.api_calls import assert_error, data_of
 from tests.bulk_delete_support import (
@@ -21,6 +30,7 @@ from tests.bulk_delete_support import (
     session_ids,
 )
 from tests.secured import Secured, secured_server
+from tests.test_migrations import inspect
 
 A, B = "acme", "globex"
 DELETE = """mutation($f: ConversationFilter!, $dry: Boolean!) {
@@ -227,3 +237,58 @@ def test_an_agent_writing_to_a_session_being_erased_gets_not_found_or_its_write_
         count(url, "SELECT count(*) FROM session_messages WHERE tenant = 'globex' AND session_id = 'bob-0'")
         == 0
     )
+
+
+def test_an_erasure_waits_for_a_session_being_written_then_says_what_it_left(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session an agent holds stays (never a half-deleted one); the rest go; CONFLICT names it."""
+    url = store.secured.database_url
+    seed(
+        store.secured,
+        store.keys[(B, "writer")],
+        [(f"dave-{n}", {"user": "dave"}) for n in range(4)],
+        store.start,
+    )
+    monkeypatch.setattr(bulk_deletes, "BUSY_PATIENCE_SECONDS", 0.5)
+    held, release = threading.Event(), threading.Event()
+
+    def write_for_long(conn: Connection) -> None:
+        # What an agent's write holds while its statement runs: the session's row.
+        conn.execute(
+            text("SELECT 1 FROM sessions WHERE tenant = 'globex' AND session_id = 'dave-2' FOR UPDATE")
+        )
+        held.set()
+        release.wait(60)
+        conn.rollback()
+
+    async def erase() -> Any:
+        database = Database(create_engine(url, pool_size=2, max_overflow=0))
+        try:
+            return await bulk_deletes.delete_sessions(
+                database,
+                Scope(B),
+                ConversationFilter(labels=(("user", "dave"),)),
+                most=1,
+                actor=Actor("test", "admin"),
+                filter_given={"labels": {"user": "dave"}},
+            )
+        finally:
+            await database.dispose()
+
+    writer = threading.Thread(target=inspect, args=(url, write_for_long))
+    writer.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(ConflictError, match="1 matching sessions stayed busy"):
+            asyncio.run(erase())
+    finally:
+        release.set()
+        writer.join()
+
+    assert session_ids(url, B, "dave-") == {"dave-2"}
+    assert (
+        count(url, "SELECT count(*) FROM session_messages WHERE tenant = 'globex' AND session_id = 'dave-2'")
+        == 4
+    )
+    assert asyncio.run(erase()) == Deleted(1, 4)
