@@ -26,6 +26,8 @@ class Sizes:
     query_seconds: float
     """...unless they take longer than this (and at least MIN_QUERY_CALLS were made)."""
     memory_restores: int
+    expired_sessions: int
+    """Sessions bulk-loaded as long idle, for retention to delete while a client appends."""
 
 
 QUICK = Sizes(
@@ -43,6 +45,7 @@ QUICK = Sizes(
     query_calls=60,
     query_seconds=15.0,
     memory_restores=3,
+    expired_sessions=10_000,
 )
 FULL = Sizes(
     name="full",
@@ -59,6 +62,7 @@ FULL = Sizes(
     query_calls=300,
     query_seconds=60.0,
     memory_restores=10,
+    expired_sessions=100_000,
 )
 
 SCALES = {"100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}

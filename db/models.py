@@ -9,7 +9,8 @@ Rollup tables (``message_rollups``, ``tool_rollups``) are tenant-level aggregate
 ``tenant`` first (on Citus: distributed by tenant); the presence tables and the invalidation log
 beside them are per session, keyed by ``session_id`` like the rows they describe.
 
-Control tables (``api_keys``, ``audit_events``, ``rate_limit_buckets``) hold no conversation:
+Control tables (``api_keys``, ``audit_events``, ``rate_limit_buckets``, ``retention_rules``) hold no
+conversation:
 they are small, read by every replica, and keyed by their own random ids; on a distributed
 PostgreSQL they are reference tables (copied to every node), not distributed ones.
 
@@ -357,6 +358,20 @@ class RateLimitBucketModel(Base):
     refilled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+class RetentionRuleModel(Base):
+    """A tenant's own retention rule, set by an admin; tenants without one follow the settings'
+    default (db.control.retention)."""
+
+    __tablename__ = "retention_rules"
+    __table_args__ = (CheckConstraint("keep_days >= 0", name="keep_days_not_negative"),)
+
+    tenant: Mapped[str] = _tenant_key()
+    keep_days: Mapped[int] = mapped_column(Integer, nullable=False)
+    """Sessions idle this many days are deleted; 0 keeps this tenant's sessions whatever the default."""
+    updated_at: Mapped[datetime] = _updated_at()
+    updated_by: Mapped[str] = mapped_column(Text, nullable=False)
+
+
 # Rollups (db.analytics.rollups): statistics aggregated ahead of time per tenant and 15-minute UTC
 # bucket, over the dimensions dashboards filter and group by. The two rollup tables are tenant-level
 # aggregates (keyed, and on Citus distributed, by tenant); presence and the invalidation log are
@@ -478,6 +493,7 @@ storage_objects = cast(Table, StorageObjectModel.__table__)
 api_keys = cast(Table, ApiKeyModel.__table__)
 audit_events = cast(Table, AuditEventModel.__table__)
 rate_limit_buckets = cast(Table, RateLimitBucketModel.__table__)
+retention_rules = cast(Table, RetentionRuleModel.__table__)
 rollup_settings = cast(Table, RollupSettingsModel.__table__)
 rollup_invalidations = cast(Table, RollupInvalidationModel.__table__)
 message_rollups = cast(Table, MessageRollupModel.__table__)
@@ -486,5 +502,5 @@ session_presence = cast(Table, SessionPresenceModel.__table__)
 session_hour_presence = cast(Table, SessionHourPresenceModel.__table__)
 
 SESSION_TABLES = (sessions, agents, messages, multi_agents, tool_calls, storage_objects)
-CONTROL_TABLES = (api_keys, audit_events, rate_limit_buckets)
+CONTROL_TABLES = (api_keys, audit_events, rate_limit_buckets, retention_rules)
 ROLLUP_TABLES = (message_rollups, tool_rollups, session_presence, session_hour_presence)

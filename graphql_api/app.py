@@ -122,6 +122,7 @@ def create_app(settings: Settings) -> Starlette:
                     settings.limits.max_heavy_requests, settings.limits.heavy_wait_seconds
                 ),
                 read_replica=replica,
+                retention=settings.retention,
             )
             # What start-up made (modules, the schema, caches) lives as long as the process: out of
             # the collector's sight, full collections only walk what requests make, not all of it.

@@ -9,6 +9,8 @@
 - With metrics on (``graphql_api.metrics``): the pool's use every second, and every
   ``refresh_seconds`` what the metrics read from the database (the rollups' backlog, one indexed
   read of their queue; stored rows per tenant, from PostgreSQL's statistics, not the rows).
+- Every ``retention.interval_seconds``, deleting the sessions idle longer than their tenant's
+  retention rule (``db.control.retention``); one replica at a time, under an advisory lock.
 """
 
 import asyncio
@@ -22,11 +24,13 @@ from typing import Any
 
 from db.analytics import rollups
 from db.analytics.stored_rows import estimate_stored_rows
+from db.control import retention
 from db.engine import Database
+from db.records import Actor
 from graphql_api import metrics
 from graphql_api.auth.api_keys import KeyRing
 from graphql_api.auth.rate_limits import RateLimiter
-from graphql_api.settings import RollupSettings, Settings
+from graphql_api.settings import RetentionSettings, RollupSettings, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,8 @@ TASK_PREFIX = "background:"
 """Names the tasks, so what they send can be told from what requests send."""
 FOLD_RETRY_SECONDS = 5.0
 POOL_SAMPLE_SECONDS = 1.0
+RETENTION_ACTOR = Actor(name="retention", role="admin")
+"""Who the audit log says deleted an expired session."""
 
 
 async def housekeeping(limiter: RateLimiter) -> None:
@@ -97,6 +103,32 @@ async def refresh_database_metrics(database: Database, every_seconds: float) -> 
         await asyncio.sleep(every_seconds)
 
 
+async def expire_sessions(database: Database, settings: RetentionSettings) -> None:
+    """A retention pass every ``interval_seconds``; the rules are read again at each one."""
+    if not settings.interval_seconds:
+        return
+    while True:
+        try:
+            deleted = await retention.expire(
+                database, settings.default_keep_days, batch_size=settings.batch_size, actor=RETENTION_ACTOR
+            )
+        except Exception as error:  # an outage: the next round tries again
+            logger.warning("retention pass failed, retrying in %.0f s: %r", settings.interval_seconds, error)
+        else:
+            if deleted:
+                metrics.count_retention_deletions(
+                    sum(each.sessions for each in deleted.values()),
+                    sum(each.messages for each in deleted.values()),
+                )
+                logger.info(
+                    "retention deleted %d sessions (%d messages): %s",
+                    sum(each.sessions for each in deleted.values()),
+                    sum(each.messages for each in deleted.values()),
+                    ", ".join(f"{tenant} {each.sessions}" for tenant, each in sorted(deleted.items())),
+                )
+        await asyncio.sleep(settings.interval_seconds)
+
+
 @asynccontextmanager
 async def background_tasks(
     keys: KeyRing, limiter: RateLimiter, database: Database, settings: Settings
@@ -107,6 +139,7 @@ async def background_tasks(
         "housekeeping": housekeeping(limiter),
     }
     work["rollups"] = fold_rollups(database, settings.rollups)
+    work["retention"] = expire_sessions(database, settings.retention)
     if settings.metrics.enabled:
         work["pool-metrics"] = sample_pool(database)
         work["database-metrics"] = refresh_database_metrics(database, settings.metrics.refresh_seconds)

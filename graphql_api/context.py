@@ -16,7 +16,7 @@ from graphql_api.auth.rate_limits import HeavyRequests
 from graphql_api.guards.answer_budget import AnswerBudget
 from graphql_api.loaders import Loaders, RowBudget, create_loaders
 from graphql_api.read_routing import ReadFrom
-from graphql_api.settings import Limits
+from graphql_api.settings import Limits, RetentionSettings
 
 OPEN_SCOPE = Scope(all_tenants=True)
 T = TypeVar("T")
@@ -43,6 +43,8 @@ class Context:
     """The read replica (``DATABASE_READ_URL``); None without one."""
     read_from: ReadFrom | None = None
     """The request's ``X-Read-From`` header (``graphql_api.read_routing``)."""
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    """The default retention rule, and the batch size ``deleteSessions`` shares with retention."""
     primary: Database = field(init=False)
     """Where writes go, whatever the request reads from."""
     rows: RowBudget = field(init=False)
@@ -103,6 +105,12 @@ class Context:
         self._loaders = None
         run = self.primary.run_in_transaction if transaction else self.primary.run
         return await run(fetch, idempotent=idempotent)
+
+    async def write_in_batches(self, work: Callable[[Database], Awaitable[T]]) -> T:
+        """Runs a write that makes its own transactions on the primary (a bulk delete, batch by
+        batch), after forgetting what this request has read so far, as ``write`` does."""
+        self._loaders = None
+        return await work(self.primary)
 
 
 Info: TypeAlias = StrawberryInfo[Context, None]

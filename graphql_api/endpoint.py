@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -37,7 +37,7 @@ from graphql_api.errors import ErrorCode, Refusal, with_code
 from graphql_api.graphiql.page import graphiql_response
 from graphql_api.guards.answer_budget import too_large
 from graphql_api.read_routing import ReadFrom, read_from_header
-from graphql_api.settings import Limits
+from graphql_api.settings import Limits, RetentionSettings
 
 RESPONSE_SLACK_BYTES = 64 * 1024
 """What an answer may hold past its budget once encoded: its errors, which the budget does not charge."""
@@ -71,6 +71,7 @@ class Services:
     heavy_requests: HeavyRequests
     read_replica: Database | None = None
     """The read replica for dashboards' reads (``DATABASE_READ_URL``); None without one."""
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
 
 async def read_body(request: Request, limits: Limits) -> bytes:
@@ -271,6 +272,7 @@ class SessionGraphQL(GraphQL[Context, None]):
             heavy_requests=services.heavy_requests,
             read_replica=services.read_replica,
             read_from=admitted.read_from,
+            retention=services.retention,
         )
         return admitted.context
 

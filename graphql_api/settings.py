@@ -335,6 +335,51 @@ class RollupSettings:
         )
 
 
+MOST_KEEP_DAYS = 36_500
+"""A hundred years: a longer rule is a typo, not a policy."""
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """Deleting sessions idle longer than a rule (db.control.retention): tenants' own rules,
+    set by admins, else ``default_keep_days``."""
+
+    default_keep_days: int | None = None
+    """Sessions whose last activity is older than this many days are deleted
+    (SESSION_GRAPHQL_RETENTION_DAYS); None (unset): kept, unless their tenant has a rule."""
+    interval_seconds: float = 60.0
+    """How often one replica looks for expired sessions (SESSION_GRAPHQL_RETENTION_INTERVAL_SECONDS);
+    0: never (``session-graphql retention`` still runs a pass)."""
+    batch_size: int = 100
+    """Sessions deleted per transaction (SESSION_GRAPHQL_RETENTION_BATCH), by retention and by
+    ``deleteSessions``: small, so agents' writes never wait long."""
+
+    def __post_init__(self) -> None:
+        if self.default_keep_days is not None and not 1 <= self.default_keep_days <= MOST_KEEP_DAYS:
+            raise SettingsError(
+                f"SESSION_GRAPHQL_RETENTION_DAYS must be between 1 and {MOST_KEEP_DAYS}, "
+                f"not {self.default_keep_days}"
+            )
+        if not 1 <= self.batch_size <= 10_000:
+            raise SettingsError(
+                f"SESSION_GRAPHQL_RETENTION_BATCH must be between 1 and 10000, not {self.batch_size}"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "RetentionSettings":
+        d = cls()
+        days = env.get("SESSION_GRAPHQL_RETENTION_DAYS", "").strip()
+        return cls(
+            default_keep_days=_int(env, "SESSION_GRAPHQL_RETENTION_DAYS", 0, 1, MOST_KEEP_DAYS)
+            if days
+            else None,
+            interval_seconds=_number(
+                env, "SESSION_GRAPHQL_RETENTION_INTERVAL_SECONDS", d.interval_seconds, 0, 86_400
+            ),
+            batch_size=_int(env, "SESSION_GRAPHQL_RETENTION_BATCH", d.batch_size, 1, 10_000),
+        )
+
+
 REPLICA_FALLBACKS = ("primary", "none")
 
 
@@ -427,6 +472,7 @@ class Settings:
     rollups: RollupSettings = field(default_factory=RollupSettings)
     read_replica: ReplicaSettings = field(default_factory=ReplicaSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     def __post_init__(self) -> None:
         if self.log_format not in LOG_FORMATS:
@@ -465,6 +511,7 @@ class Settings:
             rollups=RollupSettings.from_env(env),
             read_replica=ReplicaSettings.from_env(env),
             metrics=MetricsSettings.from_env(env),
+            retention=RetentionSettings.from_env(env),
         )
         # --metrics-port and --metrics-host set the nested settings' fields.
         metrics = {

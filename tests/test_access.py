@@ -50,8 +50,15 @@ def test_deletes_and_key_management_need_admin_and_writes_need_writer() -> None:
         "deleteStorageObject",
         "createApiKey",
         "revokeApiKey",
+        "deleteSessions",
+        "setRetentionRule",
+        "removeRetentionRule",
     }
-    assert {name for name, role in QUERY_ROLES.items() if role != "reader"} == {"auditEvents", "apiKeys"}
+    assert {name for name, role in QUERY_ROLES.items() if role != "reader"} == {
+        "auditEvents",
+        "apiKeys",
+        "retentionRules",
+    }
     assert all(
         role == "writer"
         for name, role in MUTATION_ROLES.items()

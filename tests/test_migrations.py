@@ -35,7 +35,7 @@ SESSION_TABLES = {
     "session_hour_presence",
     "rollup_invalidations",
 }
-CONTROL_TABLES = {"api_keys", "audit_events", "rate_limit_buckets", "rollup_settings"}
+CONTROL_TABLES = {"api_keys", "audit_events", "rate_limit_buckets", "rollup_settings", "retention_rules"}
 TENANT_AGGREGATES = {"message_rollups", "tool_rollups"}
 """Keyed by tenant first: on a distributed PostgreSQL, distributed by tenant."""
 TABLES = SESSION_TABLES | CONTROL_TABLES | TENANT_AGGREGATES

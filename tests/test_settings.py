@@ -9,7 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from db.embedded import default_data_dir
-from graphql_api.settings import MetricsSettings, Settings, SettingsError
+from graphql_api.settings import MetricsSettings, RetentionSettings, Settings, SettingsError
 
 
 @pytest.mark.parametrize(
@@ -149,6 +149,20 @@ def test_metrics_options_win_over_the_environment() -> None:
     assert (settings.metrics.port, settings.metrics.host) == (9100, "0.0.0.0")
 
 
+def test_retention_is_off_unless_its_days_are_set_and_reads_its_three_variables() -> None:
+    assert Settings.from_env({}).retention == RetentionSettings(default_keep_days=None)
+
+    retention = Settings.from_env(
+        {
+            "SESSION_GRAPHQL_RETENTION_DAYS": "90",
+            "SESSION_GRAPHQL_RETENTION_INTERVAL_SECONDS": "0.5",
+            "SESSION_GRAPHQL_RETENTION_BATCH": "25",
+        }
+    ).retention
+
+    assert retention == RetentionSettings(default_keep_days=90, interval_seconds=0.5, batch_size=25)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -165,3 +179,19 @@ def test_unusable_metrics_settings_are_refused_naming_the_variable(name: str, va
 def test_metrics_on_the_apis_own_port_are_refused() -> None:
     with pytest.raises(SettingsError, match="metrics port must differ"):
         Settings.from_env({"SESSION_GRAPHQL_METRICS_PORT": "8000"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SESSION_GRAPHQL_RETENTION_DAYS", "0"),
+        ("SESSION_GRAPHQL_RETENTION_DAYS", "36501"),
+        ("SESSION_GRAPHQL_RETENTION_DAYS", "ninety"),
+        ("SESSION_GRAPHQL_RETENTION_INTERVAL_SECONDS", "-1"),
+        ("SESSION_GRAPHQL_RETENTION_BATCH", "0"),
+        ("SESSION_GRAPHQL_RETENTION_BATCH", "10001"),
+    ],
+)
+def test_a_retention_setting_out_of_bounds_is_refused_naming_its_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})

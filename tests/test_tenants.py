@@ -349,6 +349,40 @@ CASES["toolStats"] = _tool_stats
 CASES["updateSession"] = _update_session
 
 
+def _delete_sessions(t: Tenants) -> None:
+    # B's sessions match by id; A's erasure counts and deletes only A's own (none of them).
+    for dry in ("true", "false"):
+        query = (
+            f'mutation {{ deleteSessions(filter: {{sessionIdPrefix: "b-"}}, dryRun: {dry}) {{ sessions }} }}'
+        )
+        assert data_of(t.call(A, "admin", query)) == {"deleteSessions": {"sessions": 0}}
+    assert data_of(t.call(B, "reader", '{ session(sessionId: "b-only") { sessionId } }'))["session"]
+
+
+def _retention_rules(t: Tenants) -> None:
+    assert_error(t.call(A, "admin", f'{{ retentionRules(tenant: "{B}") {{ tenant }} }}'), "FORBIDDEN")
+    listed = data_of(t.call(A, "admin", "{ retentionRules { tenant } }"))["retentionRules"]
+    assert listed == [{"tenant": A}]
+
+
+def _set_retention_rule(t: Tenants) -> None:
+    query = f'mutation {{ setRetentionRule(keepDays: 1, tenant: "{B}") {{ tenant }} }}'
+    assert_error(t.call(A, "admin", query), "FORBIDDEN")
+    assert data_of(t.call(B, "admin", "{ retentionRules { tenant own } }"))["retentionRules"] == [
+        {"tenant": B, "own": False}
+    ]
+
+
+def _remove_retention_rule(t: Tenants) -> None:
+    assert_error(t.call(A, "admin", f'mutation {{ removeRetentionRule(tenant: "{B}") }}'), "FORBIDDEN")
+
+
+CASES["deleteSessions"] = _delete_sessions
+CASES["retentionRules"] = _retention_rules
+CASES["setRetentionRule"] = _set_retention_rule
+CASES["removeRetentionRule"] = _remove_retention_rule
+
+
 def test_every_root_field_is_tried_across_tenants() -> None:
     graphql_schema = schema._schema
     assert graphql_schema.query_type is not None and graphql_schema.mutation_type is not None

@@ -6,7 +6,16 @@ Each case is a function of the run (``bench.run_context.BenchRun``) returning ro
 
 from collections.abc import Callable
 
-from bench.cases import append, concurrent_writers, dashboard, restore, search, server_memory, stats
+from bench.cases import (
+    append,
+    concurrent_writers,
+    dashboard,
+    restore,
+    retention,
+    search,
+    server_memory,
+    stats,
+)
 from bench.report import Row
 from bench.run_context import BenchRun
 
@@ -18,6 +27,7 @@ CASES: dict[str, Callable[[BenchRun], list[Row]]] = {
     "search": search.run,
     "stats": stats.run,
     "memory": server_memory.run,
+    "retention": retention.run,
 }
 GROUPS: dict[str, tuple[str, ...]] = {"search_and_stats": ("search", "stats")}
 """Names of several cases (``search_and_stats``: what ``search`` ran before ``stats`` was a case)."""

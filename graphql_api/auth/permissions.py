@@ -44,6 +44,7 @@ QUERY_ROLES: dict[str, Role] = {
     "searchStorage": Role.READER,
     "auditEvents": Role.ADMIN,
     "apiKeys": Role.ADMIN,
+    "retentionRules": Role.ADMIN,
 }
 MUTATION_ROLES: dict[str, Role] = {
     "__typename": Role.READER,
@@ -65,6 +66,9 @@ MUTATION_ROLES: dict[str, Role] = {
     "deleteMultiAgent": Role.ADMIN,
     "createApiKey": Role.ADMIN,
     "revokeApiKey": Role.ADMIN,
+    "deleteSessions": Role.ADMIN,
+    "setRetentionRule": Role.ADMIN,
+    "removeRetentionRule": Role.ADMIN,
 }
 ROLES_BY_OPERATION = {"query": QUERY_ROLES, "mutation": MUTATION_ROLES}
 

@@ -1,4 +1,4 @@
-"""The ``session-graphql`` command: serve, migrate, token, rollups, export-schema, import."""
+"""The ``session-graphql`` command: serve, migrate, token, rollups, retention, export-schema, import."""
 
 import argparse
 import ipaddress
@@ -22,7 +22,7 @@ from db.embedded import EmbeddedPostgres, EmbeddedPostgresError, start_embedded_
 from db.startup import StartupError, check_database, migrate
 from graphql_api.auth.identity import Role
 from graphql_api.auth.jwt import JwtVerifier
-from graphql_api.cli import rollups, tokens
+from graphql_api.cli import retention, rollups, tokens
 from graphql_api.cli.tokens import any_key_made, run_on
 from graphql_api.settings import Settings, SettingsError
 
@@ -308,6 +308,16 @@ def _rollups(settings: Settings, args: argparse.Namespace) -> None:
     print("\n".join(lines), flush=True)
 
 
+def _retention(settings: Settings, args: argparse.Namespace) -> None:
+    if args.dry_run:
+        lines = _on_database(settings, lambda url: retention.dry_run(url, settings.retention, args.tenant))
+    else:
+        if args.tenant is not None:
+            raise SettingsError("retention: --tenant goes with --dry-run; a pass applies every tenant's rule")
+        lines = _on_database(settings, lambda url: retention.run_pass(url, settings.retention))
+    print("\n".join(lines), flush=True)
+
+
 def _migrate(settings: Settings) -> None:
     if settings.database_url is not None:
         check_database(settings.database_url)
@@ -410,6 +420,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     for action in (rebuild, rollup_status):
         action.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data directory")
+    expiry = commands.add_parser(
+        "retention",
+        help="delete the sessions idle longer than their tenant's rule now, or see which would go",
+    )
+    expiry.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print each tenant's rule and what would be deleted; delete nothing",
+    )
+    expiry.add_argument("--tenant", help="with --dry-run: only this tenant")
     export = commands.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument(
         "output", nargs="?", default="schema.graphql", help="file to write, or - (default schema.graphql)"
@@ -491,6 +511,8 @@ def main(argv: list[str] | None = None) -> None:
             _token(settings, args)
         elif args.command == "rollups":
             _rollups(settings, args)
+        elif args.command == "retention":
+            _retention(settings, args)
         else:
             _export_schema(args.output)
     except (StartupError, EmbeddedPostgresError, SettingsError) as error:

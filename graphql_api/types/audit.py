@@ -40,7 +40,10 @@ class AuditEvent:
     tenant: str | None
     actor: str = strawberry.field(description="Who: key:<label>, jwt:<subject>, or the open server.")
     actor_role: str
-    action: str = strawberry.field(description="deleteSession, deleteAgent, createApiKey, revokeApiKey, ...")
+    action: str = strawberry.field(
+        description="deleteSession, deleteAgent, deleteSessions, retention, setRetentionRule, "
+        "createApiKey, revokeApiKey, ..."
+    )
     session_id: str | None
     target: JSON = strawberry.field(description="What the action named (ids, key label and role).")
     request_id: str | None
