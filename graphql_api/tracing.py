@@ -76,7 +76,7 @@ class Tracing:
         self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         self._statements.instrument(
             engines=[engine.sync_engine for engine in engines],
-            tracer_provider=_StatementTracers(self.provider),
+            tracer_provider=StatementTracers(self.provider),
             enable_commenter=False,
             # It declares SQLAlchemy below 2.1 and would otherwise do nothing; the events it listens
             # to are the same in 2.1, and tests/test_tracing.py checks its spans arrive.
@@ -176,7 +176,7 @@ class OperationSpans(SchemaExtension):
             span.set_status(Status(StatusCode.ERROR, failure.value if failure else None))
 
 
-class _StatementTracers(trace.TracerProvider):
+class StatementTracers(trace.TracerProvider):
     """What the SQLAlchemy instrumentation gets as its provider: see ``_StatementTracer``."""
 
     def __init__(self, provider: TracerProvider) -> None:

@@ -29,7 +29,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from client import AsyncGraphQLSessionRepository, GraphQLSessionRepository
 from db.engine import Database, create_engine
@@ -38,7 +38,7 @@ from graphql_api.app import create_app
 from graphql_api.context import Context
 from graphql_api.schema import create_schema
 from graphql_api.settings import Settings, SettingsError, TracingSettings
-from graphql_api.tracing import OperationSpans
+from graphql_api.tracing import OperationSpans, StatementTracers
 from tests.conftest import free_port
 from tests.server_process import REPO, ServerProcess
 
@@ -403,3 +403,24 @@ async def test_an_operation_span_names_the_tenant_and_the_outcome(database_url: 
     assert broken.attributes is not None
     assert broken.attributes["session_graphql.outcome"] == "GRAPHQL_VALIDATION_FAILED"
     assert broken.status.status_code is StatusCode.UNSET  # the caller's mistake, not the server's
+
+
+def test_statement_spans_are_made_only_under_a_span_and_keep_no_driver_message() -> None:
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    statements = StatementTracers(provider).get_tracer("sqlalchemy")
+    alone = statements.start_span("SELECT")  # a background task's statement: no request above it
+    assert not alone.is_recording()
+    alone.end()
+    with provider.get_tracer(__name__).start_as_current_span("request"):
+        failed = statements.start_span("INSERT")
+        failed.set_status(Status(StatusCode.ERROR, 'invalid input syntax for type integer: "my secret"'))
+        failed.end()
+        with statements.start_as_current_span("connect"):
+            pass
+    names = [span.name for span in exported.get_finished_spans()]
+    assert names == ["INSERT", "connect", "request"]
+    insert = exported.get_finished_spans()[0]
+    assert insert.status.status_code is StatusCode.ERROR
+    assert insert.status.description is None
