@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
+from strands.types.session import SessionMessage
 
 from client import AsyncGraphQLSessionRepository, GraphQLSessionRepository
 from db.engine import Database, create_engine
@@ -424,3 +425,27 @@ def test_statement_spans_are_made_only_under_a_span_and_keep_no_driver_message()
     insert = exported.get_finished_spans()[0]
     assert insert.status.status_code is StatusCode.ERROR
     assert insert.status.description is None
+
+
+def test_a_write_behind_write_is_sent_in_the_trace_that_queued_it(catcher: HeaderCatcher) -> None:
+    tracer = TracerProvider().get_tracer(__name__)
+    message = SessionMessage(message={"role": "user", "content": [{"text": "hi"}]}, message_id=0)  # type: ignore[arg-type]
+    with GraphQLSessionRepository(catcher.url, write_behind=True) as repository:
+        with tracer.start_as_current_span("agent turn") as span:
+            repository.create_message("s-1", "a-1", message)
+        repository.flush()  # from the sender thread, after the span ended
+    [sent] = catcher.headers
+    assert sent["traceparent"].split("-")[1] == format(span.get_span_context().trace_id, "032x")
+
+
+async def test_an_async_write_behind_write_is_sent_in_the_trace_that_queued_it(
+    catcher: HeaderCatcher,
+) -> None:
+    tracer = TracerProvider().get_tracer(__name__)
+    message = SessionMessage(message={"role": "user", "content": [{"text": "hi"}]}, message_id=0)  # type: ignore[arg-type]
+    async with AsyncGraphQLSessionRepository(catcher.url, write_behind=True) as repository:
+        with tracer.start_as_current_span("agent turn") as span:
+            await repository.create_message("s-1", "a-1", message)
+        await repository.flush()
+    [sent] = catcher.headers
+    assert sent["traceparent"].split("-")[1] == format(span.get_span_context().trace_id, "032x")
