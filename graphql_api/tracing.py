@@ -8,12 +8,11 @@ A request makes, in the caller's trace when it sends a W3C ``traceparent`` (the 
   none unless ``OTEL_PYTHON_ASGI_EXCLUDED_URLS`` says otherwise;
 - under it, one span per GraphQL operation (``OperationSpans``): its name and type, the tenant,
   the outcome (``ok`` or the error code, as the request log has it) and the request id;
-- under that, a span per SQL statement and per pool checkout (``connect``), from
-  ``opentelemetry-instrumentation-sqlalchemy`` (asyncpg's instrumentation as well would repeat
-  every statement). Statements with no span above them make none: the background tasks' (the
-  rollups' fold runs every second), probes' and start-up's. A statement span holds the SQL with
-  its placeholders, never the parameters, and a failed one the status without the driver's
-  message, which may quote a value the request sent.
+- under that, a span per SQL statement, from ``opentelemetry-instrumentation-sqlalchemy``
+  (asyncpg's instrumentation as well would repeat every statement). Statements with no span above
+  them make none: the background tasks' (the rollups' fold runs every second), probes' and
+  start-up's. A statement span holds the SQL with its placeholders, never the parameters, and a
+  failed one the status without the driver's message, which may quote a value the request sent.
 
 Spans never hold content: no message text, state, variables or document. Not strawberry's
 per-field tracing extension either: it makes every field a coroutine, at a measured cost.
@@ -21,8 +20,7 @@ per-field tracing extension either: it makes every field a coroutine, at a measu
 
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from graphql import GraphQLError, get_operation_ast
@@ -30,12 +28,14 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.http import get_excluded_urls, parse_excluded_urls
 from opentelemetry.util.types import Attributes, AttributeValue
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -82,6 +82,9 @@ class Tracing:
             # to are the same in 2.1, and tests/test_tracing.py checks its spans arrive.
             skip_dep_check=True,
         )
+        # Its span around every pool checkout ("connect") would be one more span per statement,
+        # a third of the spans, for a wait the gap before the statement's span shows as well.
+        unwrap(Engine, "connect")
 
     def stop(self) -> None:
         self._statements.uninstrument()
@@ -219,14 +222,11 @@ class _StatementTracer(trace.Tracer):
         span = self.tracer.start_span(name, context, kind, attributes, links, start_time, False, False)
         return _StatementSpan(span)
 
-    # The instrumentation's "connect" span; the API's own decorator for it is private.
-    @contextmanager
-    def start_as_current_span(  # type: ignore[override]
-        self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL, **_: Any
-    ) -> Iterator[Span]:
-        span = self.start_span(name, context, kind)
-        with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
-            yield span
+    def start_as_current_span(
+        self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL, *_: Any, **__: Any
+    ) -> Any:
+        """Only the instrumentation's "connect" span used it, which ``Tracing.start`` takes away."""
+        return trace.use_span(self.start_span(name, context, kind), end_on_exit=True)
 
 
 class _StatementSpan(Span):

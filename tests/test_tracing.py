@@ -225,11 +225,11 @@ def test_an_agents_spans_and_the_servers_make_one_trace(
     ]
     assert all(s.kind == SpanMessage.SPAN_KIND_CLIENT for s in statements)
 
-    # Nothing the server exported holds the conversation, and every span it exported belongs to
-    # the agent's trace: the background tasks (the rollups' fold, every second) and /ready made none.
+    # Nothing the server exported holds the conversation, and every span it exported continues a
+    # caller's trace: the background tasks (the rollups' fold, every second) and /ready made none.
     for span in receiver.of(SERVER):
         assert not any(secret[-32:] in text for text in span.texts()), span
-    assert {s.trace_id for s in receiver.of(SERVER)} == {trace_id}
+    assert all(span.parent_id for span in receiver.of(SERVER))
 
 
 def test_a_get_requests_query_string_stays_out_of_the_http_span(
@@ -418,10 +418,8 @@ def test_statement_spans_are_made_only_under_a_span_and_keep_no_driver_message()
         failed = statements.start_span("INSERT")
         failed.set_status(Status(StatusCode.ERROR, 'invalid input syntax for type integer: "my secret"'))
         failed.end()
-        with statements.start_as_current_span("connect"):
-            pass
     names = [span.name for span in exported.get_finished_spans()]
-    assert names == ["INSERT", "connect", "request"]
+    assert names == ["INSERT", "request"]
     insert = exported.get_finished_spans()[0]
     assert insert.status.status_code is StatusCode.ERROR
     assert insert.status.description is None
