@@ -447,3 +447,26 @@ async def test_an_async_write_behind_write_is_sent_in_the_trace_that_queued_it(
         await repository.flush()
     [sent] = catcher.headers
     assert sent["traceparent"].split("-")[1] == format(span.get_span_context().trace_id, "032x")
+
+
+def test_each_worker_sends_its_spans_and_flushes_them_when_stopped(
+    database_url: str, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_SERVICE_NAME": "two-workers",
+        "OTEL_BSP_SCHEDULE_DELAY": "600000",  # nothing leaves before the workers stop
+        "SESSION_GRAPHQL_WORKERS": "2",
+    }
+    server = ServerProcess(database_url, tmp_path / "serve.log", env=env).start()
+    try:
+        with httpx.Client(base_url=server.base_url) as http:
+            for _ in range(6):
+                sent = http.post("/graphql", json={"query": "query Probe { __typename }"})
+                assert sent.status_code == 200
+        time.sleep(0.5)
+        assert receiver.of("two-workers") == []
+    finally:
+        server.stop()
+    probes = [s for s in receiver.of("two-workers") if s.attributes.get("graphql.operation.name") == "Probe"]
+    assert len(probes) == 6, server.output()
