@@ -43,6 +43,7 @@ from strawberry.extensions import SchemaExtension
 
 from graphql_api.context import Context
 from graphql_api.errors import ErrorCode, classify
+from graphql_api.request_log import MOST_OPERATION_CHARS
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +154,10 @@ class OperationSpans(SchemaExtension):
 
     def _describe(self, span: Span, failure: ErrorCode | None) -> None:
         execution = self.execution_context
-        name = execution.operation_name
         document = execution.graphql_document
-        operation = get_operation_ast(document, name) if document is not None else None
+        operation = get_operation_ast(document, execution.operation_name) if document is not None else None
+        # The client's own words (the request's operationName), cut as the request log cuts them.
+        name = (execution.operation_name or "")[:MOST_OPERATION_CHARS]
         attributes: dict[str, AttributeValue] = {}
         if operation is not None:
             kind = operation.operation.value
