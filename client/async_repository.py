@@ -19,6 +19,7 @@ from client.backoff import Backoff
 from client.credentials import AsyncTokenProvider
 from client.errors import GraphQLSessionError
 from client.repository_base import IDLE_CONNECTION_SECONDS, RepositoryBase
+from client.trace_context import with_trace_context
 from client.write_behind.asynchronous import AsyncWriteBehind
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class AsyncGraphQLSessionRepository(RepositoryBase[AsyncTokenProvider, AsyncWrit
         session = await self._connected(call.name)
         attempts = self._attempts(call, backoff, deadline)
         while True:
-            extra_args = await self._request_args(call.name)
+            extra_args = with_trace_context(await self._request_args(call.name))
             try:
                 data = await session.execute(call.request(), extra_args=extra_args)
             except (TransportError, TimeoutError) as error:

@@ -17,6 +17,7 @@ from client.backoff import Backoff
 from client.credentials import TokenProvider
 from client.errors import GraphQLSessionError
 from client.repository_base import IDLE_CONNECTION_SECONDS, RepositoryBase
+from client.trace_context import with_trace_context
 from client.write_behind.threaded import ThreadedWriteBehind
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ class GraphQLSessionRepository(RepositoryBase[TokenProvider, ThreadedWriteBehind
     def _run(self, call: calls.Call[T], backoff: Backoff | None = None, deadline: float | None = None) -> T:
         attempts = self._attempts(call, backoff, deadline)
         while True:
-            extra_args = self._request_args(call.name)
+            extra_args = with_trace_context(self._request_args(call.name))
             try:
                 data = self._session.execute(call.request(), extra_args=extra_args)
             except (TransportError, TimeoutError) as error:

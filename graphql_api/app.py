@@ -5,6 +5,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -28,6 +29,9 @@ from graphql_api.read_routing import READ_FROM_HEADER
 from graphql_api.request_ids import HEADER as REQUEST_ID_HEADER
 from graphql_api.schema import create_schema
 from graphql_api.settings import Settings
+
+if TYPE_CHECKING:
+    from graphql_api.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +78,15 @@ def read_replica(settings: Settings, primary: Database) -> ReadReplica | None:
     )
 
 
+def _tracing(settings: Settings) -> "Tracing | None":
+    if not settings.tracing.enabled:
+        return None
+    # Imported only when on: the SDK and its exporter are no part of a server that does not trace.
+    from graphql_api.tracing import Tracing
+
+    return Tracing()
+
+
 def create_app(settings: Settings) -> Starlette:
     """The application; its lifespan owns the engine and, with no DATABASE_URL, the embedded database.
 
@@ -81,6 +94,7 @@ def create_app(settings: Settings) -> Starlette:
     JWT public key that is not one).
     """
     jwt = JwtVerifier(settings.jwt) if settings.jwt.enabled else None
+    tracing = _tracing(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -101,6 +115,9 @@ def create_app(settings: Settings) -> Starlette:
                 )
             )
             replica = read_replica(settings, database)
+            if tracing is not None:
+                tracing.start([database.engine, *([replica.engine] if replica is not None else [])])
+                logger.info("tracing: sending spans to %s", settings.tracing.endpoint)
             keys = KeyRing(database, settings.key_refresh_seconds)
             try:
                 await keys.refresh()
@@ -135,18 +152,25 @@ def create_app(settings: Settings) -> Starlette:
                 await database.dispose()
                 if replica is not None:
                     await replica.dispose()
+                if tracing is not None:
+                    await asyncio.to_thread(tracing.stop)  # sends what is left: a network round trip
         finally:
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
 
     graphql = SessionGraphQL(
-        create_schema(settings.limits, introspection=settings.introspection),
+        create_schema(
+            settings.limits,
+            introspection=settings.introspection,
+            operation_spans=tracing.extension if tracing is not None else None,
+        ),
         graphql_ide="graphiql" if settings.graphiql else None,
         limits=settings.limits,
         log_format=settings.log_format,
         with_metrics=settings.metrics.enabled,
     )
-    middleware = []
+    # The HTTP span first: it covers everything else the request meets.
+    middleware = [tracing.middleware()] if tracing is not None else []
     if settings.cors_origins:
         middleware.append(
             Middleware(

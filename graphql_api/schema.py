@@ -1,11 +1,12 @@
 """The strawberry schema and its extensions."""
 
+from collections.abc import Callable
 from datetime import datetime
 
 import strawberry
 from graphql import ASTValidationRule, GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.types import ExecutionContext
@@ -37,8 +38,14 @@ class SessionStoreSchema(strawberry.Schema):
         log_unexpected(errors)
 
 
-def create_schema(limits: Limits | None = None, *, introspection: bool = True) -> SessionStoreSchema:
-    """The schema with ``limits`` on every document; one per app, as its caches live in it."""
+def create_schema(
+    limits: Limits | None = None,
+    *,
+    introspection: bool = True,
+    operation_spans: Callable[[], SchemaExtension] | None = None,
+) -> SessionStoreSchema:
+    """The schema with ``limits`` on every document; one per app, as its caches live in it.
+    ``operation_spans`` makes the extension that traces each operation (``graphql_api.tracing``)."""
     limits = limits or Limits()
     # strawberry's depth and alias limiters' rules (and the one its DisableIntrospection adds),
     # built once: rule classes made per request would defeat the validation cache, which keys on them.
@@ -52,6 +59,8 @@ def create_schema(limits: Limits | None = None, *, introspection: bool = True) -
         query=Query,
         mutation=Mutation,
         extensions=[
+            # First: its span covers the other extensions' work, and the SQL they send.
+            *([operation_spans] if operation_spans is not None else []),
             ValidationErrorCodes,
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
             lambda: AddValidationRules(rules),

@@ -416,6 +416,60 @@ class ReplicaSettings:
         )
 
 
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+"""The values of ``OTEL_TRACES_SAMPLER`` the OpenTelemetry SDK knows; it reads the variable itself."""
+OTLP_PROTOCOL = "http/protobuf"
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """OpenTelemetry tracing (``graphql_api.tracing``), off unless an OTLP endpoint is configured:
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` set, and neither
+    ``OTEL_SDK_DISABLED=true`` nor ``OTEL_TRACES_EXPORTER=none``. The SDK reads the other ``OTEL_*``
+    variables itself (sampler, service name, resource, batching, headers); only values it would
+    quietly replace by its defaults are refused here."""
+
+    enabled: bool = False
+    endpoint: str | None = None
+    """Where spans go, for the start-up line; the exporter reads it from the environment itself."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "TracingSettings":
+        endpoint = _text(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or _text(
+            env, "OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+        exporter = (_text(env, "OTEL_TRACES_EXPORTER") or "otlp").lower()
+        if _bool(env, "OTEL_SDK_DISABLED", False) or endpoint is None or exporter == "none":
+            return cls()
+        if exporter != "otlp":
+            raise SettingsError(f"OTEL_TRACES_EXPORTER must be otlp or none, not {exporter!r}")
+        protocol = _text(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or _text(
+            env, "OTEL_EXPORTER_OTLP_PROTOCOL"
+        )
+        if protocol not in (None, OTLP_PROTOCOL):
+            raise SettingsError(
+                f"the server sends spans over OTLP/HTTP ({OTLP_PROTOCOL}, usually port 4318), "
+                f"not {protocol}: unset OTEL_EXPORTER_OTLP_PROTOCOL or set it to http/protobuf"
+            )
+        if not _is_http_url(endpoint):
+            raise SettingsError(
+                f"the OTLP endpoint must be an http(s) URL such as http://localhost:4318, not {endpoint!r}"
+            )
+        sampler = (_text(env, "OTEL_TRACES_SAMPLER") or "parentbased_always_on").lower()
+        if sampler not in SAMPLERS:
+            raise SettingsError(f"OTEL_TRACES_SAMPLER must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
+        if sampler.endswith("traceidratio"):
+            _number(env, "OTEL_TRACES_SAMPLER_ARG", 1.0, 0, 1)
+        return cls(enabled=True, endpoint=endpoint)
+
+
 @dataclass(frozen=True)
 class MetricsSettings:
     """Prometheus metrics on ``/metrics`` at an address of their own (``graphql_api.metrics``); off
@@ -473,6 +527,7 @@ class Settings:
     read_replica: ReplicaSettings = field(default_factory=ReplicaSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     def __post_init__(self) -> None:
         if self.log_format not in LOG_FORMATS:
@@ -512,6 +567,7 @@ class Settings:
             read_replica=ReplicaSettings.from_env(env),
             metrics=MetricsSettings.from_env(env),
             retention=RetentionSettings.from_env(env),
+            tracing=TracingSettings.from_env(env),
         )
         # --metrics-port and --metrics-host set the nested settings' fields.
         metrics = {

@@ -3,6 +3,11 @@ as a separate process to show that a conversation outlives the process that had 
 
     python -m tests.client_agent_script agent URL SESSION_ID AGENT_ID PROMPT [PROMPT ...]
     python -m tests.client_agent_script swarm URL SESSION_ID [--writer-crashes]
+    python -m tests.client_agent_script traced-agent URL SESSION_ID AGENT_ID PROMPT [PROMPT ...]
+
+``traced-agent`` sets up OpenTelemetry as Strands documents it (``StrandsTelemetry``, spans sent to
+``OTEL_EXPORTER_OTLP_ENDPOINT``) and runs the agent inside a span of its own; its output names the
+trace.
 
 Prints one JSON object on stdout. With ``--writer-crashes`` the swarm's second agent kills the
 process in the middle of its turn, the way a deploy or an out-of-memory kill would.
@@ -13,9 +18,11 @@ import json
 import os
 from typing import Any
 
+from opentelemetry import trace
 from strands import Agent, tool
 from strands.multiagent import Swarm
 from strands.session import RepositorySessionManager
+from strands.telemetry import StrandsTelemetry
 from strands.types.content import Messages
 from strands.types.tools import ToolContext
 
@@ -98,14 +105,23 @@ def run_swarm(url: str, session_id: str, writer_crashes: bool) -> dict[str, Any]
     }
 
 
+def run_traced_agent(url: str, session_id: str, agent_id: str, prompts: list[str]) -> dict[str, Any]:
+    telemetry = StrandsTelemetry().setup_otlp_exporter()
+    with trace.get_tracer(__name__).start_as_current_span("support conversation") as span:
+        output = run_agent(url, session_id, agent_id, prompts)
+    telemetry.tracer_provider.force_flush()
+    return {**output, "trace_id": format(span.get_span_context().trace_id, "032x")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command", required=True)
-    agent = commands.add_parser("agent")
-    agent.add_argument("url")
-    agent.add_argument("session_id")
-    agent.add_argument("agent_id")
-    agent.add_argument("prompts", nargs="+")
+    for name in ("agent", "traced-agent"):
+        agent = commands.add_parser(name)
+        agent.add_argument("url")
+        agent.add_argument("session_id")
+        agent.add_argument("agent_id")
+        agent.add_argument("prompts", nargs="+")
     swarm = commands.add_parser("swarm")
     swarm.add_argument("url")
     swarm.add_argument("session_id")
@@ -113,6 +129,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "agent":
         output = run_agent(args.url, args.session_id, args.agent_id, args.prompts)
+    elif args.command == "traced-agent":
+        output = run_traced_agent(args.url, args.session_id, args.agent_id, args.prompts)
     else:
         output = run_swarm(args.url, args.session_id, args.writer_crashes)
     print(json.dumps(output))

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,9 +32,12 @@ T = TypeVar("T")
 
 
 def server_env(database_url: str) -> dict[str, str]:
-    """This environment minus the server's own settings, so every server runs at the defaults."""
+    """This environment minus the server's own settings, so every server runs at the defaults
+    (tracing off too, whatever OTEL_* variables the shell has)."""
     env = {
-        k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("SESSION_GRAPHQL_")
+        k: v
+        for k, v in os.environ.items()
+        if k != "DATABASE_URL" and not k.startswith(("SESSION_GRAPHQL_", "OTEL_"))
     }
     env["DATABASE_URL"] = database_url
     env["SESSION_GRAPHQL_LOG_LEVEL"] = "warning"
@@ -47,10 +50,14 @@ def server_env(database_url: str) -> dict[str, str]:
 class ServerProcess:
     """One ``session-graphql serve`` on a free loopback port, its output in ``log``."""
 
-    def __init__(self, database_url: str, log: Path, token: str | None = None) -> None:
+    def __init__(
+        self, database_url: str, log: Path, token: str | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
         self.database_url = database_url
         self.log = log
         self.token = token
+        self.env = dict(env or {})
+        """Set for the server beside ``server_env``'s."""
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -77,7 +84,7 @@ class ServerProcess:
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
                 [*SERVE, "--port", str(self.port)],
-                env=server_env(self.database_url),
+                env={**server_env(self.database_url), **self.env},
                 cwd=REPO,
                 stdout=output,
                 stderr=subprocess.STDOUT,

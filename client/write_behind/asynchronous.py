@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from client import calls
 from client.failures import closed_error
+from client.trace_context import within
 from client.write_behind.queue import PendingWrite, WriteQueue, batch_call, resent_one_by_one
 
 logger = logging.getLogger(__name__)
@@ -21,14 +22,16 @@ Send = Callable[[calls.Call[None]], Awaitable[None]]
 async def deliver(batch: list[PendingWrite], send: Send) -> tuple[int, Exception | None]:
     """Sends ``batch``; answers how many of its writes were stored, and the next one's failure."""
     try:
-        await send(batch_call(batch))
+        with within(batch[0].trace_context):
+            await send(batch_call(batch))
         return len(batch), None
     except Exception as failure:
         if len(batch) == 1 or not resent_one_by_one(failure):
             return 0, failure
     for stored, write in enumerate(batch):
         try:
-            await send(write.call)
+            with within(write.trace_context):
+                await send(write.call)
         except Exception as failure:
             return stored, failure
     return len(batch), None

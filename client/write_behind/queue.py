@@ -8,7 +8,10 @@ not settled yet.
 """
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from opentelemetry import context
+from opentelemetry.context import Context
 
 from client import calls
 from client.errors import SessionBadInputError, SessionConflictError, SessionLimitError
@@ -26,6 +29,9 @@ class PendingWrite:
     call: calls.Call[None]
     appends_to: str | None = None
     """The agent of a ``create_message``: consecutive ones of one agent go in one ``appendMessages``."""
+    trace_context: Context = field(default_factory=context.get_current)
+    """The caller's OpenTelemetry context as it queued the write, whose trace the write is sent in;
+    a batch goes in its first write's."""
 
 
 def batch_call(batch: list[PendingWrite]) -> calls.Call[None]:
