@@ -3,9 +3,14 @@ file and back into another tenant, exactly (bytes, NUL characters, integers past
 redactions, times), run as users run them (their own processes) against a secured server."""
 
 import base64
+import fcntl
 import gzip
 import json
+import os
+import pty
+import struct
 import subprocess
+import termios
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -308,6 +313,11 @@ def test_mistakes_are_one_line_and_a_non_zero_exit(
     )
     wrong_version = import_file(url, admin, "epsilon", future)
     assert wrong_version.returncode == 2 and "version 99" in one_line(wrong_version)
+    odd = tmp_path / "odd.jsonl"
+    header = {"kind": "header", "format": "session-graphql-export", "version": 1}
+    odd.write_text(json.dumps(header) + "\n" + json.dumps({"kind": "session", "sessionId": "x"}) + "\n")
+    odd_record = import_file(url, admin, "epsilon", odd)
+    assert odd_record.returncode == 2 and "line 2: a session record" in one_line(odd_record)
     missing = import_file(url, admin, "epsilon", tmp_path / "nowhere.jsonl")
     assert missing.returncode == 2 and "does not exist" in one_line(missing)
     cut = tmp_path / "cut.jsonl"
@@ -315,3 +325,50 @@ def test_mistakes_are_one_line_and_a_non_zero_exit(
         cut.write_bytes(b"".join(whole.readlines()[:-1]))
     short = import_file(url, admin, "epsilon", cut)
     assert short.returncode == 2 and "ends before its end line" in short.stderr, short.stderr
+
+
+def on_a_terminal(*args: str) -> tuple[subprocess.CompletedProcess[str], bytes]:
+    """The command with stderr on a pseudo-terminal, and what the terminal showed."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal's size
+    try:
+        run = subprocess.run(
+            [*CLI, *args],
+            env=clean_env(),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            timeout=180,
+        )
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(controller)
+    return run, shown
+
+
+def test_progress_bars_go_to_stderr_on_a_terminal_only(
+    secured: Secured, admin: str, exported: Path, tmp_path: Path
+) -> None:
+    url = secured.server.url
+    out = tmp_path / "shown.jsonl"
+    run, shown = on_a_terminal(
+        "export", "--url", url, "--token", admin, "--tenant", "acme", "--output", str(out)
+    )
+    assert run.returncode == 0 and b"exporting" in shown and b"2/2" in shown and b"3 messages" in shown
+    run, shown = on_a_terminal(
+        "import", "--from-file", str(exported), "--url", url, "--token", admin, "--tenant", "zeta"
+    )
+    assert run.returncode == 0 and b"importing" in shown and b"100%" in shown
+    assert "importing" not in run.stdout
+    quiet = import_file(url, admin, "zeta", exported)
+    assert "importing" not in quiet.stderr and "\r" not in quiet.stderr

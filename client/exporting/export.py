@@ -174,7 +174,7 @@ class Exporter:
         must write them (a latest snapshot never stands before the history it follows)."""
         latest: list[str] = []
         for key in self.keys(prefix):
-            if skip is not None and _session_of(key) in skip:
+            if skip is not None and session_of(key) in skip:
                 continue
             if key.endswith(LATEST):
                 latest.append(key)
@@ -192,7 +192,7 @@ class Exporter:
         self.export_objects("", skip=exported)
 
 
-def _session_of(key: str) -> str | None:
+def session_of(key: str) -> str | None:
     """The session a key belongs to (``session/<id>/...``, ``context/<id>/...``), or None."""
     parts = key.split("/", 2)
     return parts[1] if len(parts) == 3 and parts[0] in SESSION_NAMESPACES else None

@@ -19,6 +19,7 @@ from typing import Any
 
 from client import calls
 from client.errors import GraphQLSessionError, SessionAlreadyExistsError, SessionLimitError
+from client.exporting.export import session_of
 from client.exporting.records import (
     AGENT,
     END,
@@ -172,25 +173,37 @@ class FileImport:
         """``records``: each record with its line number and its line's size in bytes."""
         ended = False
         for record, number, size in records:
-            kind = record["kind"]
             if ended:
                 raise ExportFileError(f"line {number}: a record after the end line")
-            if kind == END:
-                self.finish_session()
-                self._check_end(record, number)
-                ended = True
-            elif kind == SESSION:
-                self.finish_session()
-                self.counted[kind] += 1
-                self.start_session(record)
-            elif kind in KINDS:
-                self.counted[kind] += 1
-                self._in_session(record, number, size)
-            else:
-                raise ExportFileError(f"line {number}: unknown record kind {kind!r}")
+            try:
+                ended = self._take(record, number, size)
+            except (KeyError, TypeError, ValueError) as error:
+                # A record this version does not write (a field missing or of another type).
+                what = f"no {error}" if isinstance(error, KeyError) else str(error)
+                raise ExportFileError(
+                    f"line {number}: a {record['kind']} record this import cannot read ({what})"
+                ) from None
         if not ended:
             self.finish_session()
             raise ExportFileError("the file ends before its end line (cut short?); what it held was imported")
+
+    def _take(self, record: Record, number: int, size: int) -> bool:
+        """Imports one record; True for the end line."""
+        kind = record["kind"]
+        if kind == END:
+            self.finish_session()
+            self._check_end(record, number)
+            return True
+        if kind == SESSION:
+            self.finish_session()
+            self.counted[kind] += 1
+            self.start_session(record)
+        elif kind in KINDS:
+            self.counted[kind] += 1
+            self._in_session(record, number, size)
+        else:
+            raise ExportFileError(f"line {number}: unknown record kind {kind!r}")
+        return False
 
     def _check_end(self, record: Record, number: int) -> None:
         written = record.get("records")
@@ -511,6 +524,8 @@ class FileImport:
 
     def import_object(self, record: Record) -> None:
         key, data = record["key"], record["data"]
+        if self.session is not None and session_of(key) != self.session.session_id:
+            self.finish_session()  # the objects of no session, after the last session
         outcome = self._copy(key, data)
         if self.session is not None:
             self.session.objects.add(outcome)

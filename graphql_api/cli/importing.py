@@ -82,6 +82,8 @@ def import_file(args: argparse.Namespace) -> int:
     into = args.url if args.tenant is None else f"{args.url} (tenant {args.tenant})"
     report = ImportReport()
     try:
+        if args.dry_run:
+            raise Mistake("--dry-run works with --from-dir only")
         if not path.is_file():
             raise Mistake(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
         with opened_for_reading(path) as (lines, underneath):
