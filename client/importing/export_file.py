@@ -5,11 +5,13 @@ is changed. A session, agent or multi-agent the server holds already is compared
 (equal: already present; different: a conflict, skipped and reported with everything in it); a
 message stored with the same content is present, with other content it ends its agent's import,
 since the later ones would follow a gap. Messages go in ``appendMessages`` batches, and a stored
-agent's messages are read page by page beside the file's, so memory stays bounded; a run that was
-killed, run again, finds what it stored and goes on. Once a session is done, the times its own
-writes moved (the session's ``updatedAt`` and ``lastActivityAt``, its agents' ``lastActivityAt``)
-are set back to the file's with ``restoreSessionTimes``, which needs an admin key: with a writer
-key they are left at the import's time, with a note.
+agent's messages are read page by page beside the file's (``client.importing.export_messages``),
+so memory stays bounded; a run that was killed, run again, finds what it stored and goes on.
+
+Once a session is done, the times its own writes moved (the session's ``updatedAt`` and
+``lastActivityAt``, its agents' ``lastActivityAt``) are set back to the file's with
+``restoreSessionTimes``, which needs an admin key: with a writer key they are left at the import's
+time, with a note.
 """
 
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from client import calls
-from client.errors import GraphQLSessionError, SessionAlreadyExistsError, SessionLimitError
+from client.errors import GraphQLSessionError, SessionAlreadyExistsError
 from client.exporting.export import session_of
 from client.exporting.records import (
     AGENT,
@@ -30,15 +32,14 @@ from client.exporting.records import (
     ExportFileError,
     Record,
 )
+from client.importing.export_messages import BATCH_MESSAGES, AgentImport, Skipping, StoredMessages
 from client.importing.report import ImportReport, Kind
 from client.importing.run import refusal
 from client.importing.sameness import canonical
-from client.importing.snapshots import _kind_of
+from client.importing.snapshots import kind_of
 from client.importing.target import Progress, check
 from client.operations import (
-    APPEND_MESSAGES,
     EXPORT_AGENT,
-    EXPORT_MESSAGES,
     EXPORT_SESSION,
     READ_MULTI_AGENT,
     READ_STORAGE_OBJECT,
@@ -52,12 +53,6 @@ from client.operations import (
 )
 from client.repository import GraphQLSessionRepository
 
-BATCH_MESSAGES = 1000
-"""Messages per ``appendMessages``: the server's default SESSION_GRAPHQL_MAX_BATCH."""
-BATCH_BYTES = 4 * 1024 * 1024
-"""Record bytes per ``appendMessages``, well under the server's 16 MiB body limit."""
-STORED_PAGE = 500
-SPLIT_CODES = frozenset({"BATCH_TOO_LARGE", "PAYLOAD_TOO_LARGE"})
 AGENT_STATES = ("state", "conversationManagerState", "internalState")
 
 
@@ -65,67 +60,6 @@ def _same_time(left: str | None, right: str | None) -> bool:
     if left is None or right is None:
         return left == right
     return datetime.fromisoformat(left) == datetime.fromisoformat(right)
-
-
-@dataclass
-class Skipping:
-    """Something not imported, and what it held so far (counted as its records pass)."""
-
-    where: str
-    reason: str
-    agents: int = 0
-    messages: int = 0
-    multi_agents: int = 0
-    sessions: int = 0
-
-
-class StoredMessages:
-    """A stored agent's messages in id order, read a page at a time as the file's come by."""
-
-    def __init__(self, importer: "FileImport", session_id: str, agent_id: str) -> None:
-        self.importer, self.session_id, self.agent_id = importer, session_id, agent_id
-        self.page: list[dict[str, Any]] = []
-        self.index = 0
-        self.after: str | None = None
-        self.done = False
-
-    def find(self, message_id: int) -> dict[str, Any] | None:
-        while True:
-            while self.index < len(self.page) and self.page[self.index]["messageId"] < message_id:
-                self.index += 1
-            if self.index < len(self.page):
-                head = self.page[self.index]
-                return head if head["messageId"] == message_id else None
-            if self.done:
-                return None
-            self._next_page()
-
-    def _next_page(self) -> None:
-        variables = {
-            "sessionId": self.session_id,
-            "agentId": self.agent_id,
-            "first": STORED_PAGE,
-            "after": self.after,
-        }
-        agent = self.importer.read(EXPORT_MESSAGES, variables)["agent"]
-        if agent is None:
-            self.page, self.index, self.done = [], 0, True
-            return
-        connection = agent["messagesConnection"]
-        self.page, self.index = connection["nodes"], 0
-        self.after = connection["pageInfo"]["endCursor"]
-        self.done = not connection["pageInfo"]["hasNextPage"]
-
-
-@dataclass
-class AgentImport:
-    session_id: str
-    agent_id: str
-    stored: StoredMessages | None
-    """What the server held of the agent's messages before this run; None for an agent just made."""
-    batch: list[dict[str, Any]] = field(default_factory=list)
-    batch_bytes: int = 0
-    skipping: Skipping | None = None
 
 
 @dataclass
@@ -227,7 +161,7 @@ class FileImport:
             agent = session.agent
             if agent is None or record.get("agentId") != agent.agent_id:
                 raise ExportFileError(f"line {number}: a message outside the records of its agent")
-            self.import_message(session, agent, record, size)
+            agent.take(record, size)
         else:
             self.import_multi_agent(session, record)
 
@@ -364,7 +298,7 @@ class FileImport:
         session.agent_activity.append({"agentId": agent_id, "lastActivityAt": record["lastActivityAt"]})
         if session.skipping is not None:
             session.skipping.agents += 1
-            session.agent = AgentImport(session.session_id, agent_id, None, skipping=session.skipping)
+            session.agent = AgentImport(self, session.session_id, agent_id, None, skipping=session.skipping)
             return
         where = f"session {session.session_id} agent {agent_id}"
         values = {
@@ -386,109 +320,32 @@ class FileImport:
         except (GraphQLSessionError, ValueError) as error:
             session.troubled = True
             skipping = Skipping(where, refusal(error), agents=1)
-            session.agent = AgentImport(session.session_id, agent_id, None, skipping=skipping)
+            session.agent = AgentImport(self, session.session_id, agent_id, None, skipping=skipping)
             return
         if stored is None:
             self.report.add_imported(Kind.AGENT)
-            session.agent = AgentImport(session.session_id, agent_id, None)
+            session.agent = AgentImport(self, session.session_id, agent_id, None)
         elif all(canonical(stored[name]) == canonical(record[name]) for name in AGENT_STATES):
             self.report.add_present(Kind.AGENT)
-            session.agent = AgentImport(
-                session.session_id, agent_id, StoredMessages(self, session.session_id, agent_id)
-            )
+            stored_messages = StoredMessages(self, session.session_id, agent_id)
+            session.agent = AgentImport(self, session.session_id, agent_id, stored_messages)
         else:
             session.troubled = True
             reason = (
                 "conflict: the server holds this agent with another state; nothing of it imported, "
                 "nothing overwritten"
             )
-            session.agent = AgentImport(
-                session.session_id, agent_id, None, skipping=Skipping(where, reason, agents=1)
-            )
-
-    def import_message(self, session: SessionImport, agent: AgentImport, record: Record, size: int) -> None:
-        self.progress.advance(1)
-        if agent.skipping is not None:
-            agent.skipping.messages += 1
-            return
-        message_id = record["messageId"]
-        existing = None if agent.stored is None else agent.stored.find(message_id)
-        if existing is not None:
-            if canonical(existing["message"]) == canonical(record["message"]) and canonical(
-                existing["redactMessage"]
-            ) == canonical(record["redactMessage"]):
-                # Sent by a run that ended early: it is there.
-                self.report.add_present(Kind.MESSAGE)
-                return
-            self._send(agent)
-            if agent.skipping is None:
-                self._stop(agent, message_id, "conflict: the server holds this message with other content")
-                assert agent.skipping is not None
-                agent.skipping.messages += 1
-            else:
-                agent.skipping.messages += 1
-            return
-        agent.batch.append(
-            {
-                name: record[name]
-                for name in ("messageId", "message", "redactMessage", "createdAt", "updatedAt")
-            }
-        )
-        agent.batch_bytes += size
-        if len(agent.batch) >= self.batch_messages or agent.batch_bytes >= BATCH_BYTES:
-            self._send(agent)
-
-    def _stop(self, agent: AgentImport, message_id: int, reason: str) -> None:
-        assert self.session is not None
-        self.session.troubled = True
-        where = f"session {agent.session_id} agent {agent.agent_id} message {message_id}"
-        agent.skipping = Skipping(where, reason)
-
-    def _send(self, agent: AgentImport) -> None:
-        batch, agent.batch, agent.batch_bytes = agent.batch, [], 0
-        if batch:
-            self._send_batch(agent, batch)
-
-    def _send_batch(self, agent: AgentImport, batch: list[dict[str, Any]]) -> bool:
-        """Stores ``batch``, or the messages before the one the server refuses; False after a refusal."""
-        variables = {"sessionId": agent.session_id, "agentId": agent.agent_id, "messages": batch}
-        try:
-            # Each message follows createMessage's rule: resending one stored alike succeeds.
-            self.call(APPEND_MESSAGES, variables, retry_safe=True)
-        except (GraphQLSessionError, ValueError) as error:
-            if len(batch) == 1:
-                self._stop(agent, batch[0]["messageId"], refusal(error))
-                assert agent.skipping is not None
-                agent.skipping.messages += 1
-                return False
-            if isinstance(error, SessionLimitError) and error.code in SPLIT_CODES:
-                size = self.batch_messages = max(1, len(batch) // 2)
-                parts = [batch[start : start + size] for start in range(0, len(batch), size)]
-            else:
-                parts = [[message] for message in batch]
-            for number, part in enumerate(parts):
-                if not self._send_batch(agent, part):
-                    assert agent.skipping is not None
-                    agent.skipping.messages += sum(len(rest) for rest in parts[number + 1 :])
-                    return False
-            return True
-        self.report.add_imported(Kind.MESSAGE, len(batch))
-        return True
+            skipping = Skipping(where, reason, agents=1)
+            session.agent = AgentImport(self, session.session_id, agent_id, None, skipping=skipping)
 
     def finish_agent(self) -> None:
         session = self.session
         if session is None or session.agent is None:
             return
         agent, session.agent = session.agent, None
-        if agent.skipping is None:
-            self._send(agent)
+        agent.finish()
         if agent.skipping is not None and agent.skipping is not session.skipping:
-            if agent.skipping.agents == 0 and agent.skipping.messages > 1:
-                later = agent.skipping.messages - 1
-                counted = "1 later message" if later == 1 else f"{later} later messages"
-                agent.skipping.reason += (
-                    f"; {counted} of this agent not imported either, since they would follow a gap"
-                )
+            session.troubled = True
             self._skip(agent.skipping)
 
     # Multi-agents and storage objects
@@ -533,7 +390,7 @@ class FileImport:
                 self.session.troubled = True
 
     def _copy(self, key: str, data: str) -> str:
-        kind = _kind_of(key)
+        kind = kind_of(key)
         counts = {"agents": int(kind is Kind.AGENT), "multi_agents": int(kind is Kind.MULTI_AGENT)}
         try:
             stored = self.read(READ_STORAGE_OBJECT, {"key": key})["storageObject"]
