@@ -313,6 +313,12 @@ def test_mistakes_are_one_line_and_a_non_zero_exit(
     )
     wrong_version = import_file(url, admin, "epsilon", future)
     assert wrong_version.returncode == 2 and "version 99" in one_line(wrong_version)
+    both = cli("export", "--url", url, "--since", "2026-01-01", "--session", "ana-1")
+    assert both.returncode == 2 and "give one of them" in one_line(both)
+    bad_since = cli("export", "--url", url, "--since", "yesterday")
+    assert bad_since.returncode == 2 and "ISO 8601" in one_line(bad_since)
+    dry = cli("import", "--from-file", str(exported), "--url", url, "--dry-run")
+    assert dry.returncode == 2 and "--from-dir only" in one_line(dry)
     odd = tmp_path / "odd.jsonl"
     header = {"kind": "header", "format": "session-graphql-export", "version": 1}
     odd.write_text(json.dumps(header) + "\n" + json.dumps({"kind": "session", "sessionId": "x"}) + "\n")

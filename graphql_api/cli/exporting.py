@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
     """The command; 0 when everything asked for was exported, 1 when a session named was not
     found, 2 when it could not run or had to stop (one line on stderr says why)."""
     try:
+        if args.since is not None and args.session:
+            raise Mistake("--since and --session choose sessions in two ways: give one of them")
         since = _since(args.since)
         token = args.token or os.environ.get(TOKEN_VARIABLE) or None
         repository = connect(args.url, token, args.tenant)
