@@ -378,3 +378,30 @@ def test_progress_bars_go_to_stderr_on_a_terminal_only(
     assert "importing" not in run.stdout
     quiet = import_file(url, admin, "zeta", exported)
     assert "importing" not in quiet.stderr and "\r" not in quiet.stderr
+
+
+def test_a_session_gone_on_since_the_export_keeps_its_messages_and_times(
+    secured: Secured, admin: str, exported: Path
+) -> None:
+    url = secured.server.url
+    assert import_file(url, admin, "eta", exported).returncode == 0
+    went_on = secured.graphql(
+        'mutation { createMessage(sessionId: "ana-1", agentId: "support", message: {messageId: 3, '
+        'message: {role: "assistant", content: [{text: "later"}]}}) { messageId } }',
+        key=admin,
+        tenant="eta",
+    )
+    assert "errors" not in went_on, went_on
+    times = '{ session(sessionId: "ana-1") { updatedAt lastActivityAt agent(agentId: "support") { messageCount } } }'
+    before = secured.graphql(times, key=admin, tenant="eta")["data"]["session"]
+
+    run = import_file(url, admin, "eta", exported)
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = report_of(run)
+    assert report.notes == [
+        "session ana-1 agent support: the server holds more messages of it than the file: it has gone on "
+        "since"
+    ]
+    assert secured.graphql(times, key=admin, tenant="eta")["data"]["session"] == before
+    assert before["agent"]["messageCount"] == 4

@@ -71,6 +71,8 @@ class SessionImport:
     agent_activity: list[dict[str, str]] = field(default_factory=list)
     troubled: bool = False
     """Something in it was skipped: its times are left as they are."""
+    gone_on: bool = False
+    """The server's copy went on after the export: its later times are kept."""
     objects: set[str] = field(default_factory=set)
     """Outcomes of its storage objects: imported, present, skipped."""
 
@@ -221,7 +223,7 @@ class FileImport:
             self._skip(session.skipping)
         elif session.record.get("snapshotBacked"):
             self._finish_snapshot_session(session)
-        if session.skipping is None and not session.troubled:
+        if session.skipping is None and not session.troubled and not session.gone_on:
             self._restore_times(session)
         self.progress.session_done()
 
@@ -328,7 +330,9 @@ class FileImport:
         elif all(canonical(stored[name]) == canonical(record[name]) for name in AGENT_STATES):
             self.report.add_present(Kind.AGENT)
             stored_messages = StoredMessages(self, session.session_id, agent_id)
-            session.agent = AgentImport(self, session.session_id, agent_id, stored_messages)
+            session.agent = AgentImport(
+                self, session.session_id, agent_id, stored_messages, stored_count=stored["messageCount"]
+            )
         else:
             session.troubled = True
             reason = (
@@ -344,6 +348,12 @@ class FileImport:
             return
         agent, session.agent = session.agent, None
         agent.finish()
+        if agent.gone_on and agent.skipping is None:
+            session.gone_on = True
+            where = f"session {session.session_id} agent {agent.agent_id}"
+            self.report.note(
+                where, "the server holds more messages of it than the file: it has gone on since"
+            )
         if agent.skipping is not None and agent.skipping is not session.skipping:
             session.troubled = True
             self._skip(agent.skipping)

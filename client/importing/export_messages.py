@@ -101,12 +101,22 @@ class AgentImport:
     stored: StoredMessages | None
     """What the server held of the agent's messages before this run; None for an agent just made."""
     skipping: Skipping | None = None
+    stored_count: int = 0
+    """How many messages the server held of the agent before this run."""
+    taken: int = 0
+    """How many of the file's messages of the agent have come by."""
     batch: list[dict[str, Any]] = field(default_factory=list)
     batch_bytes: int = 0
+
+    @property
+    def gone_on(self) -> bool:
+        """The server holds more of the agent's messages than the file: it went on after the export."""
+        return self.stored_count > self.taken
 
     def take(self, record: Record, size: int) -> None:
         """The message on a line of ``size`` bytes."""
         self.importer.progress.advance(1)
+        self.taken += 1
         if self.skipping is not None:
             self.skipping.messages += 1
             return
