@@ -392,7 +392,10 @@ def test_a_session_gone_on_since_the_export_keeps_its_messages_and_times(
         tenant="eta",
     )
     assert "errors" not in went_on, went_on
-    times = '{ session(sessionId: "ana-1") { updatedAt lastActivityAt agent(agentId: "support") { messageCount } } }'
+    times = (
+        '{ session(sessionId: "ana-1") { updatedAt lastActivityAt '
+        'agent(agentId: "support") { messageCount } } }'
+    )
     before = secured.graphql(times, key=admin, tenant="eta")["data"]["session"]
 
     run = import_file(url, admin, "eta", exported)
