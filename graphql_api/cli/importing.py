@@ -87,7 +87,7 @@ def import_file(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise Mistake(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
         with opened_for_reading(path) as (lines, underneath):
-            records = _records(lines, path)
+            records = _records(lines)
             first = next(records, None)
             if first is None:
                 raise Mistake(f"{path} is empty: not a session-graphql export")
@@ -124,7 +124,7 @@ def import_file(args: argparse.Namespace) -> int:
     return EXIT_SKIPPED if report.failed else 0
 
 
-def _records(lines: IO[bytes], path: Path) -> Iterator[tuple[Record, int, int]]:
+def _records(lines: IO[bytes]) -> Iterator[tuple[Record, int, int]]:
     """The file's records, its header first (checked)."""
     numbered = enumerate(lines, start=1)
     while True:
