@@ -408,3 +408,20 @@ def test_a_session_gone_on_since_the_export_keeps_its_messages_and_times(
     ]
     assert secured.graphql(times, key=admin, tenant="eta")["data"]["session"] == before
     assert before["agent"]["messageCount"] == 4
+
+
+def test_without_tenant_a_bound_key_exports_its_own_and_a_tenantless_one_the_default(
+    secured: Secured, admin: str, tmp_path: Path
+) -> None:
+    url = secured.server.url
+    own, default = tmp_path / "own.jsonl", tmp_path / "default.jsonl"
+    reader = secured.key("reader", tenant="acme")
+    bound = cli("export", "--url", url, "--token", reader, "--output", str(own))
+    assert bound.returncode == 0, bound.stderr
+    assert {r["sessionId"] for r in records(own) if r["kind"] == "session"} == {"ana-1", "snap-1"}
+    # Its listings would span every tenant (acme's sessions too) while look-ups reach default only.
+    tenantless = cli("export", "--url", url, "--token", admin, "--output", str(default))
+    assert tenantless.returncode == 0, tenantless.stderr
+    with default.open() as lines:
+        assert json.loads(next(lines))["tenant"] == "default"
+    assert [r["kind"] for r in records(default) if r["kind"] == "session"] == []

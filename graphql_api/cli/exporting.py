@@ -14,10 +14,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from client import GraphQLSessionError
+from client import GraphQLSessionError, GraphQLSessionRepository
 from client.exporting.export import Exporter, Selection
 from client.exporting.records import encode, header, opened_for_writing
-from graphql_api.cli.importing import EXIT_NOT_RUN, EXIT_SKIPPED, TOKEN_VARIABLE, Mistake, connect, explain
+from db.models import DEFAULT_TENANT
+from graphql_api.cli.importing import (
+    EXIT_NOT_RUN,
+    EXIT_SKIPPED,
+    PROBE_SESSION_ID,
+    TOKEN_VARIABLE,
+    Mistake,
+    connect,
+    explain,
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
             raise Mistake("--since and --session choose sessions in two ways: give one of them")
         since = _since(args.since)
         token = args.token or os.environ.get(TOKEN_VARIABLE) or None
-        repository = connect(args.url, token, args.tenant)
+        connect(args.url, token, args.tenant).close()
+        tenant = args.tenant if args.tenant is not None else _own_tenant(args.url, token)
+        repository = connect(args.url, token, tenant)
     except Mistake as mistake:
         print(f"session-graphql: {mistake}", file=sys.stderr)
         return EXIT_NOT_RUN
@@ -44,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             exporter = Exporter(repository, out, progress, counts)
             try:
                 progress.start(exporter.count_sessions(selection))
-                out.write(_header_line(args, since))
+                out.write(_header_line(args, tenant, since))
                 missing = exporter.export(selection)
             finally:
                 progress.close()
@@ -70,12 +81,28 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_SKIPPED if missing else 0
 
 
-def _header_line(args: argparse.Namespace, since: str | None) -> bytes:
+def _own_tenant(url: str, token: str | None) -> str | None:
+    """The tenant to export when none is named: a key bound to one gets its own (None: no header);
+    one bound to none would list every tenant's sessions while looking them up in ``default``,
+    so it exports ``default``, where such a key writes."""
+    probe = GraphQLSessionRepository(url, token=token, headers={"X-Tenant": DEFAULT_TENANT}, retries=0)
+    try:
+        probe.read_session(PROBE_SESSION_ID)
+    except GraphQLSessionError as error:
+        if error.code == "FORBIDDEN":  # bound to another tenant, which it acts in without a header
+            return None
+        raise Mistake(explain(error, url)) from None
+    finally:
+        probe.close()
+    return DEFAULT_TENANT
+
+
+def _header_line(args: argparse.Namespace, tenant: str | None, since: str | None) -> bytes:
     return encode(
         header(
             exportedAt=datetime.now(UTC).isoformat(),
             source=args.url,
-            tenant=args.tenant,
+            tenant=tenant,
             since=since,
             sessions=args.session or None,
         )
