@@ -48,6 +48,7 @@ def test_deletes_and_key_management_need_admin_and_writes_need_writer() -> None:
         "deleteMessage",
         "deleteMultiAgent",
         "deleteStorageObject",
+        "restoreSessionTimes",
         "createApiKey",
         "revokeApiKey",
         "deleteSessions",

@@ -62,7 +62,7 @@ def _directories_in(path: Path) -> int:
 LATEST = "snapshot_latest.json"
 
 
-def _kind_of(key: str) -> Kind | None:
+def kind_of(key: str) -> Kind | None:
     """What a key counts as in the report: an agent's or orchestrator's latest snapshot, or none."""
     if not key.endswith(f"/snapshots/{LATEST}"):
         return None
@@ -103,7 +103,7 @@ async def _import(
 async def _copy(
     key: str, source: LocalFileStorage, storage: GraphQLStorage, dry_run: bool, report: ImportReport
 ) -> str:
-    kind = _kind_of(key)
+    kind = kind_of(key)
     counts = {"agents": int(kind is Kind.AGENT), "multi_agents": int(kind is Kind.MULTI_AGENT)}
     try:
         data = await source.read(key)

@@ -332,3 +332,31 @@ async def delete_multi_agent(
         target={"sessionId": session_id, "multiAgentId": multi_agent_id},
         missing=f"{_multi_agent_name(session_id, multi_agent_id)} not found",
     )
+
+
+async def restore_session_times(
+    conn: AsyncConnection,
+    scope: Scope,
+    session_id: str,
+    updated_at: datetime,
+    last_activity_at: datetime,
+    agent_activity: dict[str, datetime],
+) -> SessionRecord:
+    """Sets the session's ``updated_at`` and ``last_activity_at``, and its agents' last activity, to
+    the times given: a restore's writes moved them all to its own time. Run in a transaction."""
+    for agent_id, at in agent_activity.items():
+        await conn.execute(
+            update(agents)
+            .where(*_where(agents, {**_session_key(scope, session_id), "agent_id": agent_id}))
+            .values(last_activity_at=at)
+        )
+    stmt = (
+        update(sessions)
+        .where(*_where(sessions, _session_key(scope, session_id)))
+        .values(updated_at=updated_at, last_activity_at=last_activity_at)
+        .returning(*sessions.c)
+    )
+    row = (await conn.execute(stmt)).first()
+    if row is None:
+        raise NotFoundError(f"session {session_id!r} not found")
+    return session_record(row)

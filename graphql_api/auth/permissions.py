@@ -60,6 +60,7 @@ MUTATION_ROLES: dict[str, Role] = {
     "writeStorageObject": Role.WRITER,
     "forkSession": Role.WRITER,
     "deleteStorageObject": Role.ADMIN,
+    "restoreSessionTimes": Role.ADMIN,
     "deleteSession": Role.ADMIN,
     "deleteAgent": Role.ADMIN,
     "deleteMessage": Role.ADMIN,

@@ -7,14 +7,18 @@ against a remote server and every credential, tenant, limit and validation rule 
 import argparse
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
 from client import GraphQLSessionError, GraphQLSessionRepository, GraphQLStorage
 from client.errors import TRANSPORT_FAILED
+from client.exporting.records import ExportFileError, Record, check_header, decode, opened_for_reading
 from client.importing import ImportPlan, ImportReport, ImportStopped, ImportTarget, plan_import, run_import
+from client.importing.export_file import FileImport
 from client.importing.target import one_line
 
 TOKEN_VARIABLE = "SESSION_GRAPHQL_TOKEN"  # also named in cli.py's help, which must not import this module
@@ -34,10 +38,12 @@ class Mistake(Exception):
 def run(args: argparse.Namespace) -> int:
     """The command; returns its exit code: 0 when all was imported or there already, 1 when
     something was skipped, 2 when it could not run or had to stop (one line on stderr says why)."""
+    if args.from_file is not None:
+        return import_file(args)
     try:
         plan = _plan(args.from_dir)
         token = args.token or os.environ.get(TOKEN_VARIABLE) or None
-        repository = _connect(args.url, token, args.tenant)
+        repository = connect(args.url, token, args.tenant)
     except Mistake as mistake:
         print(f"session-graphql: {mistake}", file=sys.stderr)
         return EXIT_NOT_RUN
@@ -53,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         if report.has_outcomes:
             _print_report(plan, into, report)
         print(
-            f"session-graphql: import stopped: {_explain(stopped.error, args.url)}; what was stored stays, "
+            f"session-graphql: import stopped: {explain(stopped.error, args.url)}; what was stored stays, "
             "and running it again goes on from there",
             file=sys.stderr,
         )
@@ -68,6 +74,114 @@ def run(args: argparse.Namespace) -> int:
     progress.close()
     _print_report(plan, into, report)
     return EXIT_SKIPPED if report.failed else 0
+
+
+def import_file(args: argparse.Namespace) -> int:
+    """``import --from-file``: an export file (``session-graphql export``) into the server."""
+    path: Path = args.from_file
+    into = args.url if args.tenant is None else f"{args.url} (tenant {args.tenant})"
+    report = ImportReport()
+    try:
+        if args.dry_run:
+            raise Mistake("--dry-run works with --from-dir only")
+        if not path.is_file():
+            raise Mistake(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+        with opened_for_reading(path) as (lines, underneath):
+            records = _records(lines)
+            first = next(records, None)
+            if first is None:
+                raise Mistake(f"{path} is empty: not a session-graphql export")
+            token = args.token or os.environ.get(TOKEN_VARIABLE) or None
+            repository = connect(args.url, token, args.tenant)
+            progress = FileProgressBar(path.stat().st_size, underneath)
+            try:
+                FileImport(repository, report, progress).run(records)
+            finally:
+                progress.close()
+                repository.close()
+    except (Mistake, ExportFileError) as mistake:
+        if report.has_outcomes:
+            _print_file_report(path, into, report)
+        print(
+            f"session-graphql: {path}: {mistake}"
+            if isinstance(mistake, ExportFileError)
+            else f"session-graphql: {mistake}",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_RUN
+    except OSError as error:
+        print(f"session-graphql: cannot read {path}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_NOT_RUN
+    except ImportStopped as stopped:
+        _print_file_report(path, into, report)
+        print(
+            f"session-graphql: import stopped: {explain(stopped.error, args.url)}; what was stored stays, "
+            "and running it again goes on from there",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_RUN
+    _print_file_report(path, into, report)
+    return EXIT_SKIPPED if report.failed else 0
+
+
+def _records(lines: IO[bytes]) -> Iterator[tuple[Record, int, int]]:
+    """The file's records, its header first (checked)."""
+    numbered = enumerate(lines, start=1)
+    while True:
+        try:
+            number, line = next(numbered)
+        except StopIteration:
+            return
+        except EOFError:
+            raise ExportFileError("the gzip stream ends early (cut short?)") from None
+        if number == 1:
+            try:
+                record = decode(line, number)
+            except ExportFileError:
+                raise ExportFileError("not a session-graphql export (its first line is not JSON)") from None
+            check_header(record)
+        elif not line.strip():
+            continue
+        else:
+            record = decode(line, number)
+        yield record, number, len(line)
+
+
+def _print_file_report(path: Path, into: str, report: ImportReport) -> None:
+    print(f"session-graphql: import from {path} into {into}")
+    print("\n".join(report.lines()), flush=True)
+
+
+class FileProgressBar:
+    """How far into the file the import has come, on stderr when it is a terminal."""
+
+    def __init__(self, size: int, underneath: IO[bytes]) -> None:
+        self.underneath = underneath
+        self.messages = 0
+        self.bar = tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            desc="importing",
+            file=sys.stderr,
+            disable=not sys.stderr.isatty(),
+            dynamic_ncols=True,
+        )
+
+    def advance(self, messages: int) -> None:
+        self.messages += messages
+        if self.messages % 1000 == 0:
+            self._moved()
+
+    def session_done(self) -> None:
+        self._moved()
+
+    def _moved(self) -> None:
+        if not self.bar.disable:
+            self.bar.update(self.underneath.tell() - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _plan(directory: Path) -> ImportPlan:
@@ -87,7 +201,7 @@ def _plan(directory: Path) -> ImportPlan:
     return plan
 
 
-def _connect(url: str, token: str | None, tenant: str | None) -> GraphQLSessionRepository:
+def connect(url: str, token: str | None, tenant: str | None) -> GraphQLSessionRepository:
     """A repository for ``url`` that has answered one read, so the URL and credentials work."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -103,13 +217,13 @@ def _connect(url: str, token: str | None, tenant: str | None) -> GraphQLSessionR
     try:
         probe.read_session(PROBE_SESSION_ID)
     except GraphQLSessionError as error:
-        raise Mistake(_explain(error, url, token_given=token is not None)) from None
+        raise Mistake(explain(error, url, token_given=token is not None)) from None
     finally:
         probe.close()
     return GraphQLSessionRepository(url, token=token, headers=headers, retries=RETRIES)
 
 
-def _explain(error: GraphQLSessionError, url: str, token_given: bool = True) -> str:
+def explain(error: GraphQLSessionError, url: str, token_given: bool = True) -> str:
     if error.code == TRANSPORT_FAILED:
         return one_line(error)
     if error.code == "UNAUTHENTICATED":

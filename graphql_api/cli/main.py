@@ -1,4 +1,5 @@
-"""The ``session-graphql`` command: serve, migrate, token, rollups, retention, export-schema, import."""
+"""The ``session-graphql`` command: serve, migrate, token, rollups, retention, export-schema, import,
+export."""
 
 import argparse
 import ipaddress
@@ -435,6 +436,7 @@ def _parser() -> argparse.ArgumentParser:
         "output", nargs="?", default="schema.graphql", help="file to write, or - (default schema.graphql)"
     )
     _add_import_parser(commands)
+    _add_export_parser(commands)
     return parser
 
 
@@ -446,12 +448,18 @@ def _add_import_parser(commands: "argparse._SubParsersAction[argparse.ArgumentPa
         "snapshots SnapshotSessionManager keeps in a LocalFileStorage directory, into a running "
         "server, through its API. Running it again stores nothing twice.",
     )
-    command.add_argument(
+    source = command.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--from-dir",
-        required=True,
         type=Path,
         metavar="DIR",
         help="FileSessionManager's storage_dir, or LocalFileStorage's base directory",
+    )
+    source.add_argument(
+        "--from-file",
+        type=Path,
+        metavar="FILE",
+        help="a file session-graphql export wrote (.jsonl, or .jsonl.gz)",
     )
     command.add_argument(
         "--url", required=True, help="the server's GraphQL endpoint, e.g. http://localhost:8000/graphql"
@@ -464,12 +472,50 @@ def _add_import_parser(commands: "argparse._SubParsersAction[argparse.ArgumentPa
         "--tenant", help="the tenant to import into (X-Tenant), for a key bound to no tenant"
     )
     command.add_argument(
-        "--dry-run", action="store_true", help="read and compare with the server, write nothing"
+        "--dry-run", action="store_true", help="read and compare with the server, write nothing (--from-dir)"
+    )
+
+
+def _add_export_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    command = commands.add_parser(
+        "export",
+        help="write a tenant's sessions, through the API, to a JSON Lines file import --from-file restores",
+        description="Write sessions (labels, title, times), agents, messages, multi-agents and storage "
+        "objects of a running server's tenant to a JSON Lines file, page by page through its API.",
+    )
+    command.add_argument(
+        "--url", required=True, help="the server's GraphQL endpoint, e.g. http://localhost:8000/graphql"
+    )
+    command.add_argument(
+        "--token",
+        help="an API key or JWT (default: $SESSION_GRAPHQL_TOKEN, better: arguments show in process lists)",
+    )
+    command.add_argument("--tenant", help="the tenant to export (X-Tenant), for a key bound to no tenant")
+    command.add_argument(
+        "--since",
+        metavar="TIME",
+        help="only sessions updated at or after TIME (ISO 8601; UTC without an offset)",
+    )
+    command.add_argument(
+        "--session", nargs="+", metavar="ID", help="only these sessions (with everything in them)"
+    )
+    command.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="the file to write (gzip when it ends in .gz; default: standard output)",
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "export":
+        from graphql_api.cli import exporting
+
+        try:
+            raise SystemExit(exporting.run(args))
+        except KeyboardInterrupt:
+            raise SystemExit(128 + signal.SIGINT) from None
     if args.command == "import":
         # A client of some server, maybe remote: the server's settings and logging are not its own.
         # Imported here: Strands and the client take a second to load, which the other commands need not.

@@ -7,6 +7,7 @@ is decided before any of them runs (``graphql_api.auth.permissions``).
 """
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -31,7 +32,14 @@ from graphql_api.errors import ErrorCode, InputError, LimitError
 from graphql_api.guards.arguments import check_id, check_message_id
 from graphql_api.types.agent import Agent
 from graphql_api.types.filters import check_labels
-from graphql_api.types.inputs import AgentInput, MessageInput, MultiAgentInput, SessionInput, check_title
+from graphql_api.types.inputs import (
+    AgentActivityInput,
+    AgentInput,
+    MessageInput,
+    MultiAgentInput,
+    SessionInput,
+    check_title,
+)
 from graphql_api.types.message import Message
 from graphql_api.types.multi_agent import MultiAgent
 from graphql_api.types.scalars import JSON
@@ -156,6 +164,35 @@ class ConversationMutation:
             transaction=True,
         )
         return True
+
+    @strawberry.mutation(
+        description="Admins, restoring an export: set a session's updatedAt and lastActivityAt, and "
+        "its agents' lastActivityAt, to the times given (every write moves them to its own time)."
+    )
+    async def restore_session_times(
+        self,
+        info: Info,
+        session_id: str,
+        updated_at: datetime,
+        last_activity_at: datetime,
+        agents: list[AgentActivityInput] | None = None,
+    ) -> Session:
+        check_id("sessionId", session_id)
+        if agents is not None and len(agents) > info.context.limits.max_batch:
+            most = info.context.limits.max_batch
+            raise LimitError(ErrorCode.BATCH_TOO_LARGE, f"agents: at most {most} per call", "agents")
+        activity = {
+            check_id(f"agents[{i}].agentId", a.agent_id): a.last_activity_at
+            for i, a in enumerate(agents or [])
+        }
+        scope = info.context.scope
+        record = await info.context.write(
+            lambda conn: writes.restore_session_times(
+                conn, scope, session_id, updated_at, last_activity_at, activity
+            ),
+            transaction=True,
+        )
+        return Session.from_record(record)
 
     @strawberry.mutation(description="Create an agent in a session. NOT_FOUND if the session is missing.")
     async def create_agent(self, info: Info, session_id: str, agent: AgentInput) -> Agent:

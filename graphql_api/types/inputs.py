@@ -144,3 +144,9 @@ class MultiAgentInput:
             created_at=self.created_at,
             updated_at=self.updated_at,
         )
+
+
+@strawberry.input(description="An agent's lastActivityAt, as restoreSessionTimes sets it.")
+class AgentActivityInput:
+    agent_id: str
+    last_activity_at: datetime
