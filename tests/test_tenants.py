@@ -377,6 +377,21 @@ def _remove_retention_rule(t: Tenants) -> None:
     assert_error(t.call(A, "admin", f'mutation {{ removeRetentionRule(tenant: "{B}") }}'), "FORBIDDEN")
 
 
+def _restore_session_times(t: Tenants) -> None:
+    # A's admin sets times back on B's session as on one that does not exist (b_unchanged checks B's).
+    def restore(session_id: str) -> dict[str, Any]:
+        return t.call(
+            A,
+            "admin",
+            f'mutation {{ restoreSessionTimes(sessionId: "{session_id}", updatedAt: "2020-01-01T00:00:00Z", '
+            'lastActivityAt: "2020-01-01T00:00:00Z", agents: [{agentId: "agent", '
+            'lastActivityAt: "2020-01-01T00:00:00Z"}]) { sessionId } }',
+        )
+
+    assert not_found_message(restore("b-only"), "b-only") == not_found_message(restore("no-such"), "no-such")
+
+
+CASES["restoreSessionTimes"] = _restore_session_times
 CASES["deleteSessions"] = _delete_sessions
 CASES["retentionRules"] = _retention_rules
 CASES["setRetentionRule"] = _set_retention_rule
