@@ -78,6 +78,12 @@ class Context:
             self._loaders = create_loaders(self.db, self.rows, self.answer)
         return self._loaders
 
+    def next_event(self) -> None:
+        """A subscription's next event reads afresh: what the connection's earlier events loaded
+        (an agent's totals) may have changed, and the rows they charged were theirs."""
+        self._loaders = None
+        self.rows = RowBudget(self.limits.max_cost)
+
     def read_from_replica(self) -> None:
         """Sends every read of this request to the read replica; called before anything has read."""
         if self.read_replica is not None:

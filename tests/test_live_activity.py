@@ -4,8 +4,12 @@ backed agents included) and sessionActivity (an overview page's new sessions and
 import asyncio
 import base64
 import json
+from dataclasses import replace
 from typing import Any
 
+import httpx
+
+from graphql_api.settings import Limits, Settings
 from tests.api_calls import (
     UPDATE_AGENT,
     UPDATE_MESSAGE,
@@ -34,6 +38,16 @@ subscription($f: ConversationFilter) {
 }
 """
 WRITE_OBJECT = "mutation($k: String!, $d: Base64!) { writeStorageObject(key: $k, data: $d) { size } }"
+
+
+def server_graphql(server: RunningServer) -> GraphQLCall:
+    def call(query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = httpx.post(
+            server.url, json={"query": query, "variables": variables or {}}
+        ).json()
+        return body
+
+    return call
 
 
 async def next_data(socket: Socket, field: str) -> Any:
@@ -153,3 +167,32 @@ async def test_session_activity_shows_matching_sessions_and_messages_in_order(
         ]
         assert [[m["messageId"] for m in s["messages"]] for s in seen[1:]] == [[1], [3]]
         await socket.nothing_more()
+
+
+async def test_each_event_is_an_answer_of_its_own_with_fresh_budget_and_fresh_nested_reads(
+    database_url: str, new_id: NewId
+) -> None:
+    # Each message's answer is about 2 KB: ten of them are far past this server's answer budget.
+    server = RunningServer(
+        Settings(database_url=database_url, limits=replace(Limits(), max_response_bytes=4096))
+    )
+    await asyncio.to_thread(server.start)
+    try:
+        graphql = server_graphql(server)
+        session_id, agent_id = await in_thread(new_agent, graphql, new_id)
+        watch = """
+        subscription($s: String!, $a: String!) {
+          messageAdded(sessionId: $s, agentId: $a, afterMessageId: -1) {
+            messageId message agent { messageCount }
+          }
+        }
+        """
+        async with connected(server.base_url) as socket:
+            await socket.subscribe(watch, {"s": session_id, "a": agent_id})
+            for n in range(10):
+                body = message_input(n, message=user_message("x" * 2000))
+                await in_thread(append_messages, graphql, session_id, agent_id, [body])
+                event = await next_data(socket, "messageAdded")
+                assert (event["messageId"], event["agent"]["messageCount"]) == (n, n + 1)
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -56,6 +56,7 @@ class LiveSubscription:
         key = AgentKey(context.scope.tenant, session_id, agent_id)
         reader = MessagesAdded(live, key, after_message_id)
         async for record in stream(live, key, context.caller_bucket, reader, _close_when_too_slow(context)):
+            context.next_event()
             yield Message.from_record(record)
 
     @strawberry.subscription(
@@ -72,6 +73,7 @@ class LiveSubscription:
         key = AgentKey(context.scope.tenant, session_id, agent_id)
         reader = MessagesUpdated(live, key)
         async for record in stream(live, key, context.caller_bucket, reader, _close_when_too_slow(context)):
+            context.next_event()
             yield Message.from_record(record)
 
     @strawberry.subscription(
@@ -85,6 +87,7 @@ class LiveSubscription:
         key = SessionKey(context.scope.tenant, session_id)
         reader = AgentsUpdated(live, key)
         async for record in stream(live, key, context.caller_bucket, reader, _close_when_too_slow(context)):
+            context.next_event()
             yield Agent.from_record(record)
 
     @strawberry.subscription(
@@ -103,4 +106,5 @@ class LiveSubscription:
         async for activity in stream(
             live, topic, context.caller_bucket, reader, _close_when_too_slow(context)
         ):
+            context.next_event()
             yield SessionActivityType.from_activity(activity)
