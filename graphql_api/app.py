@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from db.embedded import EmbeddedPostgres, start_embedded_postgres
 from db.engine import Database, create_engine
@@ -188,7 +189,9 @@ def create_app(settings: Settings) -> Starlette:
         log_format=settings.log_format,
         with_metrics=settings.metrics.enabled,
         # Subscriptions: graphql-transport-ws, and the legacy graphql-ws with its keep-alive
-        # messages (graphql-transport-ws has the client ping; uvicorn pings both every 20 s).
+        # messages (graphql-transport-ws has the client ping; uvicorn pings both every 20 s);
+        # over HTTP, graphql-sse's distinct connections (a POST asking for text/event-stream).
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
         keep_alive=True,
         keep_alive_interval=15,
         connection_init_wait_timeout=timedelta(seconds=settings.live.init_timeout_seconds),

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
@@ -45,7 +45,7 @@ from graphql_api.context import Context
 from graphql_api.errors import ErrorCode, Refusal, with_code
 from graphql_api.graphiql.page import graphiql_response
 from graphql_api.guards.answer_budget import too_large
-from graphql_api.live.connection import LiveConnection, close_code, credentials
+from graphql_api.live.connection import LiveConnection, close_code, credentials, while_credentials_hold
 from graphql_api.live.streams import Live
 from graphql_api.read_routing import ReadFrom, read_from_header
 from graphql_api.settings import Limits, RetentionSettings
@@ -251,6 +251,22 @@ class SessionGraphQL(GraphQL[Context, None]):
             refusal = Refusal(200, ErrorCode.RESPONSE_TOO_LARGE, str(too_large(most)))
             encoded = orjson.dumps({"data": None, **refusal.body()})
         return encoded
+
+    async def create_streaming_response(
+        self,
+        request: Request | WebSocket,
+        stream: Callable[[], AsyncIterator[str]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> Response:
+        # An SSE subscription: it ends when its credentials are revoked, as a websocket closes.
+        services: Services = request.app.state.services
+        events = while_credentials_hold(
+            stream(), services.authenticator, request.headers, services.credential_check_seconds
+        )
+        return StreamingResponse(
+            events, status_code=sub_response.status_code or 200, headers={**sub_response.headers, **headers}
+        )
 
     async def render_graphql_ide(self, request: Request) -> Response:
         # Our page, not strawberry's: its assets come from this server, not a CDN (graphql_api/graphiql/).

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -175,3 +176,41 @@ async def test_the_legacy_graphql_ws_protocol_works_too(secured: Secured, keys: 
             if message["type"] == "data":
                 ids.append(message["payload"]["data"]["messageAdded"]["messageId"])
         assert ids == [0, 1]
+
+
+async def test_server_sent_events_carry_subscriptions_and_end_when_the_key_is_revoked(
+    secured: Secured, keys: dict[str, str]
+) -> None:
+    short_lived = await asyncio.to_thread(secured.key, "reader", "acme", "live-sse")
+    variables = {"s": "reader-sees", "a": "agent", "after": -1}
+    events: list[int] = []
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream(
+            "POST",
+            secured.server.url,
+            json={"query": MESSAGE_ADDED, "variables": variables},
+            headers={"Accept": "text/event-stream", **bearer(short_lived)},
+        ) as stream,
+    ):
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.aiter_lines()
+        while len(events) < 2:
+            line = await anext(lines)
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:])["data"]["messageAdded"]["messageId"])
+        revoke = 'mutation { revokeApiKey(label: "live-sse") { revokedAt } }'
+        started = time.monotonic()
+        data_of(await asyncio.to_thread(secured.graphql, revoke, key=keys["admin"]))
+        async for _ in lines:  # the stream ends
+            pass
+        assert time.monotonic() - started < 5
+    assert events == [0, 1]
+
+
+def test_a_subscription_sent_as_a_plain_request_is_refused_with_a_clear_error(
+    secured: Secured, keys: dict[str, str]
+) -> None:
+    body = secured.graphql(MESSAGE_ADDED, {"s": "reader-sees", "a": "agent"}, key=keys["acme-reader"])
+    assert body["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert "websocket" in body["errors"][0]["message"]

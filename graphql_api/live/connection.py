@@ -9,13 +9,15 @@ set a websocket's headers), the payload's winning. They are checked again every
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket, WebSocketState
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from graphql_api.auth.credentials import TENANT_HEADER, Authenticator
-from graphql_api.errors import Refusal
+from graphql_api.errors import ErrorCode, LimitError, Refusal
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,10 @@ CLOSE_UNAVAILABLE = 4503
 CLOSE_TOO_SLOW = 1013
 """Try again later: graphql-ws clients reconnect (and ours resumes from its cursor)."""
 CREDENTIAL_HEADERS = ("authorization", TENANT_HEADER)
+SUBSCRIPTION_TRANSPORTS = (
+    "a subscription needs a websocket at /graphql (graphql-transport-ws or graphql-ws) or an "
+    "event stream (POST with Accept: text/event-stream)"
+)
 MOST_REASON_BYTES = 123
 """A close frame's reason is at most 123 bytes."""
 
@@ -96,3 +102,53 @@ class LiveConnection:
     def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+
+async def while_credentials_hold(
+    stream: AsyncIterator[str], authenticator: Authenticator, headers: Mapping[str, str], every_seconds: float
+) -> AsyncIterator[str]:
+    """An SSE subscription's ``stream``, ended once its request's credentials stop being valid
+    (checked every ``every_seconds`` while it waits for its next event)."""
+    pending = asyncio.ensure_future(anext(stream))
+    try:
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=every_seconds)
+            if not done:
+                try:
+                    await authenticator.caller(headers)
+                except Refusal as refusal:
+                    if refusal.status != 503:
+                        logger.info(
+                            "ending an event stream whose credentials no longer hold: %s", refusal.message
+                        )
+                        return
+                continue
+            try:
+                chunk = pending.result()
+            except StopAsyncIteration:
+                return
+            yield chunk
+            pending = asyncio.ensure_future(anext(stream))
+    finally:
+        pending.cancel()
+        with contextlib.suppress(BaseException):
+            await pending
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+
+
+class SubscriptionTransport(SchemaExtension):
+    """Refuses a subscription sent as a plain HTTP request (``BAD_REQUEST``): it needs a websocket
+    or an event stream to answer on, and graphql-core would otherwise fail it as an internal error."""
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        if execution.operation_type is OperationType.SUBSCRIPTION:
+            context = execution.context
+            request = getattr(context, "request", None)
+            accept = "" if request is None else request.headers.get("accept", "")
+            if getattr(context, "connection", None) is None and "text/event-stream" not in accept:
+                raise LimitError(ErrorCode.BAD_REQUEST, SUBSCRIPTION_TRANSPORTS)
+        yield
