@@ -20,7 +20,9 @@ from tests.secured import Secured, secured_server
 
 @pytest.fixture(scope="module")
 def secured(database_url: str) -> Iterator[Secured]:
-    settings = Settings(key_refresh_seconds=0.3, live=LiveSettings(per_key=3))
+    settings = Settings(
+        key_refresh_seconds=0.3, live=LiveSettings(per_key=3), cors_origins=("https://dashboards.example",)
+    )
     with secured_server(database_url, settings) as running:
         yield running
 
@@ -136,9 +138,10 @@ async def test_cross_origin_handshakes_are_refused_and_same_origin_ones_pass(
         async with websockets.connect(ws_url(base), subprotocols=[PROTOCOL], origin="http://evil.example"):  # type: ignore[list-item,arg-type]
             pass
     assert refused.value.response.status_code == 403
-    async with connected(base, bearer(keys["acme-reader"]), origin=base) as socket:
-        await socket.messages_added("reader-sees", "agent", after=0)
-        assert await socket.next_ids(1) == [1]
+    for origin in (base, "https://dashboards.example"):  # the page's own, and one CORS allows
+        async with connected(base, bearer(keys["acme-reader"]), origin=origin) as socket:
+            await socket.messages_added("reader-sees", "agent", after=0)
+            assert await socket.next_ids(1) == [1]
 
 
 async def test_subscriptions_per_key_are_limited_and_errors_carry_codes(

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
 
 from tests.api_calls import APPEND_MESSAGES, CREATE_AGENT, CREATE_SESSION, agent_input, user_message
-from tests.live_client import MESSAGE_ADDED, StalledClient, connected
+from tests.live_client import MESSAGE_ADDED, PROTOCOL, StalledClient, connected, ws_url
 from tests.metrics_server import Served, scrape, value
 
 BIG_TEXT = "x" * 300_000
@@ -20,7 +22,11 @@ TENANT = {"X-Tenant": "acme"}
 @pytest.fixture(scope="module")
 def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     log = Path(tmp_path_factory.mktemp("slow") / "serve.log")
-    env = {"SESSION_GRAPHQL_SUBSCRIBER_BUFFER": "5", "SESSION_GRAPHQL_SUBSCRIBER_SLOW_SECONDS": "1"}
+    env = {
+        "SESSION_GRAPHQL_SUBSCRIBER_BUFFER": "5",
+        "SESSION_GRAPHQL_SUBSCRIBER_SLOW_SECONDS": "1",
+        "SESSION_GRAPHQL_WS_INIT_TIMEOUT_SECONDS": "1",
+    }
     running = Served(database_url, log, env=env)
     yield running
     running.stop()
@@ -64,3 +70,12 @@ async def test_a_stalled_subscriber_is_closed_without_delaying_writes(served: Se
     await http.aclose()
     await asyncio.sleep(0.2)
     assert value(scrape(served.metrics_port), "session_graphql_subscriptions_active") == 0
+
+
+async def test_a_websocket_that_never_sends_connection_init_is_closed(served: Served) -> None:
+    async with websockets.connect(ws_url(f"http://127.0.0.1:{served.port}"), subprotocols=[PROTOCOL]) as ws:  # type: ignore[list-item]
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+    assert time.monotonic() - started < 3
