@@ -2,7 +2,8 @@
 
 Latency: 200 ``messageAdded`` subscribers (websockets at ``/graphql``, ``SUBSCRIBERS / WRITERS``
 on each writer's agent) while 16 writers append one message per call: every ``AGENT_PACE``
-seconds (as agents do), then as fast as their calls return. A message's latency is from the
+seconds (as agents do, each starting at its own point of that pace), then as fast as their
+calls return. A message's latency is from the
 moment its writer has the server's answer (the transaction committed before it) to the moment a
 subscriber has it, on this process's clock; negative when the notice outran the answer, counted
 as 0. p50 and p99 over every delivery.
@@ -92,7 +93,10 @@ async def _writer(
     count: int,
     answered: dict[tuple[str, int], float],
     pace: float,
+    offset: float,
 ) -> None:
+    # Agents do not write in step: each writer starts at its own point of the pace.
+    await asyncio.sleep(offset)
     for n in range(count):
         if pace:
             await asyncio.sleep(pace)
@@ -120,7 +124,12 @@ async def _latencies(bench: BenchRun, per_writer: int, pace: float) -> tuple[lis
         ]
         await asyncio.sleep(2.0)  # every subscriber connected and subscribed
         answered: dict[tuple[str, int], float] = {}
-        await asyncio.gather(*(_writer(url, http, agent, per_writer, answered, pace) for agent in agents))
+        await asyncio.gather(
+            *(
+                _writer(url, http, agent, per_writer, answered, pace, pace * n / WRITERS)
+                for n, agent in enumerate(agents)
+            )
+        )
         seen = await asyncio.wait_for(asyncio.gather(*watching), 120)
     complete = True
     latencies: list[float] = []
