@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from sqlalchemy import ColumnElement, func, text
@@ -82,8 +83,11 @@ def notifying(event: Event) -> ColumnElement[Any]:
 
 
 def plain_url(url: str) -> str:
-    """asyncpg's spelling of a SQLAlchemy URL."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    """asyncpg's spelling of a SQLAlchemy URL: its own scheme, and ``sslmode`` as asyncpg's DSN
+    names it (SQLAlchemy's dialect takes it as ``ssl``, which a DSN would send as a server setting)."""
+    parts = urlsplit(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    query = [("sslmode" if key == "ssl" else key, value) for key, value in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class Listener:

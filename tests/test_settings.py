@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from db.embedded import default_data_dir
+from db.notifications import plain_url
 from graphql_api.settings import LiveSettings, MetricsSettings, RetentionSettings, Settings, SettingsError
 
 
@@ -239,3 +240,10 @@ def test_subscriptions_listen_on_the_database_unless_a_direct_url_is_set_and_rea
 def test_a_subscription_setting_out_of_bounds_is_refused_naming_its_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_the_listening_connection_gets_the_url_as_asyncpg_spells_it() -> None:
+    listen = Settings.from_env({"SESSION_GRAPHQL_LISTEN_URL": "postgres://u:p@db:5432/s?sslmode=require"})
+    assert listen.live.listen_url is not None
+    assert plain_url(listen.live.listen_url) == "postgresql://u:p@db:5432/s?sslmode=require"
+    assert plain_url("postgresql+asyncpg://u@/s?host=/run/pg") == "postgresql://u@/s?host=%2Frun%2Fpg"
