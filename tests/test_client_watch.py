@@ -3,11 +3,13 @@ resuming by itself after the connection drops."""
 
 import asyncio
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from strands.types.session import SessionAgent, SessionMessage
+from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from client import AsyncGraphQLSessionRepository, GraphQLSessionRepository, SessionUnauthenticatedError
 from graphql_api.settings import Settings
@@ -27,8 +29,6 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def new_agent(url: str, session_id: str) -> GraphQLSessionRepository:
-    from strands.types.session import Session, SessionType
-
     repo = GraphQLSessionRepository(url)
     repo.create_session(Session(session_id, SessionType.AGENT))
     repo.create_agent(session_id, SessionAgent("agent", {}, {}))
@@ -36,10 +36,10 @@ def new_agent(url: str, session_id: str) -> GraphQLSessionRepository:
 
 
 async def test_watch_messages_gives_stored_then_new_messages_and_resumes_after_a_restart(
-    served: ServerProcess, new_id: object
+    served: ServerProcess,
 ) -> None:
     url = f"{served.base_url}/graphql"
-    session_id = f"watch-{id(served)}-{threading.get_ident()}"
+    session_id = f"watch-{uuid.uuid4().hex[:8]}"
     writer = await asyncio.to_thread(new_agent, url, session_id)
     for n in range(3):
         await asyncio.to_thread(writer.create_message, session_id, "agent", message(n))
@@ -66,15 +66,13 @@ async def test_watch_messages_gives_stored_then_new_messages_and_resumes_after_a
 
 def test_the_blocking_watch_is_a_generator_of_new_messages(served: ServerProcess) -> None:
     url = f"{served.base_url}/graphql"
-    session_id = f"watch-sync-{threading.get_ident()}"
+    session_id = f"watch-sync-{uuid.uuid4().hex[:8]}"
     writer = new_agent(url, session_id)
     writer.create_message(session_id, "agent", message(0))
     reader = GraphQLSessionRepository(url)
     watching = reader.watch_messages(session_id, "agent")  # only new ones
 
     def write_later() -> None:
-        import time
-
         time.sleep(1.0)
         writer.create_message(session_id, "agent", message(1))
 

@@ -29,7 +29,6 @@ IDLE_SECONDS = 30.0
 """Without any notice for this long, a subscriber reads from its cursor anyway (a safety net)."""
 RETRY_SECONDS = 1.0
 T = TypeVar("T")
-K = TypeVar("K")
 
 
 class TooSlow(Exception):
