@@ -12,8 +12,14 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
+from db.conversations.message_writes import insert_messages
+from db.models import DEFAULT_TENANT
 from db.notifications import CHANNEL, plain_url
+from db.records import MessageDraft
+from db.tenancy import Scope
 from tests.api_calls import (
     APPEND_MESSAGES,
     CREATE_AGENT,
@@ -216,3 +222,40 @@ async def test_a_listener_that_loses_its_connection_recovers_with_no_gap(
             await socket.nothing_more()
     finally:
         await admin.close()
+
+
+async def test_an_agents_messages_commit_in_the_order_they_were_written_so_none_is_skipped(
+    two_servers: tuple[ServerProcess, ServerProcess], database_url: str
+) -> None:
+    """A later write of the same agent waits for an earlier one to commit (both update the
+    agent's row), so a subscriber's cursor never passes a message that commits after it."""
+    writer, reader = Api(two_servers[0]), two_servers[1]
+    session_id, agent_id = f"order-{uuid.uuid4().hex[:8]}", "agent"
+    await writer.new_agent(session_id, agent_id)
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    scope = Scope(DEFAULT_TENANT)
+
+    def draft(message_id: int) -> MessageDraft:
+        return MessageDraft(message_id, "user", user_message(f"m{message_id}"))
+
+    try:
+        async with connected(reader.base_url) as socket:
+            await socket.messages_added(session_id, agent_id, after=-1)
+            await asyncio.sleep(0.3)
+            async with engine.connect() as first:
+                transaction = await first.begin()
+                await insert_messages(first, scope, session_id, agent_id, [draft(0)])
+
+                async def second() -> None:
+                    async with engine.begin() as conn:
+                        await insert_messages(conn, scope, session_id, agent_id, [draft(1)])
+
+                later = asyncio.create_task(second())
+                await asyncio.sleep(0.5)
+                assert not later.done()  # waiting for the first write's transaction
+                await socket.nothing_more(0.2)
+                await transaction.commit()
+                await later
+            assert await socket.next_ids(2) == [0, 1]
+    finally:
+        await engine.dispose()
