@@ -76,6 +76,13 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
         self.answer: AnswerBudget = found if isinstance(found, AnswerBudget) else AnswerBudget(2**62)
         self._object_sizes: dict[int, int] = {}
 
+    def build_per_event_executor(self, payload: Any) -> Any:
+        # Each event of a subscription is an answer of its own, with a budget of its own.
+        executor = cast("BudgetedExecutor", super().build_per_event_executor(payload))
+        executor.answer = AnswerBudget(self.answer.most)
+        executor._object_sizes = {}
+        return executor
+
     def execute_fields(
         self,
         parent_type: Any,
