@@ -2,7 +2,7 @@
 // gives each view its live updates (subscriptions, or polling where the server has none).
 
 import { credentials } from "./api.js";
-import { el } from "./dom.js";
+import { el, replace } from "./dom.js";
 import { LiveConnection } from "./live.js";
 import { showSessions } from "./sessions.js";
 import { showSession } from "./transcript.js";
@@ -10,7 +10,8 @@ import { showSession } from "./transcript.js";
 const POLL_MS = 2000;
 const main = document.getElementById("main");
 const forget = document.getElementById("forget-key");
-const status = el("p", { class: "live-status", role: "status", "aria-live": "polite" });
+const status = el("span", { class: "live-status", role: "status", "aria-live": "polite" });
+document.querySelector(".top nav").prepend(status);
 let leaving = [];
 let routed = null;
 let onFragment = null;
@@ -21,7 +22,7 @@ function setStatus(state, detail = "") {
     live: "● Live",
     reconnecting: `Reconnecting… ${detail}`,
     refused: `Live updates refused: ${detail}`,
-    polling: `Checking for new messages every ${POLL_MS / 1000} s`,
+    polling: "Checking for changes every few seconds",
   };
   status.textContent = words[state] ?? state;
   status.dataset.state = state;
@@ -32,16 +33,16 @@ function setStatus(state, detail = "") {
  * without subscriptions, a lost connection), ``poll`` every few seconds instead.
  */
 function liveFor(connection) {
-  return (document, variables, onData, poll = onData) => {
+  return (document, variables, onData, poll = onData, every = POLL_MS) => {
     let timer = null;
     const startPolling = () => {
       if (timer !== null) return;
-      setStatus("polling");
+      if (!connection.acknowledged) setStatus("polling");
       const tick = async () => {
         try {
           await poll();
         } finally {
-          if (timer !== null) timer = setTimeout(tick, POLL_MS);
+          if (timer !== null) timer = setTimeout(tick, every);
         }
       };
       timer = setTimeout(tick, 0);
@@ -94,17 +95,17 @@ async function route() {
   const connection = new LiveConnection({ onStatus: setStatus });
   leaving.push(() => connection.close());
   const view = params.get("session") ? showSession : showSessions;
-  status.textContent = "";
+  setStatus("");
   try {
     onFragment = await view(main, params, { navigate, live: liveFor(connection) });
-    if (main.firstChild) main.prepend(status);
   } catch (error) {
     for (const leave of leaving.splice(0)) leave();
     if (error.unauthenticated) {
-      main.replaceChildren(keyForm(error));
+      replace(main, keyForm(error));
       main.querySelector("input").focus();
     } else {
-      main.replaceChildren(
+      replace(
+      main,
         el("h1", {}, "Something went wrong"),
         el("p", { class: "error", role: "alert" }, `${error.message}${error.code ? ` (${error.code})` : ""}`),
         el("p", {}, el("a", { href: "./", "data-nav": true }, "All conversations")),

@@ -12,6 +12,12 @@ export function el(tag, attributes, ...children) {
   return node;
 }
 
+/** Replaces a node's children; null, undefined and false among them are left out. */
+export function replace(node, ...children) {
+  node.replaceChildren();
+  return append(node, children);
+}
+
 export function append(node, children) {
   for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;

@@ -2,7 +2,7 @@
 // snapshot-backed), or the messages a search finds, with its snippets; page by page.
 
 import { query } from "./api.js";
-import { el, marked, number, time } from "./dom.js";
+import { el, marked, number, replace, time } from "./dom.js";
 import { listUrl, messageUrl, sessionUrl } from "./links.js";
 
 const PAGE = 25;
@@ -244,20 +244,26 @@ async function searchResults(params) {
 /** Renders the home page into ``main``; ``live`` refreshes the first page when sessions change. */
 export async function showSessions(main, params, { navigate, live }) {
   const results = el("div", { class: "results" });
-  main.replaceChildren(el("h1", {}, "Conversations"), filters(params, navigate), results);
+  replace(main, el("h1", {}, "Conversations"), filters(params, navigate), results);
   const load = params.get("q") ? searchResults : sessionList;
   try {
-    results.replaceChildren(...(await load(params)).filter(Boolean));
+    replace(results, ...(await load(params)).filter(Boolean));
   } catch (error) {
     if (!(error instanceof FilterError)) throw error;
-    results.replaceChildren(el("p", { class: "error", role: "alert" }, error.message));
+    replace(results, el("p", { class: "error", role: "alert" }, error.message));
     return;
   }
   if (!params.get("q") && !params.get("after") && !params.get("before")) {
     let pending = null;
-    live(ACTIVITY, () => ({ filter: filterOf(params, "lastActivity") }), async () => {
+    const refresh = async () => {
+      const fresh = el("div", {}, (await sessionList(params)).filter(Boolean));
+      // Unchanged, the list stays as it is, and so does the keyboard's focus in it.
+      if (fresh.textContent !== results.textContent) replace(results, [...fresh.childNodes]);
+    };
+    const soon = () => {
       clearTimeout(pending);
-      pending = setTimeout(async () => results.replaceChildren(...(await sessionList(params)).filter(Boolean)), 300);
-    });
+      pending = setTimeout(refresh, 300);
+    };
+    live(ACTIVITY, () => ({ filter: filterOf(params, "lastActivity") }), soon, refresh, 5000);
   }
 }

@@ -3,7 +3,7 @@
 
 import { query } from "./api.js";
 import { block, resultContent } from "./content.js";
-import { el, json, number, time } from "./dom.js";
+import { el, json, number, replace, time } from "./dom.js";
 import { messageAnchor, messageUrl, sessionUrl } from "./links.js";
 
 const MESSAGE_FIELDS = `messageId role effectiveMessage isRedacted createdAt latencyMs
@@ -130,7 +130,7 @@ class Transcript {
       el("summary", {}, el("span", { class: "tool-name" }, use.name), " ", status),
       el("div", { class: "tool-body" }, el("h4", {}, "Input"), json(use.input ?? {}), result),
     );
-    this.tools.set(use.toolUseId, { status, result });
+    this.tools.set(use.toolUseId, { name: use.name, status, result });
     return details;
   }
 
@@ -140,8 +140,8 @@ class Transcript {
     const heading = el("h4", {}, "Result ", el("span", { class: "muted" }, `(message #${messageId})`));
     if (call) {
       call.status.replaceWith((call.status = statusBadge(result.status ?? "success")));
-      call.result.replaceChildren(heading, resultContent(result));
-      return el("p", { class: "muted small" }, `Result of the call above: ${result.status ?? "success"}.`);
+      replace(call.result, heading, resultContent(result));
+      return el("p", { class: "muted small" }, `The result of ${call.name}, folded beneath its call above: ${result.status ?? "success"}.`);
     }
     return el(
       "details",
@@ -241,12 +241,13 @@ async function showCheckpoint(main, session, agentId, snapshotId) {
   const snapshot = data.agent?.snapshot;
   const back = el("a", { href: sessionUrl(session.sessionId), "data-nav": true }, "back to the live conversation");
   if (!snapshot) {
-    main.replaceChildren(sessionHeader(session), el("p", { role: "alert" }, `No checkpoint ${snapshotId} of ${agentId}: `, back));
+    replace(main, sessionHeader(session), el("p", { role: "alert" }, `No checkpoint ${snapshotId} of ${agentId}: `, back));
     return;
   }
   const transcript = new Transcript(session.sessionId, agentId, { live: false });
   snapshot.messages.forEach((message) => transcript.add(message));
-  main.replaceChildren(
+  replace(
+      main,
     sessionHeader(session),
     el(
       "p",
@@ -277,7 +278,8 @@ export async function showSession(main, params, { live }) {
   const data = await query(SESSION, { sessionId });
   const session = data.session;
   if (!session) {
-    main.replaceChildren(
+    replace(
+      main,
       el("p", {}, el("a", { href: "./", "data-nav": true }, "← All conversations")),
       el("p", { role: "alert" }, `No session ${sessionId}.`),
     );
@@ -315,7 +317,8 @@ export async function showSession(main, params, { live }) {
     );
   }
 
-  main.replaceChildren(
+  replace(
+      main,
     sessionHeader(session),
     session.agents.length > 1 ? contents : null,
     session.multiAgents.length

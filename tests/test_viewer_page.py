@@ -1,0 +1,486 @@
+"""The conversation viewer at /: served from the package with a strict policy, and in a real Chromium
+that may reach nothing but this machine it lists sessions, opens one as each agent's transcript, and
+shows a message written through the API without a reload. The conversations are real Strands agents'."""
+
+import base64
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, Page, Route, expect, sync_playwright
+from strands import Agent, tool
+from strands.session import RepositorySessionManager
+from strands.session.snapshot_session_manager import SnapshotSessionManager
+
+from client import GraphQLSessionRepository, GraphQLStorage
+from db.migrate import upgrade
+from graphql_api.settings import Settings
+from tests.client_agent_script import new_swarm, remember
+from tests.conftest import RunningServer
+from tests.fake_model import FakeModel
+from tests.scratch_database import scratch_database
+from tests.secured import Secured, secured_server
+
+REPO = Path(__file__).resolve().parent.parent
+VIEWER = REPO / "graphql_api" / "viewer"
+SCREENSHOTS = REPO / "docs"
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LOOPBACK = ("127.0.0.1", "localhost")
+HTML = {"Accept": "text/html"}
+CONTENT_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+HOSTILE = '<img src=x onerror="window.pwned=1"> <script>window.pwned=2</script>'
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+
+
+@tool
+def lookup_order(order_id: str) -> str:
+    """Look up an order.
+
+    Args:
+        order_id: The order's id.
+    """
+    if order_id == "missing":
+        raise ValueError("no such order")
+    return f"order {order_id}: shipped"
+
+
+def support_agent(url: str, session_id: str) -> Agent:
+    repository = GraphQLSessionRepository(url)
+    return Agent(
+        agent_id="support",
+        model=FakeModel(),
+        tools=[remember, lookup_order],
+        session_manager=RepositorySessionManager(session_id=session_id, session_repository=repository),
+        callback_handler=None,
+    )
+
+
+@dataclass
+class Seeded:
+    server: RunningServer
+
+    @property
+    def url(self) -> str:
+        return self.server.base_url
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = httpx.post(self.server.url, json={"query": query, "variables": variables}).json()
+        assert "errors" not in body, body
+        return body["data"]  # type: ignore[no-any-return]
+
+
+def seed(url: str) -> None:
+    """Three conversations as Strands writes them: tool calls (one failing), a redaction, an image
+    and hostile text; a Swarm; and a snapshot-backed agent with checkpoints."""
+    support = support_agent(url, "s-order")
+    support("Hi, I'm Ana. Where is my order?")
+    support('use lookup_order {"order_id": "A-17"}')
+    support('use lookup_order {"order_id": "missing"}')
+    support("tell me something forbidden")
+    support([{"text": "Here is the receipt"}, {"image": {"format": "png", "source": {"bytes": PNG}}}])
+    support(HOSTILE)
+    httpx.post(
+        url,
+        json={
+            "query": 'mutation { updateSession(sessionId: "s-order", title: "Where is my order?", '
+            'labels: {user: "ana", channel: "web"}) { sessionId } }'
+        },
+    ).raise_for_status()
+    new_swarm(url, "s-swarm")("write a report")
+    storage = GraphQLStorage(url)
+    manager = SnapshotSessionManager(session_id="s-snap", storage=storage, snapshot_trigger=lambda **_: True)
+    snapshotted = Agent(
+        agent_id="planner", model=FakeModel(), session_manager=manager, callback_handler=None
+    )
+    snapshotted("first plan")
+    snapshotted("second plan")
+
+
+@pytest.fixture(scope="module")
+def seeded(database_url: str) -> Iterator[Seeded]:
+    with scratch_database(database_url) as url:
+        upgrade(url)
+        server = RunningServer(Settings(database_url=url))
+        server.start()
+        try:
+            seed(server.url)
+            yield Seeded(server)
+        finally:
+            server.stop()
+
+
+class Loads(HTMLParser):
+    """The URLs a page makes the browser fetch: scripts, stylesheets, icons."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        url = attributes.get("src") if tag == "script" else attributes.get("href") if tag == "link" else None
+        if url is not None:
+            self.urls.append(url)
+
+
+def loads_of(html: str) -> list[str]:
+    parser = Loads()
+    parser.feed(html)
+    return parser.urls
+
+
+def static_files() -> list[Path]:
+    return sorted(path for path in (VIEWER / "static").rglob("*") if path.is_file())
+
+
+# --- Served from the package ----------------------------------------------------------------------
+
+
+def test_the_viewer_is_at_the_root_and_graphiql_stays_at_graphql(seeded: Seeded) -> None:
+    page = httpx.get(seeded.url + "/", headers=HTML)
+    graphiql = httpx.get(seeded.server.url, headers=HTML)
+
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert '<script type="module" src="viewer/static/app.js">' in page.text
+    assert graphiql.status_code == 200 and "graphiql" in graphiql.text
+
+
+def test_the_page_allows_scripts_styles_and_connections_only_from_this_server(seeded: Seeded) -> None:
+    headers = httpx.get(seeded.url + "/", headers=HTML).headers
+    directives = {
+        name: sources for name, *sources in (part.split() for part in headers["content-security-policy"].split(";"))
+    }
+
+    assert directives["default-src"] == ["'none'"]
+    assert directives["script-src"] == directives["style-src"] == directives["connect-src"] == ["'self'"]
+    assert directives["frame-ancestors"] == ["'none'"]
+    assert "unsafe" not in headers["content-security-policy"]
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_page_loads_nothing_from_another_host_and_never_parses_content_as_html(seeded: Seeded) -> None:
+    page = httpx.get(seeded.url + "/", headers=HTML).text
+    scripts = {path.name: path.read_text(encoding="utf-8") for path in static_files() if path.suffix == ".js"}
+
+    assert loads_of(page)
+    for url in loads_of(page):
+        assert not urlsplit(url).scheme and not urlsplit(url).netloc, url
+    for name, text in {"page.html": page, **scripts}.items():
+        for sign in ("://", "unpkg", "jsdelivr", "cdn"):
+            assert sign not in text.lower(), (name, sign)
+    for name, text in scripts.items():
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function("):
+            assert sink not in text, (name, sink)
+
+
+def test_every_asset_is_served_without_credentials_on_a_secured_server(database_url: str) -> None:
+    with secured_server(database_url) as secured:
+        page = secured.http.get("/", headers=HTML)
+        assets = {url: secured.http.get(urljoin(str(page.url), url)) for url in loads_of(page.text)}
+        modules = {
+            path.name: secured.http.get(f"/viewer/static/{path.name}") for path in static_files()
+        }
+        refused = secured.post("{ sessions { totalCount } }")
+
+    assert page.status_code == 200
+    assert refused.status_code == 401  # the data still needs the key
+    for url, asset in {**assets, **modules}.items():
+        assert asset.status_code == 200, url
+        assert asset.headers["content-type"] == CONTENT_TYPES[Path(url).suffix], url
+        assert asset.headers["x-content-type-options"] == "nosniff"
+        assert asset.headers["cache-control"] == "no-cache"
+
+
+def test_every_module_a_module_imports_is_one_of_the_package(seeded: Seeded) -> None:
+    names = {path.name for path in static_files()}
+    for path in static_files():
+        if path.suffix == ".js":
+            for imported in re.findall(r'^import .* from "\./([^"]+)";$', path.read_text(), re.MULTILINE):
+                assert imported in names, (path.name, imported)
+                assert httpx.get(f"{seeded.url}/viewer/static/{imported}").status_code == 200
+
+
+def test_the_wheel_carries_every_file_the_viewer_serves() -> None:
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    patterns = re.findall(r'"(viewer/[^"]+)"', text)
+    for path in [VIEWER / "page.html", *static_files()]:
+        relative = str(path.relative_to(VIEWER.parent))
+        assert any(fnmatch(relative, pattern) for pattern in patterns), relative
+
+
+def test_switched_off_the_root_goes_to_graphiql_and_the_modules_are_not_served(database_url: str) -> None:
+    server = RunningServer(Settings(database_url=database_url, viewer=False))
+    server.start()
+    try:
+        home = httpx.get(server.base_url + "/", headers=HTML)
+        module = httpx.get(server.base_url + "/viewer/static/app.js")
+    finally:
+        server.stop()
+
+    assert home.status_code == 307 and home.headers["location"] == "/graphql"
+    assert module.status_code == 404
+
+
+# --- In Chromium, offline -------------------------------------------------------------------------
+
+
+@dataclass
+class Browsing:
+    context: BrowserContext
+    outside: list[str]
+    failed: list[str]
+
+    def new_page(self) -> Page:
+        page = self.context.new_page()
+        page.on("pageerror", lambda error: self.failed.append(str(error)))
+        page.on("console", lambda m: self.failed.append(m.text) if m.type == "error" else None)
+        page.on("requestfailed", lambda request: self.failed.append(f"failed: {request.url}"))
+        return page
+
+
+@pytest.fixture
+def browsing(tmp_path: Path) -> Iterator[Browsing]:
+    assert CHROMIUM is not None
+    outside: list[str] = []
+
+    def only_loopback(route: Route) -> None:
+        if urlsplit(route.request.url).hostname in LOOPBACK:
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            tmp_path / "profile",
+            executable_path=CHROMIUM,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        context.route("**/*", only_loopback)
+        context.add_init_script(
+            "window.cspViolations = [];"
+            "document.addEventListener('securitypolicyviolation', e => window.cspViolations.push(e.violatedDirective));"
+        )
+        browsing = Browsing(context, outside, [])
+        try:
+            yield browsing
+        finally:
+            context.close()
+    assert outside == []
+
+
+def screenshot(page: Page, name: str) -> None:
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        page.screenshot(path=SCREENSHOTS / name)
+    if os.environ.get("VIEWER_DEBUG_SHOTS"):
+        page.screenshot(path=Path(os.environ["VIEWER_DEBUG_SHOTS"]) / name, full_page=True)
+
+
+@needs_chromium
+def test_the_list_shows_the_newest_sessions_first_with_their_facts(seeded: Seeded, browsing: Browsing) -> None:
+    page = browsing.new_page()
+    page.goto(seeded.url + "/")
+
+    rows = page.locator("table.sessions tbody tr")
+    expect(rows).to_have_count(3)
+    first = rows.nth(2).inner_text()
+    screenshot(page, "viewer-sessions.png")
+
+    assert [rows.nth(i).locator("td a").inner_text() for i in range(3)] == [
+        "s-snap",
+        "s-swarm",
+        "Where is my order?",
+    ]
+    assert "s-order" in first and "user=ana" in first and "channel=web" in first and "support" in first
+    order = seeded.graphql('{ session(sessionId: "s-order") { messageCount totals { totalTokens } } }')["session"]
+    cells = rows.nth(2).locator("td").all_inner_texts()
+    assert cells[3] == f"{order['messageCount']:,}" and cells[4] == f"{order['totals']['totalTokens']:,}"
+    assert page.evaluate("window.cspViolations") == []
+    assert browsing.failed == []
+
+
+@needs_chromium
+def test_filters_narrow_the_list_and_live_in_the_url(seeded: Seeded, browsing: Browsing) -> None:
+    page = browsing.new_page()
+    page.goto(seeded.url + "/")
+    page.get_by_label("Labels").fill("user=ana")
+    page.get_by_label("Labels").press("Enter")
+
+    expect(page.locator("table.sessions tbody tr")).to_have_count(1)
+    assert "labels=user%3Dana" in page.url
+    page.goto(seeded.url + "/?snapshots=yes")
+    expect(page.locator("table.sessions tbody tr")).to_have_count(1)
+    assert "s-snap" in page.locator("table.sessions tbody").inner_text()
+    page.goto(seeded.url + "/?labels=nonsense")
+    expect(page.get_by_role("alert")).to_contain_text("name=value")
+    assert browsing.failed == []
+
+
+@needs_chromium
+def test_search_shows_snippets_that_open_the_message(seeded: Seeded, browsing: Browsing) -> None:
+    page = browsing.new_page()
+    page.goto(seeded.url + "/")
+    page.get_by_label("Search messages").fill("receipt")
+    page.get_by_label("Search messages").press("Enter")
+
+    hit = page.locator("ol.hits li").first
+    expect(hit.locator("mark").first).to_have_text(re.compile("receipt", re.IGNORECASE))
+    hit.get_by_role("link").click()
+
+    target = page.locator(".turn.targeted")
+    expect(target).to_contain_text("Here is the receipt")
+    assert re.search(r"\?session=s-order#msg:support:\d+$", page.url)
+    assert browsing.failed == []
+
+
+@needs_chromium
+def test_a_session_opens_as_its_transcript_with_tools_tokens_redactions_and_media(
+    seeded: Seeded, browsing: Browsing
+) -> None:
+    page = browsing.new_page()
+    page.goto(seeded.url + "/")
+    page.get_by_role("link", name="Where is my order?").click()
+    turns = page.locator("#main .turn")
+    expect(turns.first).to_contain_text("Hi, I'm Ana.")
+    tools = page.locator("details.tool")
+    expect(tools).to_have_count(2)
+    tools.first.locator("summary").focus()
+    page.keyboard.press("Enter")  # the keyboard opens a folded call
+    screenshot(page, "viewer-transcript.png")
+
+    assert tools.nth(0).locator("summary").inner_text().split() == ["lookup_order", "success"]
+    assert tools.nth(1).locator("summary").inner_text().split() == ["lookup_order", "error"]
+    assert "order A-17: shipped" in tools.nth(0).inner_text()
+    assert tools.nth(0).get_attribute("open") is not None
+    assistant = page.locator(".turn.assistant").first
+    assert "15 tokens (10 in, 5 out)" in assistant.inner_text() and "1 ms" in assistant.inner_text()
+    redacted = page.locator(".turn.is-redacted")
+    expect(redacted).to_have_count(1)
+    assert "[User input redacted.]" in redacted.first.inner_text() and "forbidden" not in redacted.first.inner_text()
+    assert page.locator(".media").inner_text() == f"Image (png) · {len(PNG)} B"
+    assert HOSTILE in page.locator("#main").inner_text()
+    assert page.evaluate("window.pwned") is None
+    assert page.evaluate("window.cspViolations") == []
+    assert browsing.failed == []
+
+
+@needs_chromium
+def test_a_swarm_shows_its_state_and_a_snapshot_agent_its_checkpoints_as_of(
+    seeded: Seeded, browsing: Browsing
+) -> None:
+    page = browsing.new_page()
+    page.goto(seeded.url + "/?session=s-swarm")
+    swarm = page.locator(".multi-agent")
+    expect(swarm).to_contain_text("Swarm")
+    assert "researcher → writer" in swarm.inner_text()
+    assert "completed" in swarm.locator(".status").inner_text()
+
+    page.goto(seeded.url + "/?session=s-snap")
+    checkpoints = page.locator(".checkpoints")
+    checkpoints.locator("summary").click()
+    expect(checkpoints.locator("li")).to_have_count(2)
+    checkpoints.get_by_role("link", name="view as of").first.click()
+
+    expect(page.locator(".as-of")).to_contain_text("as of checkpoint")
+    assert "first plan" in page.locator(".turns").inner_text()
+    assert "second plan" not in page.locator(".turns").inner_text()
+    page.go_back()
+    expect(page.locator(".turns")).to_contain_text("second plan")
+    assert browsing.failed == []
+
+
+NEW_MESSAGE = """mutation($id: Int!, $text: String!) {
+  createMessage(sessionId: "s-order", agentId: "support", message: {
+    messageId: $id, message: {role: "user", content: [{text: $text}]}
+  }) { messageId }
+}"""
+
+
+@needs_chromium
+def test_a_message_written_through_the_api_appears_without_a_reload(seeded: Seeded, browsing: Browsing) -> None:
+    page = browsing.new_page()
+    page.goto(seeded.url + "/?session=s-order")
+    expect(page.locator(".live-status")).to_have_attribute("data-state", re.compile("live|polling"))
+    page.evaluate("window.stillTheSamePage = true")
+    count = page.locator(".turn").count()
+    last = seeded.graphql('{ agent(sessionId: "s-order", agentId: "support") { lastMessage { messageId } } }')
+    next_id = last["agent"]["lastMessage"]["messageId"] + 1
+
+    seeded.graphql(NEW_MESSAGE, {"id": next_id, "text": "Written while you watch"})
+
+    expect(page.locator(".turn").last).to_contain_text("Written while you watch", timeout=5000)
+    assert page.locator(".turn").count() == count + 1
+    assert page.evaluate("window.stillTheSamePage") is True
+    link = page.locator(".turn").last.locator("a.permalink")
+    assert link.get_attribute("href") == f"?session=s-order#msg:support:{next_id}"
+    assert browsing.failed == []
+
+
+@needs_chromium
+def test_a_message_url_opens_the_session_at_that_message(seeded: Seeded, browsing: Browsing) -> None:
+    page = browsing.new_page()
+    page.goto(seeded.url + f"/?session=s-order#msg:{quote('support')}:2")
+
+    expect(page.locator(".turn.targeted")).to_have_attribute("data-message-id", "2")
+    assert page.evaluate("document.activeElement.id") == "msg:support:2"
+
+
+@pytest.fixture
+def secured_with_reader(database_url: str) -> Iterator[tuple[Secured, str]]:
+    """Made before the browser: Playwright's sync API runs an event loop, and keys are made with asyncio.run."""
+    with secured_server(database_url) as secured:
+        yield secured, secured.key("reader", label="viewer")
+
+
+@needs_chromium
+def test_on_a_secured_server_the_key_is_typed_once_and_kept_for_the_tab_only(
+    secured_with_reader: tuple[Secured, str], browsing: Browsing
+) -> None:
+    secured, reader = secured_with_reader
+    page = browsing.new_page()
+    page.goto(secured.server.base_url + "/")
+    page.get_by_label("API key").fill("sgq_wrong")
+    page.get_by_role("button", name="Open").click()
+    expect(page.get_by_role("alert")).to_contain_text("refused")
+    page.get_by_label("API key").fill(reader)
+    page.get_by_label("API key").press("Enter")
+    expect(page.locator("#main")).to_contain_text("0 sessions")
+    page.reload()
+    expect(page.locator("#main")).to_contain_text("0 sessions")
+    stored = page.evaluate("[sessionStorage.length, localStorage.length, document.cookie]")
+    other_tab = browsing.new_page()
+    other_tab.goto(secured.server.base_url + "/")
+    expect(other_tab.get_by_label("API key")).to_be_visible()
+    page.get_by_role("button", name="Forget key").click()
+    expect(page.get_by_label("API key")).to_be_visible()
+
+    assert stored == [1, 0, ""]
+    assert [failure for failure in browsing.failed if "401" not in failure] == []
