@@ -262,9 +262,10 @@ async function showCheckpoint(main, session, agentId, snapshotId) {
 }
 
 function focusFragment() {
-  const id = decodeURIComponent(location.hash.slice(1));
+  const id = location.hash.slice(1);
   document.querySelectorAll(".targeted").forEach((node) => node.classList.remove("targeted"));
-  const target = id && document.getElementById(id);
+  // Anchors hold the agent id percent-encoded, as the browser keeps a fragment.
+  const target = id && (document.getElementById(id) ?? document.getElementById(encodeURI(decodeURIComponent(id))));
   if (target) {
     target.classList.add("targeted");
     target.scrollIntoView({ block: "center" });
