@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -13,11 +14,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from db.embedded import EmbeddedPostgres, start_embedded_postgres
 from db.engine import Database, create_engine
 from db.migrate import upgrade_async
+from db.notifications import Listener
 from db.read_replica import ReadReplica
 from graphql_api.auth.api_keys import KeyRing
 from graphql_api.auth.credentials import TENANT_HEADER, Authenticator
@@ -26,6 +28,8 @@ from graphql_api.auth.rate_limits import HeavyRequests, RateLimiter
 from graphql_api.background import background_tasks
 from graphql_api.endpoint import Services, SessionGraphQL
 from graphql_api.graphiql.assets import graphiql_static_files
+from graphql_api.live.hub import Hub
+from graphql_api.live.streams import Live
 from graphql_api.read_routing import READ_FROM_HEADER
 from graphql_api.request_ids import HEADER as REQUEST_ID_HEADER
 from graphql_api.schema import create_schema
@@ -134,6 +138,19 @@ def create_app(settings: Settings) -> Starlette:
                     "no API key exists and no JWT issuer is configured: the server is OPEN, every "
                     "request acts as admin (make a key with `session-graphql token create`)"
                 )
+            hub = Hub(per_key=settings.live.per_key)
+            listener = Listener(
+                settings.live.listen_url or url,
+                hub.on_event,
+                hub.on_listening,
+                probe_seconds=settings.live.probe_seconds,
+            )
+            live = Live(
+                hub,
+                database,
+                buffer_events=settings.live.buffer_events,
+                slow_seconds=settings.live.slow_seconds,
+            )
             app.state.services = Services(
                 database=database,
                 authenticator=authenticator,
@@ -143,13 +160,15 @@ def create_app(settings: Settings) -> Starlette:
                 ),
                 read_replica=replica,
                 retention=settings.retention,
+                live=live,
+                credential_check_seconds=min(settings.key_refresh_seconds, 2.0),
             )
             # What start-up made (modules, the schema, caches) lives as long as the process: out of
             # the collector's sight, full collections only walk what requests make, not all of it.
             gc.collect()
             gc.freeze()
             try:
-                async with background_tasks(keys, limiter, database, settings):
+                async with background_tasks(keys, limiter, database, settings, listener):
                     yield
             finally:
                 await database.dispose()
@@ -171,6 +190,14 @@ def create_app(settings: Settings) -> Starlette:
         limits=settings.limits,
         log_format=settings.log_format,
         with_metrics=settings.metrics.enabled,
+        # Subscriptions: graphql-transport-ws, and the legacy graphql-ws with its keep-alive
+        # messages (graphql-transport-ws has the client ping; uvicorn pings both every 20 s).
+        keep_alive=True,
+        keep_alive_interval=15,
+        connection_init_wait_timeout=timedelta(seconds=settings.live.init_timeout_seconds),
+        max_subscriptions_per_connection=settings.live.per_connection,
+        # Same-origin handshakes (GraphiQL, the viewer) always pass; others as CORS allows them.
+        allowed_origins=list(settings.cors_origins),
     )
     # The HTTP span first: it covers everything else the request meets.
     middleware = [tracing.middleware()] if tracing is not None else []
@@ -198,6 +225,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/ready", ready),
             # Every method reaches strawberry, so a wrong one gets its 405 as a GraphQL error body.
             Route("/graphql", graphql),
+            WebSocketRoute("/graphql", graphql),
             # GraphiQL's scripts and styles, so the page works offline; only while GraphiQL is on.
             *([graphiql_static_files()] if settings.graphiql else []),
             *([viewer_static_files()] if settings.viewer else []),

@@ -11,6 +11,8 @@
   read of their queue; stored rows per tenant, from PostgreSQL's statistics, not the rows).
 - Every ``retention.interval_seconds``, deleting the sessions idle longer than their tenant's
   retention rule (``db.control.retention``); one replica at a time, under an advisory lock.
+- Listening for changes (``db.notifications``) on a connection of its own, for this replica's
+  subscribers (``graphql_api.live``).
 """
 
 import asyncio
@@ -26,6 +28,7 @@ from db.analytics import rollups
 from db.analytics.stored_rows import estimate_stored_rows
 from db.control import retention
 from db.engine import Database
+from db.notifications import Listener
 from db.records import Actor
 from graphql_api import metrics
 from graphql_api.auth.api_keys import KeyRing
@@ -131,13 +134,19 @@ async def expire_sessions(database: Database, settings: RetentionSettings) -> No
 
 @asynccontextmanager
 async def background_tasks(
-    keys: KeyRing, limiter: RateLimiter, database: Database, settings: Settings
+    keys: KeyRing,
+    limiter: RateLimiter,
+    database: Database,
+    settings: Settings,
+    listener: Listener | None = None,
 ) -> AsyncIterator[None]:
     """Runs the replica's background work while the block runs, and stops it after."""
     work: dict[str, Coroutine[Any, Any, None]] = {
         "keys": keys.keep_fresh(),
         "housekeeping": housekeeping(limiter),
     }
+    if listener is not None:
+        work["listener"] = listener.run()
     work["rollups"] = fold_rollups(database, settings.rollups)
     work["retention"] = expire_sessions(database, settings.retention)
     if settings.metrics.enabled:

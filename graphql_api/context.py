@@ -2,7 +2,7 @@
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -17,6 +17,10 @@ from graphql_api.guards.answer_budget import AnswerBudget
 from graphql_api.loaders import Loaders, RowBudget, create_loaders
 from graphql_api.read_routing import ReadFrom
 from graphql_api.settings import Limits, RetentionSettings
+
+if TYPE_CHECKING:
+    from graphql_api.live.connection import LiveConnection
+    from graphql_api.live.streams import Live
 
 OPEN_SCOPE = Scope(all_tenants=True)
 T = TypeVar("T")
@@ -45,6 +49,12 @@ class Context:
     """The request's ``X-Read-From`` header (``graphql_api.read_routing``)."""
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     """The default retention rule, and the batch size ``deleteSessions`` shares with retention."""
+    live: "Live | None" = None
+    """This process's subscriptions (``graphql_api.live``); None in tests without a server."""
+    connection: "LiveConnection | None" = None
+    """The websocket a subscription came on; None over HTTP."""
+    connection_params: dict[str, Any] | None = None
+    """The ``connection_init`` payload, set by strawberry."""
     primary: Database = field(init=False)
     """Where writes go, whatever the request reads from."""
     rows: RowBudget = field(init=False)

@@ -21,21 +21,30 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
 from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
+from strawberry.types.unset import UNSET, UnsetType
 
 from db.engine import Database
 from db.json_values import StoredJSON
 from db.tenancy import Scope as TenantScope
 from graphql_api import media_types, metrics, request_ids, request_log
 from graphql_api.auth.credentials import TENANT_HEADER, Authenticator, scope_for
-from graphql_api.auth.identity import Caller
+from graphql_api.auth.identity import Caller, Role
 from graphql_api.auth.rate_limits import HeavyRequests, RateLimited, RateLimiter, retry_after_header
 from graphql_api.context import Context
 from graphql_api.errors import ErrorCode, Refusal, with_code
 from graphql_api.graphiql.page import graphiql_response
 from graphql_api.guards.answer_budget import too_large
+from graphql_api.live.connection import LiveConnection, close_code, credentials
+from graphql_api.live.streams import Live
 from graphql_api.read_routing import ReadFrom, read_from_header
 from graphql_api.settings import Limits, RetentionSettings
 
@@ -72,6 +81,14 @@ class Services:
     read_replica: Database | None = None
     """The read replica for dashboards' reads (``DATABASE_READ_URL``); None without one."""
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    live: Live | None = None
+    """This process's subscriptions; None: websockets are refused."""
+    credential_check_seconds: float = 2.0
+    """How often a websocket's credentials are checked again."""
+
+
+NOBODY = Caller(role=Role.READER, tenant="-", name="not yet authenticated", kind="websocket")
+"""A websocket's caller until its ``connection_init`` is accepted (strawberry runs nothing before)."""
 
 
 async def read_body(request: Request, limits: Limits) -> bytes:
@@ -143,7 +160,48 @@ def _decoded(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+class WebSocketAdapter(ASGIWebSocketAdapter):
+    async def close(self, code: int, reason: str) -> None:
+        # strawberry closes a refused connection_init with 4403 "Forbidden"; say why instead.
+        connection: LiveConnection | None = getattr(self.ws.state, "live", None)
+        if connection is not None and connection.refusal is not None:
+            code, reason = close_code(connection.refusal), connection.refusal.message
+        if connection is not None:
+            await connection.close(code, reason)
+        else:
+            await super().close(code, reason)
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws, its errors given codes as over HTTP."""
+
+    async def _send_result_stream(self, operation: Operation[Context, None], result_source: Any) -> None:
+        first = True
+        async for result in result_source:
+            if first and isinstance(result, PreExecutionError):
+                await self._handle_pre_execution_error(operation, result)
+                return
+            if not isinstance(result, ExecutionResult):
+                await self._reject_incremental_delivery(operation)
+                return
+            if result.errors:
+                result.errors = [with_code(error) for error in result.errors]
+            await operation.send_next(result)
+            first = False
+
+    async def _handle_pre_execution_error(
+        self, operation: Operation[Context, None], result: PreExecutionError
+    ) -> None:
+        assert result.errors
+        if self._get_pre_execution_close_reason(result.errors[0]) is None:
+            result.errors = [with_code(error) for error in result.errors]
+        await super()._handle_pre_execution_error(operation, result)
+
+
 class SessionGraphQL(GraphQL[Context, None]):
+    websocket_adapter_class = WebSocketAdapter
+    graphql_transport_ws_handler_class = TransportWSHandler
+
     def __init__(
         self, *args: Any, limits: Limits, log_format: str = "text", with_metrics: bool = False, **kwargs: Any
     ) -> None:
@@ -188,8 +246,7 @@ class SessionGraphQL(GraphQL[Context, None]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            # No subscriptions yet; refuse the handshake rather than open an unauthenticated socket.
-            await WebSocket(scope, receive, send).close(code=1008)
+            await self._serve_websocket(scope, receive, send)
             return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
@@ -257,9 +314,52 @@ class SessionGraphQL(GraphQL[Context, None]):
             request.state.log_line.outcome = bad.code.value
             return JSONResponse(bad.body(), status_code=error.status_code)
 
+    async def _serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services: Services | None = getattr(scope["app"].state, "services", None)
+        if services is None or services.live is None:
+            await WebSocket(scope, receive, send).close(code=1013)  # starting, or no listener
+            return
+        token = request_ids.current.set(request_ids.new_request_id())
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            connection: LiveConnection | None = getattr(WebSocket(scope, receive, send).state, "live", None)
+            if connection is not None:
+                connection.stop()
+            request_ids.current.reset(token)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Authenticates a websocket's ``connection_init``, as HTTP requests are: a refusal closes
+        it (4401 without valid credentials, 4403 for a tenant the credentials may not act in)."""
+        connection = context.connection
+        assert connection is not None and context.request is None
+        services: Services = connection.websocket.app.state.services
+        connection.credentials = credentials(connection.websocket.headers, context.connection_params)
+        try:
+            caller = await services.authenticator.caller(connection.credentials)
+            context.scope = scope_for(caller, connection.credentials.get(TENANT_HEADER))
+        except Refusal as refusal:
+            connection.refusal = refusal
+            raise ConnectionRejectionError({"message": refusal.message, "code": refusal.code.value}) from None
+        context.caller = caller
+        connection.keep_checking(services.authenticator, services.credential_check_seconds)
+        unset: UnsetType = UNSET
+        return unset
+
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
-        admitted: Admitted = request.state.admitted
         services: Services = request.app.state.services
+        if isinstance(request, WebSocket):
+            connection = LiveConnection(request)
+            request.state.live = connection
+            return Context(
+                db=services.database,
+                caller=NOBODY,
+                limits=self.limits,
+                request_id=request_ids.current.get(),
+                live=services.live,
+                connection=connection,
+            )
+        admitted: Admitted = request.state.admitted
         admitted.response = response if isinstance(response, Response) else None
         admitted.context = Context(
             db=services.database,
@@ -273,6 +373,7 @@ class SessionGraphQL(GraphQL[Context, None]):
             read_replica=services.read_replica,
             read_from=admitted.read_from,
             retention=services.retention,
+            live=services.live,
         )
         return admitted.context
 

@@ -91,6 +91,19 @@ stored_messages = Gauge(
     ["tenant"],
     multiprocess_mode="mostrecent",
 )
+subscriptions_active = Gauge(
+    "session_graphql_subscriptions_active",
+    "GraphQL subscriptions open now.",
+    multiprocess_mode="livesum",
+)
+subscriptions_closed_slow = Counter(
+    "session_graphql_subscriptions_closed_slow",
+    "Subscriptions closed because their subscriber did not keep up (its buffer stayed full).",
+)
+listener_reconnects = Counter(
+    "session_graphql_listener_reconnects",
+    "Times the LISTEN connection was established again after a loss.",
+)
 retention_deleted_sessions = Counter(
     "session_graphql_retention_deleted_sessions",
     "Sessions deleted by the retention policy.",

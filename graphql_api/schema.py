@@ -17,7 +17,7 @@ from graphql_api.execution import BudgetedExecutor
 from graphql_api.guards.documents import DocumentCache, document_cache_extension
 from graphql_api.guards.request_limits import RequestLimits
 from graphql_api.read_routing import ReadRouting
-from graphql_api.resolvers.root import Mutation, Query
+from graphql_api.resolvers.root import Mutation, Query, Subscription
 from graphql_api.settings import Limits
 from graphql_api.types.scalars import (
     Base64,
@@ -58,6 +58,7 @@ def create_schema(
     return SessionStoreSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=[
             # First: its span covers the other extensions' work, and the SQL they send.
             *([operation_spans] if operation_spans is not None else []),

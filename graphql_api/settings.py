@@ -496,6 +496,49 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    """GraphQL subscriptions (``graphql_api.live``): the listening connection and the limits."""
+
+    listen_url: str | None = None
+    """Where the one LISTEN connection per process goes (SESSION_GRAPHQL_LISTEN_URL); None: the
+    database's URL. Set it to the server itself when DATABASE_URL goes through pgbouncer in
+    transaction pooling, which breaks LISTEN."""
+    per_connection: int = 100
+    """Subscriptions one websocket may hold (SESSION_GRAPHQL_SUBSCRIPTIONS_PER_CONNECTION)."""
+    per_key: int = 1000
+    """Subscriptions one API key (or JWT subject) may hold on one process
+    (SESSION_GRAPHQL_SUBSCRIPTIONS_PER_KEY)."""
+    buffer_events: int = 1000
+    """Events a subscriber may have waiting to be sent (SESSION_GRAPHQL_SUBSCRIBER_BUFFER)."""
+    slow_seconds: float = 5.0
+    """How long a subscriber's buffer may stay full before it is closed as too slow
+    (SESSION_GRAPHQL_SUBSCRIBER_SLOW_SECONDS)."""
+    init_timeout_seconds: float = 10.0
+    """How long a websocket may take to send ``connection_init`` (SESSION_GRAPHQL_WS_INIT_TIMEOUT_SECONDS)."""
+    probe_seconds: float = 5.0
+    """How often the listening connection is probed, a dead peer being otherwise unnoticed
+    (SESSION_GRAPHQL_LISTEN_PROBE_SECONDS)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "LiveSettings":
+        url = _text(env, "SESSION_GRAPHQL_LISTEN_URL")
+        d = cls()
+        return cls(
+            listen_url=normalize_database_url(url, "SESSION_GRAPHQL_LISTEN_URL") if url else None,
+            per_connection=_int(
+                env, "SESSION_GRAPHQL_SUBSCRIPTIONS_PER_CONNECTION", d.per_connection, 1, 10_000
+            ),
+            per_key=_int(env, "SESSION_GRAPHQL_SUBSCRIPTIONS_PER_KEY", d.per_key, 1, 1_000_000),
+            buffer_events=_int(env, "SESSION_GRAPHQL_SUBSCRIBER_BUFFER", d.buffer_events, 1, 1_000_000),
+            slow_seconds=_number(env, "SESSION_GRAPHQL_SUBSCRIBER_SLOW_SECONDS", d.slow_seconds, 0.1, 3600),
+            init_timeout_seconds=_number(
+                env, "SESSION_GRAPHQL_WS_INIT_TIMEOUT_SECONDS", d.init_timeout_seconds, 0.1, 3600
+            ),
+            probe_seconds=_number(env, "SESSION_GRAPHQL_LISTEN_PROBE_SECONDS", d.probe_seconds, 0.1, 3600),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """``database_url`` None means: start the embedded PostgreSQL in ``data_dir``."""
 
@@ -530,6 +573,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
 
     def __post_init__(self) -> None:
         if self.log_format not in LOG_FORMATS:
@@ -571,6 +615,7 @@ class Settings:
             metrics=MetricsSettings.from_env(env),
             retention=RetentionSettings.from_env(env),
             tracing=TracingSettings.from_env(env),
+            live=LiveSettings.from_env(env),
         )
         # --metrics-port and --metrics-host set the nested settings' fields.
         metrics = {

@@ -22,6 +22,7 @@ from db.conversations.facts import MessageFacts, facts_of
 from db.conversations.reads import message_record
 from db.errors import ConflictError, InvalidDataError, NotFoundError
 from db.json_values import canonical_json, dump_json
+from db.notifications import MESSAGE_UPDATED, NOTIFY_MESSAGES_ADDED_SQL, Event, notify
 from db.records import Actor, MessageDraft, MessageRecord
 from db.tenancy import Scope
 from db.write_errors import raise_for
@@ -118,8 +119,11 @@ _INSERT_AFTER_GIVEN = f"""
         GROUP BY u.id
         {_TOOL_CALL_MERGE}
         RETURNING 1
-    )
-    SELECT * FROM inserted
+    ),
+    -- Delivered at commit, to every server process's subscribers (db.notifications). A SELECT in
+    -- a WITH runs only if read: the (always one-row) count makes it run, once.
+    notified AS ({NOTIFY_MESSAGES_ADDED_SQL})
+    SELECT inserted.* FROM inserted, (SELECT count(*) AS n FROM notified) AS sent
 """
 _MANY = {
     "id": "ids",
@@ -445,6 +449,9 @@ async def update_message(
     await _forget_tool_calls(conn, key)
     await conn.execute(_RECORD_TOOL_CALLS, {**key, "at": row.created_at, "facts": dump_json(facts)})
     await _shift_totals(conn, scope, session_id, agent_id, before, row)
+    await notify(
+        conn, Event(MESSAGE_UPDATED, scope.tenant, session_id, agent_id, draft.message_id, draft.message_id)
+    )
     return message_record(row)
 
 

@@ -70,7 +70,11 @@ MUTATION_ROLES: dict[str, Role] = {
     "setRetentionRule": Role.ADMIN,
     "removeRetentionRule": Role.ADMIN,
 }
-ROLES_BY_OPERATION = {"query": QUERY_ROLES, "mutation": MUTATION_ROLES}
+SUBSCRIPTION_ROLES: dict[str, Role] = {
+    "__typename": Role.READER,
+    "messageAdded": Role.READER,
+}
+ROLES_BY_OPERATION = {"query": QUERY_ROLES, "mutation": MUTATION_ROLES, "subscription": SUBSCRIPTION_ROLES}
 
 
 KEY_FIELDS = frozenset({"createApiKey", "revokeApiKey"})

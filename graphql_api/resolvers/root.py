@@ -5,6 +5,7 @@ import strawberry
 from graphql_api.resolvers.admin import AdminMutation, AdminQuery
 from graphql_api.resolvers.analytics import AnalyticsQuery
 from graphql_api.resolvers.conversations import ConversationMutation, ConversationQuery
+from graphql_api.resolvers.live import LiveSubscription
 from graphql_api.resolvers.retention import RetentionMutation, RetentionQuery
 from graphql_api.resolvers.storage import StorageMutation, StorageQuery
 
@@ -19,3 +20,8 @@ class Query(ConversationQuery, AdminQuery, AnalyticsQuery, StorageQuery, Retenti
 class Mutation(ConversationMutation, StorageMutation, AdminMutation, RetentionMutation):
     """Strands' repository writes, its storage's writes and forks, the admin's key commands, and
     deletes in bulk (retention rules, erasure)."""
+
+
+@strawberry.type
+class Subscription(LiveSubscription):
+    """Conversations as they are written (over a websocket at /graphql)."""

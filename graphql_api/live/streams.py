@@ -1,0 +1,200 @@
+"""A subscription's rows: read from the subscriber's cursor each time it is woken, through a
+bounded buffer.
+
+No gap and no duplicate, whatever the order of events: the subscriber is registered with the hub
+*before* its first read, so a commit after that read wakes it, and every read starts at the
+cursor, past what was sent. A notice that arrives while a read runs only makes the next read
+start where this one ended.
+
+A pump task reads into the subscriber's buffer; the GraphQL stream takes from it. A subscriber
+whose buffer stays full for ``slow_seconds`` (its client does not read what is sent) is closed as
+too slow: only its own pump ever waited for it.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from db.conversations import changes
+from db.engine import Database
+from db.notifications import MESSAGES_ADDED, Event
+from db.records import AgentKey, MessageRecord
+from graphql_api import metrics
+from graphql_api.errors import ErrorCode, LimitError
+from graphql_api.live.hub import Hub, Subscriber, Topic
+
+logger = logging.getLogger(__name__)
+
+PAGE = 200
+"""Rows per read."""
+IDLE_SECONDS = 30.0
+"""Without any notice for this long, a subscriber reads from its cursor anyway (a safety net)."""
+RETRY_SECONDS = 1.0
+T = TypeVar("T")
+K = TypeVar("K")
+
+
+class TooSlow(Exception):
+    """The subscriber's buffer stayed full."""
+
+
+@dataclass
+class Live:
+    """What a subscription needs of the process: the hub, the primary, and the limits."""
+
+    hub: Hub
+    database: Database
+    buffer_events: int = 1000
+    slow_seconds: float = 5.0
+    _reads: dict[object, "asyncio.Future[object]"] | None = None
+
+    async def shared_read(self, key: object, read: Callable[[], Awaitable[T]]) -> T:
+        """``read()``, done once for every subscriber asking for the same ``key`` at the same time
+        (a session's viewers, woken by one notice, read the same rows from the same cursor)."""
+        if self._reads is None:
+            self._reads = {}
+        pending = self._reads.get(key)
+        if pending is not None:
+            shared: T = await asyncio.shield(pending)  # type: ignore[arg-type]
+            return shared
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._reads[key] = future
+        try:
+            result = await read()
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: waiters may be none
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._reads[key]
+
+
+class Reader(Generic[T]):
+    """What a stream reads when woken: ``read(events, everything)`` returns the next rows (its
+    own cursor moved past them) and whether more may follow at once."""
+
+    async def start(self) -> None:
+        """Runs once, after the subscriber is registered and before the first read."""
+
+    async def read(self, events: list[Event], everything: bool) -> tuple[list[T], bool]:
+        raise NotImplementedError
+
+
+async def _pump(
+    subscriber: Subscriber, reader: Reader[T], queue: "asyncio.Queue[T]", slow_seconds: float
+) -> None:
+    await reader.start()
+    events: list[Event] = []
+    everything = True
+    while True:
+        if events or everything:
+            try:
+                rows, more = await reader.read(events, everything)
+            except Exception as error:  # an outage: the subscriber resumes from its cursor
+                logger.warning("a subscription's read failed, retrying: %r", error)
+                await asyncio.sleep(RETRY_SECONDS)
+                events, everything = [], True
+                continue
+            for row in rows:
+                try:
+                    await asyncio.wait_for(queue.put(row), slow_seconds)
+                except TimeoutError:
+                    raise TooSlow from None
+            if more:
+                events, everything = [], True
+                continue
+        events, everything = await subscriber.wait(IDLE_SECONDS)
+        if not events and not everything:
+            everything = True  # the idle safety net
+
+
+async def stream(
+    live: Live,
+    topic: Topic,
+    bucket: str,
+    reader: Reader[T],
+    on_too_slow: Callable[[str], None],
+) -> AsyncIterator[T]:
+    """The rows ``reader`` reads for a subscriber to ``topic``, until the subscriber goes."""
+    with live.hub.subscribe(topic, bucket) as subscriber:
+        queue: asyncio.Queue[T] = asyncio.Queue(maxsize=live.buffer_events)
+        pump = asyncio.create_task(_pump(subscriber, reader, queue, live.slow_seconds), name="subscription")
+        pump.add_done_callback(lambda task: _pump_ended(task, live, on_too_slow))
+        try:
+            while True:
+                try:
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    getting = asyncio.ensure_future(queue.get())
+                    await asyncio.wait((getting, pump), return_when=asyncio.FIRST_COMPLETED)
+                    if not getting.done():
+                        getting.cancel()
+                        _raise_for(pump, live)
+                    item = getting.result()
+                yield item
+                if pump.done():
+                    _raise_for(pump, live)
+        finally:
+            pump.cancel()
+
+
+def _too_slow_message(live: Live) -> str:
+    return (
+        f"subscriber too slow: {live.buffer_events} events waited over {live.slow_seconds:g} s; "
+        "subscribe again from the last id received"
+    )
+
+
+def _pump_ended(task: "asyncio.Task[None]", live: Live, on_too_slow: Callable[[str], None]) -> None:
+    if task.cancelled():
+        return
+    if isinstance(task.exception(), TooSlow):
+        metrics.subscriptions_closed_slow.inc()
+        on_too_slow(_too_slow_message(live))
+
+
+def _raise_for(pump: "asyncio.Task[None]", live: Live) -> None:
+    error = pump.exception() if not pump.cancelled() else None
+    if isinstance(error, TooSlow):
+        raise LimitError(ErrorCode.SUBSCRIBER_TOO_SLOW, _too_slow_message(live))
+    if error is not None:
+        raise error
+    raise asyncio.CancelledError
+
+
+class MessagesAdded(Reader[MessageRecord]):
+    """An agent's messages in id order from ``after`` (None: from the newest one on)."""
+
+    def __init__(self, live: Live, key: AgentKey, after: int | None) -> None:
+        self.live = live
+        self.key = key
+        self.cursor = after
+
+    async def start(self) -> None:
+        if self.cursor is None:
+            key = self.key
+            self.cursor = await self.live.database.run(
+                lambda conn: changes.last_message_id(conn, key), idempotent=True
+            )
+
+    async def read(self, events: list[Event], everything: bool) -> tuple[list[MessageRecord], bool]:
+        assert self.cursor is not None
+        cursor, key = self.cursor, self.key
+        if not everything and all(
+            e.kind != MESSAGES_ADDED or e.high is None or e.high <= cursor for e in events
+        ):
+            return [], False
+        rows = await self.live.shared_read(
+            ("messages", key, cursor),
+            lambda: self.live.database.run(
+                lambda conn: changes.messages_after(conn, key, cursor, PAGE), idempotent=True
+            ),
+        )
+        if rows:
+            self.cursor = rows[-1].message_id
+        return rows, len(rows) == PAGE
