@@ -5,6 +5,7 @@
 import { ENDPOINT, credentials } from "./api.js";
 
 const PROTOCOL = "graphql-transport-ws";
+const decoder = new TextDecoder();
 const RETRY_MS = [500, 1000, 2000, 5000, 10000];
 /** Close codes after which trying again cannot help: the server refused the subscriptions. */
 const FINAL = new Set([4400, 4401, 4403, 4406, 4409, 4429]);
@@ -54,7 +55,10 @@ export class LiveConnection {
     this.socket = socket;
     this.onStatus("connecting");
     socket.onopen = () => this.send({ type: "connection_init", payload: credentials.headers() });
-    socket.onmessage = (event) => this.receive(JSON.parse(event.data));
+    // The server may send its JSON as binary frames.
+    socket.binaryType = "arraybuffer";
+    socket.onmessage = (event) =>
+      this.receive(JSON.parse(typeof event.data === "string" ? event.data : decoder.decode(event.data)));
     socket.onclose = (event) => this.lost(socket, event);
   }
 
