@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, func, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,11 @@ class Event:
 async def notify(conn: AsyncConnection, event: Event) -> None:
     """Announces ``event`` when the transaction ``conn`` is in commits."""
     await conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": event.payload()})
+
+
+def notifying(event: Event) -> ColumnElement[Any]:
+    """A column for a write's RETURNING that announces ``event``: no round trip of its own."""
+    return func.pg_notify(CHANNEL, event.payload())
 
 
 def plain_url(url: str) -> str:

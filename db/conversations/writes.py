@@ -30,6 +30,7 @@ from db.conversations.message_writes import TOTALS
 from db.conversations.reads import agent_record, multi_agent_record, session_record
 from db.errors import AlreadyExistsError, NotFoundError
 from db.models import agents, audit_events, multi_agents, sessions, storage_objects
+from db.notifications import AGENT_CHANGED, SESSION_CREATED, Event, notifying
 from db.records import (
     Actor,
     AgentDraft,
@@ -121,9 +122,12 @@ async def _insert_new(
     exists_message: str,
     missing_parent: str,
     in_session: bool = False,
+    announce: Event | None = None,
 ) -> Row[Any]:
-    """Insert one row: ``AlreadyExistsError`` if its key is taken, ``NotFoundError`` if no parent."""
-    stmt: Any = insert(table).values(values).on_conflict_do_nothing().returning(*table.c)
+    """Insert one row: ``AlreadyExistsError`` if its key is taken, ``NotFoundError`` if no parent.
+    ``announce``: the notice the row's insert sends (``db.notifications``)."""
+    extra = [] if announce is None else [notifying(announce)]
+    stmt: Any = insert(table).values(values).on_conflict_do_nothing().returning(*table.c, *extra)
     if in_session:
         stmt = _moving_the_session(stmt, values)
     try:
@@ -136,11 +140,19 @@ async def _insert_new(
 
 
 async def _update_existing(
-    conn: AsyncConnection, table: Table, keys: dict[str, Any], values: dict[str, Any], *, missing: str
+    conn: AsyncConnection,
+    table: Table,
+    keys: dict[str, Any],
+    values: dict[str, Any],
+    *,
+    missing: str,
+    announce: Event | None = None,
 ) -> Row[Any]:
-    """Update one row of a session by key, leaving created_at alone; ``NotFoundError`` if there is none."""
+    """Update one row of a session by key, leaving created_at alone; ``NotFoundError`` if there is none.
+    ``announce``: the notice the row's update sends (``db.notifications``)."""
+    extra = [] if announce is None else [notifying(announce)]
     stmt = _moving_the_session(
-        update(table).where(*_where(table, keys)).values(values).returning(*table.c), keys
+        update(table).where(*_where(table, keys)).values(values).returning(*table.c, *extra), keys
     )
     try:
         row: Row[Any] | None = (await conn.execute(stmt)).first()
@@ -205,6 +217,7 @@ async def create_session(conn: AsyncConnection, scope: Scope, draft: SessionDraf
         _session_values(scope.tenant, draft),
         exists_message=f"session {draft.session_id!r} already exists",
         missing_parent="",
+        announce=Event(SESSION_CREATED, scope.tenant, draft.session_id),
     )
     return session_record(row)
 
@@ -255,6 +268,7 @@ async def create_agent(
         exists_message=f"{_agent_name(session_id, draft.agent_id)} already exists",
         missing_parent=f"session {session_id!r} not found",
         in_session=True,
+        announce=Event(AGENT_CHANGED, scope.tenant, session_id, draft.agent_id),
     )
     return agent_record(row)
 
@@ -275,6 +289,7 @@ async def update_agent(
             **({} if draft.internal_state is None else {"internal_state": draft.internal_state}),
         },
         missing=f"{_agent_name(session_id, draft.agent_id)} not found",
+        announce=Event(AGENT_CHANGED, scope.tenant, session_id, draft.agent_id),
     )
     return agent_record(row)
 

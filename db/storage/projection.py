@@ -12,7 +12,7 @@ snapshot becomes its multi-agent state. Deleting the snapshot takes its projecti
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +20,7 @@ from db.conversations import message_writes
 from db.errors import ConflictError
 from db.json_values import dump_json
 from db.models import agents, multi_agents, sessions
+from db.notifications import AGENT_CHANGED, SESSION_CREATED, Event, notifying
 from db.records import MessageDraft
 from db.storage.keys import AGENT_LATEST, MULTI_AGENT_LATEST, KeyMeaning
 from db.storage.snapshots import INTERNAL_STATE_FIELDS, Snapshot, first_message_id, role_of
@@ -41,11 +42,13 @@ async def ensure_session(conn: AsyncConnection, scope: Scope, session_id: str, a
         last_activity_at=func.now(),
         snapshot_backed=True,
     )
+    # xmax is 0 on a row the upsert inserted: only a new session is announced.
+    created = case((literal_column("xmax") == 0, notifying(Event(SESSION_CREATED, scope.tenant, session_id))))
     await conn.execute(
         stmt.on_conflict_do_update(
             index_elements=["session_id", "tenant"],
             set_={"updated_at": func.now(), "last_activity_at": func.now()},
-        )
+        ).returning(created)
     )
 
 
@@ -82,7 +85,8 @@ async def project_agent(
         set_={**states, "updated_at": func.now(), "last_activity_at": func.now()},
         where=agents.c.snapshot_backed,
     )
-    if (await conn.execute(upsert.returning(agents.c.agent_id))).first() is None:
+    announce = notifying(Event(AGENT_CHANGED, scope.tenant, session_id, agent_id))
+    if (await conn.execute(upsert.returning(agents.c.agent_id, announce))).first() is None:
         raise ConflictError(
             f"agent {agent_id!r} in session {session_id!r} is stored message by message (a "
             "RepositorySessionManager's); a snapshot cannot replace it"

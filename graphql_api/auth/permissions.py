@@ -73,6 +73,9 @@ MUTATION_ROLES: dict[str, Role] = {
 SUBSCRIPTION_ROLES: dict[str, Role] = {
     "__typename": Role.READER,
     "messageAdded": Role.READER,
+    "messageUpdated": Role.READER,
+    "agentUpdated": Role.READER,
+    "sessionActivity": Role.READER,
 }
 ROLES_BY_OPERATION = {"query": QUERY_ROLES, "mutation": MUTATION_ROLES, "subscription": SUBSCRIPTION_ROLES}
 

@@ -28,8 +28,9 @@ class Subscriber:
     bucket: str
     woken: asyncio.Event = field(default_factory=asyncio.Event)
     events: deque[Event] = field(default_factory=lambda: deque(maxlen=MOST_KEPT_EVENTS))
-    everything: bool = True
-    """Woken by a reconnection or too many notices: what it missed is known only from its cursor."""
+    everything: bool = False
+    """Woken by a reconnection or too many notices: what it missed is known only from its cursor.
+    (The first read, before any notice, reads from the cursor anyway.)"""
 
     def wake(self, event: Event | None) -> None:
         if event is None or len(self.events) == MOST_KEPT_EVENTS:

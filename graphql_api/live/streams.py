@@ -17,18 +17,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from db.conversations import changes
 from db.engine import Database
-from db.notifications import MESSAGES_ADDED, Event
-from db.records import AgentKey, MessageRecord
+from db.notifications import Event
 from graphql_api import metrics
 from graphql_api.errors import ErrorCode, LimitError
 from graphql_api.live.hub import Hub, Subscriber, Topic
 
 logger = logging.getLogger(__name__)
 
-PAGE = 200
-"""Rows per read."""
 IDLE_SECONDS = 30.0
 """Without any notice for this long, a subscriber reads from its cursor anyway (a safety net)."""
 RETRY_SECONDS = 1.0
@@ -165,36 +161,3 @@ def _raise_for(pump: "asyncio.Task[None]", live: Live) -> None:
     if error is not None:
         raise error
     raise asyncio.CancelledError
-
-
-class MessagesAdded(Reader[MessageRecord]):
-    """An agent's messages in id order from ``after`` (None: from the newest one on)."""
-
-    def __init__(self, live: Live, key: AgentKey, after: int | None) -> None:
-        self.live = live
-        self.key = key
-        self.cursor = after
-
-    async def start(self) -> None:
-        if self.cursor is None:
-            key = self.key
-            self.cursor = await self.live.database.run(
-                lambda conn: changes.last_message_id(conn, key), idempotent=True
-            )
-
-    async def read(self, events: list[Event], everything: bool) -> tuple[list[MessageRecord], bool]:
-        assert self.cursor is not None
-        cursor, key = self.cursor, self.key
-        if not everything and all(
-            e.kind != MESSAGES_ADDED or e.high is None or e.high <= cursor for e in events
-        ):
-            return [], False
-        rows = await self.live.shared_read(
-            ("messages", key, cursor),
-            lambda: self.live.database.run(
-                lambda conn: changes.messages_after(conn, key, cursor, PAGE), idempotent=True
-            ),
-        )
-        if rows:
-            self.cursor = rows[-1].message_id
-        return rows, len(rows) == PAGE

@@ -9,12 +9,16 @@ from collections.abc import AsyncGenerator, Callable
 
 import strawberry
 
-from db.records import AgentKey
+from db.records import AgentKey, SessionKey
 from graphql_api.context import Context, Info
 from graphql_api.errors import InputError
 from graphql_api.guards.arguments import check_id
 from graphql_api.live.connection import CLOSE_TOO_SLOW
-from graphql_api.live.streams import Live, MessagesAdded, stream
+from graphql_api.live.readers import AgentsUpdated, MessagesAdded, MessagesUpdated, SessionActivity
+from graphql_api.live.streams import Live, stream
+from graphql_api.types.activity import SessionActivity as SessionActivityType
+from graphql_api.types.agent import Agent
+from graphql_api.types.filters import ConversationFilter, filter_of
 from graphql_api.types.message import Message
 
 
@@ -53,3 +57,50 @@ class LiveSubscription:
         reader = MessagesAdded(live, key, after_message_id)
         async for record in stream(live, key, context.caller_bucket, reader, _close_when_too_slow(context)):
             yield Message.from_record(record)
+
+    @strawberry.subscription(
+        description="An agent's messages each time one is replaced (a guardrail's redaction), in the "
+        "order of the updates."
+    )
+    async def message_updated(
+        self, info: Info, session_id: str, agent_id: str
+    ) -> AsyncGenerator[Message, None]:
+        check_id("sessionId", session_id)
+        check_id("agentId", agent_id)
+        context = info.context
+        live = _live(context)
+        key = AgentKey(context.scope.tenant, session_id, agent_id)
+        reader = MessagesUpdated(live, key)
+        async for record in stream(live, key, context.caller_bucket, reader, _close_when_too_slow(context)):
+            yield Message.from_record(record)
+
+    @strawberry.subscription(
+        description="A session's agents each time one is created or its state is written (a "
+        "snapshot-backed agent's too, when its snapshot is stored)."
+    )
+    async def agent_updated(self, info: Info, session_id: str) -> AsyncGenerator[Agent, None]:
+        check_id("sessionId", session_id)
+        context = info.context
+        live = _live(context)
+        key = SessionKey(context.scope.tenant, session_id)
+        reader = AgentsUpdated(live, key)
+        async for record in stream(live, key, context.caller_bucket, reader, _close_when_too_slow(context)):
+            yield Agent.from_record(record)
+
+    @strawberry.subscription(
+        description="New sessions, and new messages, that match the filter: for an overview page. "
+        "In commit order within each session."
+    )
+    async def session_activity(
+        self, info: Info, filter: ConversationFilter | None = None
+    ) -> AsyncGenerator[SessionActivityType, None]:
+        wanted = filter_of(filter)
+        context = info.context
+        live = _live(context)
+        tenant = context.scope.tenant
+        reader = SessionActivity(live, tenant, wanted)
+        topic = (tenant,)
+        async for activity in stream(
+            live, topic, context.caller_bucket, reader, _close_when_too_slow(context)
+        ):
+            yield SessionActivityType.from_activity(activity)
