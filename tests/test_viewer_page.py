@@ -6,6 +6,7 @@ import base64
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -429,24 +430,153 @@ NEW_MESSAGE = """mutation($id: Int!, $text: String!) {
 }"""
 
 
+SUPPORT_TURNS = 'section[aria-label="Agent support"] .turn'
+
+
+def next_message_id(seeded: Seeded, session_id: str = "s-order", agent_id: str = "support") -> int:
+    found = seeded.graphql(
+        "query($s: String!, $a: String!) { agent(sessionId: $s, agentId: $a) { lastMessage { messageId } } }",
+        {"s": session_id, "a": agent_id},
+    )
+    return int(found["agent"]["lastMessage"]["messageId"]) + 1
+
+
 @needs_chromium
 def test_a_message_written_through_the_api_appears_without_a_reload(seeded: Seeded, browsing: Browsing) -> None:
     page = browsing.new_page()
     page.goto(seeded.url + "/?session=s-order")
     expect(page.locator(".live-status")).to_have_attribute("data-state", "live")  # subscribed
     page.evaluate("window.stillTheSamePage = true")
-    count = page.locator(".turn").count()
-    last = seeded.graphql('{ agent(sessionId: "s-order", agentId: "support") { lastMessage { messageId } } }')
-    next_id = last["agent"]["lastMessage"]["messageId"] + 1
+    count = page.locator(SUPPORT_TURNS).count()
+    next_id = next_message_id(seeded)
 
+    written = time.monotonic()
     seeded.graphql(NEW_MESSAGE, {"id": next_id, "text": "Written while you watch"})
+    expect(page.locator(SUPPORT_TURNS).last).to_contain_text("Written while you watch", timeout=5000)
+    shown_after = time.monotonic() - written
 
-    expect(page.locator(".turn").last).to_contain_text("Written while you watch", timeout=5000)
-    assert page.locator(".turn").count() == count + 1
+    assert shown_after < 1.0, f"shown {shown_after:.2f}s after the write"
+    assert page.locator(SUPPORT_TURNS).count() == count + 1
     assert page.evaluate("window.stillTheSamePage") is True
-    link = page.locator(".turn").last.locator("a.permalink")
+    link = page.locator(SUPPORT_TURNS).last.locator("a.permalink")
     assert link.get_attribute("href") == f"?session=s-order#msg:support:{next_id}"
     assert browsing.failed == []
+
+
+REDACT = """mutation($id: Int!) {
+  updateMessage(sessionId: "s-order", agentId: "support", message: {
+    messageId: $id, message: {role: "user", content: [{text: "my card is 4111 1111 1111 1111"}]},
+    redactMessage: {role: "user", content: [{text: "[card number removed]"}]}
+  }) { messageId }
+}"""
+NEW_AGENT = """mutation {
+  createAgent(sessionId: "s-order", agent: {agentId: "billing", state: {}, conversationManagerState: {}}) {
+    agentId
+  }
+  createMessage(sessionId: "s-order", agentId: "billing", message: {
+    messageId: 0, message: {role: "user", content: [{text: "Billing joins the conversation"}]}
+  }) { messageId }
+}"""
+
+
+@needs_chromium
+def test_a_redaction_and_a_new_agent_appear_without_a_reload(seeded: Seeded, browsing: Browsing) -> None:
+    page = browsing.new_page()
+    next_id = next_message_id(seeded)
+    seeded.graphql(NEW_MESSAGE, {"id": next_id, "text": "my card is 4111 1111 1111 1111"})
+    page.goto(seeded.url + "/?session=s-order")
+    expect(page.locator(".live-status")).to_have_attribute("data-state", "live")
+    expect(page.locator(SUPPORT_TURNS).last).to_contain_text("4111")
+
+    seeded.graphql(REDACT, {"id": next_id})
+    seeded.graphql(NEW_AGENT)
+
+    redacted = page.locator(f'.turn[data-message-id="{next_id}"]')
+    expect(redacted).to_contain_text("[card number removed]")
+    expect(redacted.locator(".badge.redacted")).to_be_visible()
+    assert "4111" not in redacted.inner_text()
+    expect(page.locator("section.agent h2").last).to_have_text("billing")
+    expect(page.locator("section.agent").last).to_contain_text("Billing joins the conversation")
+    assert browsing.failed == []
+
+
+@needs_chromium
+def test_a_new_session_appears_on_the_list_without_a_reload(seeded: Seeded, browsing: Browsing) -> None:
+    page = browsing.new_page()
+    page.goto(seeded.url + "/")
+    expect(page.locator(".live-status")).to_have_attribute("data-state", "live")
+    rows = page.locator("table.sessions tbody tr")
+    before = rows.count()
+
+    seeded.graphql('mutation { createSession(session: {sessionId: "s-new", title: "Just started"}) { sessionId } }')
+
+    expect(rows).to_have_count(before + 1)
+    expect(rows.first).to_contain_text("Just started")
+    assert browsing.failed == []
+
+
+@needs_chromium
+def test_without_websockets_new_messages_still_appear_by_polling(seeded: Seeded, browsing: Browsing) -> None:
+    page = browsing.new_page()
+    page.route_web_socket(re.compile(".*"), lambda socket: socket.close(code=1011, reason="no websockets here"))
+    page.goto(seeded.url + "/?session=s-order")
+    expect(page.locator(".live-status")).to_have_attribute("data-state", "polling", timeout=10_000)
+    next_id = next_message_id(seeded)
+
+    seeded.graphql(NEW_MESSAGE, {"id": next_id, "text": "Found by polling"})
+
+    expect(page.locator(SUPPORT_TURNS).last).to_contain_text("Found by polling", timeout=5000)
+    assert [failure for failure in browsing.failed if "WebSocket" not in failure] == []
+
+
+LONG_WORD = "x" * 3000
+
+
+@needs_chromium
+def test_long_texts_wrap_and_text_is_readable(seeded: Seeded, browsing: Browsing) -> None:
+    seeded.graphql(NEW_MESSAGE, {"id": next_message_id(seeded), "text": f"{LONG_WORD} {HOSTILE * 20}"})
+    page = browsing.new_page()
+    page.set_viewport_size({"width": 480, "height": 800})
+    page.goto(seeded.url + "/?session=s-order")
+    expect(page.locator(SUPPORT_TURNS).last).to_contain_text(LONG_WORD)
+    page.locator("details.tool summary").first.click()
+
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    worst = page.evaluate(CONTRAST)
+    page.goto(seeded.url + "/")
+    expect(page.locator("table.sessions")).to_be_visible()
+    worst_on_list = page.evaluate(CONTRAST)
+
+    assert overflow <= 0
+    assert worst["ratio"] >= 4.5, worst
+    assert worst_on_list["ratio"] >= 4.5, worst_on_list
+
+
+# WCAG 2's contrast ratio of every visible text against the first opaque background behind it.
+CONTRAST = """() => {
+  const rgb = (color) => (color.match(/[\\d.]+/g) || []).map(Number);
+  const luminance = ([r, g, b]) => {
+    const linear = [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2];
+  };
+  const background = (node) => {
+    for (; node; node = node.parentElement) {
+      const color = rgb(getComputedStyle(node).backgroundColor);
+      if (color.length === 3 || color[3] === 1) return color.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  let worst = { ratio: 21 };
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+    const node = text.parentElement;
+    if (!text.textContent.trim() || !node.checkVisibility() || node.closest("noscript")) continue;
+    const [a, b] = [luminance(rgb(getComputedStyle(node).color).slice(0, 3)), luminance(background(node))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < worst.ratio) worst = { ratio, text: text.textContent.slice(0, 40), class: node.className };
+  }
+  return worst;
+}"""
 
 
 @needs_chromium

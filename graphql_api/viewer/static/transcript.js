@@ -44,6 +44,10 @@ export const MESSAGE_ADDED = `subscription ViewerMessageAdded($sessionId: String
   messageAdded(sessionId: $sessionId, agentId: $agentId, afterMessageId: $afterMessageId) { ${MESSAGE_FIELDS} }
 }`;
 
+export const MESSAGE_UPDATED = `subscription ViewerMessageUpdated($sessionId: String!, $agentId: String!) {
+  messageUpdated(sessionId: $sessionId, agentId: $agentId) { ${MESSAGE_FIELDS} }
+}`;
+
 export const AGENT_UPDATED = `subscription ViewerAgentUpdated($sessionId: String!) {
   agentUpdated(sessionId: $sessionId) { agentId }
 }`;
@@ -69,6 +73,12 @@ class Transcript {
     if (this.lastId !== null && message.messageId <= this.lastId) return;
     this.lastId = message.messageId;
     this.list.append(this.turn(message));
+  }
+
+  /** Shows a message again as it is now (a guardrail redacted it after it was shown). */
+  update(message) {
+    const shown = this.list.querySelector(`[data-message-id="${Number(message.messageId)}"]`);
+    if (shown) shown.replaceWith(this.turn(message));
   }
 
   turn(message) {
@@ -315,6 +325,14 @@ export async function showSession(main, params, { live }) {
       () => ({ sessionId, agentId: agent.agentId, afterMessageId: transcript.lastId ?? -1 }),
       (event) => transcript.add(event.messageAdded),
       () => transcript.catchUp(),
+    );
+    // Polling shows new messages only: a redaction made while polling shows at the next reload.
+    live(
+      MESSAGE_UPDATED,
+      () => ({ sessionId, agentId: agent.agentId }),
+      (event) => transcript.update(event.messageUpdated),
+      async () => {},
+      60_000,
     );
   }
 
