@@ -498,7 +498,8 @@ def session_link(each: dict[str, Any], opens: str = "GraphiQL") -> str:
 
 
 def viewer_link(seeded: Seeded, title: str, row: dict[str, Any]) -> str:
-    """The viewer link of ``row`` as Grafana fills it in: ${__value.raw} is the cell's, ${__data.fields.X} the row's."""
+    """The viewer link of ``row`` as Grafana fills it in: ${__value.raw} is the cell's value,
+    ${__data.fields.X} the row's column X."""
     grafana = seeded.grafana
     values = {**grafana.variables, "__value.raw": row["Session"]}
     values.update({f"__data.fields.{name}": value for name, value in row.items()})

@@ -41,9 +41,16 @@ function liveFor(connection) {
       const tick = async () => {
         try {
           await poll();
-        } finally {
-          if (timer !== null) timer = setTimeout(tick, every);
+        } catch (error) {
+          // A key revoked while the page was open: ask for another one.
+          if (error.unauthenticated) {
+            timer = null;
+            route();
+            return;
+          }
+          setStatus("reconnecting", error.message);
         }
+        if (timer !== null) timer = setTimeout(tick, every);
       };
       timer = setTimeout(tick, 0);
     };
