@@ -17,6 +17,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 import pytest
+from graphql import build_schema, parse, validate
 from playwright.sync_api import BrowserContext, Page, Request, Route, expect, sync_playwright
 from strands import Agent, tool
 from strands.session import RepositorySessionManager
@@ -227,6 +228,34 @@ def test_every_module_a_module_imports_is_one_of_the_package(seeded: Seeded) -> 
             for imported in re.findall(r'^import .* from "\./([^"]+)";$', path.read_text(), re.MULTILINE):
                 assert imported in names, (path.name, imported)
                 assert httpx.get(f"{seeded.url}/viewer/static/{imported}").status_code == 200
+
+
+def viewer_documents() -> dict[str, str]:
+    """The GraphQL documents of the viewer's modules: their template literals, constants filled in."""
+    constants: dict[str, str] = {}
+    for path in static_files():
+        if path.suffix == ".js":
+            text = path.read_text(encoding="utf-8")
+            constants.update(
+                re.findall(r"^(?:export )?const (\w+) = `(.*?)`;$", text, re.MULTILINE | re.DOTALL)
+            )
+            constants.update(re.findall(r"^const (\w+) = (\d+);$", text, re.MULTILINE))
+    fill = re.compile(r"\$\{(\w+)\}")
+    documents = {}
+    for value in constants.values():
+        if re.match(r"(query|subscription|mutation) Viewer", value):
+            document = fill.sub(lambda m: fill.sub(lambda n: constants[n[1]], constants[m[1]]), value)
+            documents[document.split("(")[0].split()[1]] = document
+    return documents
+
+
+def test_every_operation_the_viewer_sends_fits_schema_graphql() -> None:
+    schema = build_schema((REPO / "schema.graphql").read_text(encoding="utf-8"))
+    documents = viewer_documents()
+
+    assert {"ViewerSessions", "ViewerSearch", "ViewerSession", "ViewerMessageAdded"} <= set(documents)
+    for name, document in documents.items():
+        assert validate(schema, parse(document)) == [], name
 
 
 def test_the_wheel_carries_every_file_the_viewer_serves() -> None:

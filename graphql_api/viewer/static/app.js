@@ -41,6 +41,7 @@ function liveFor(connection) {
       const tick = async () => {
         try {
           await poll();
+          if (!connection.acknowledged) setStatus("polling");
         } catch (error) {
           // A key revoked while the page was open: ask for another one.
           if (error.unauthenticated) {
