@@ -31,6 +31,7 @@ from tests.conftest import RunningServer
 from tests.fake_model import FakeModel
 from tests.scratch_database import scratch_database
 from tests.secured import Secured, secured_server
+from tests.server_process import ServerProcess
 
 REPO = Path(__file__).resolve().parent.parent
 VIEWER = REPO / "graphql_api" / "viewer"
@@ -46,6 +47,8 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 LOOPBACK = ("127.0.0.1", "localhost")
+PAGE_SIZE = 25
+"""Sessions on a page of the list (sessions.js)."""
 HTML = {"Accept": "text/html"}
 CONTENT_TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -672,3 +675,96 @@ def test_on_a_secured_server_the_key_is_typed_once_and_kept_for_the_tab_only(
 
     assert stored == [1, 0, ""]
     assert [failure for failure in browsing.failed if "401" not in failure] == []
+
+
+# --- Two replicas, paging, the keyboard -----------------------------------------------------------
+
+
+@pytest.fixture
+def other_replica(seeded: Seeded, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A second server process on the viewer's database, as another replica behind a load balancer."""
+    database_url = seeded.server.settings.database_url
+    assert database_url is not None
+    replica = ServerProcess(database_url, tmp_path / "replica.log").start()
+    try:
+        yield replica
+    finally:
+        replica.stop()
+
+
+@needs_chromium
+def test_an_agent_writing_through_another_replica_is_watched_live(
+    seeded: Seeded, other_replica: ServerProcess, browsing: Browsing
+) -> None:
+    agent = support_agent(f"{other_replica.base_url}/graphql", "s-replicas")
+    agent("hello from the other replica")
+    page = browsing.new_page()
+    page.goto(seeded.url + "/?session=s-replicas")
+    expect(page.locator(".live-status")).to_have_attribute("data-state", "live")
+    turns = page.locator(SUPPORT_TURNS)
+    expect(turns).to_have_count(2)
+
+    waits = []
+    for prompt in ["where is order A-17?", 'use lookup_order {"order_id": "A-17"}']:
+        before = turns.count()
+        written = time.monotonic()
+        agent(prompt)
+        expect(turns.nth(before)).to_be_attached(timeout=5000)
+        waits.append(time.monotonic() - written)
+
+    expect(turns.last).to_contain_text("the tool said: order A-17: shipped")
+    assert page.locator("details.tool summary").inner_text().split() == ["lookup_order", "success"]
+    # The agent's turn (its model call and writes included) until its first message is on the page.
+    assert max(waits) < 1.0, waits
+    assert browsing.failed == []
+
+
+@needs_chromium
+def test_the_list_goes_page_by_page_and_back(seeded: Seeded, browsing: Browsing) -> None:
+    for number in range(PAGE_SIZE + 1):
+        seeded.graphql(
+            'mutation($id: String!) { createSession(session: {sessionId: $id, labels: {batch: "paging"}}) '
+            "{ sessionId } }",
+            {"id": f"s-page-{number:02d}"},
+        )
+    page = browsing.new_page()
+    page.goto(seeded.url + "/?labels=batch%3Dpaging")
+    names = page.locator("table.sessions tbody tr td a")
+    expect(names).to_have_count(PAGE_SIZE)
+    first_page = names.all_inner_texts()
+
+    page.get_by_role("link", name="Older →").click()
+    expect(names).to_have_count(1)
+    assert names.inner_text() == "s-page-00"
+    assert page.get_by_role("link", name="Older →").count() == 0
+    page.get_by_role("link", name="← Newer").click()
+
+    expect(names).to_have_count(PAGE_SIZE)
+    assert names.all_inner_texts() == first_page == [f"s-page-{n:02d}" for n in range(PAGE_SIZE, 0, -1)]
+    assert page.get_by_role("link", name="← Newer").count() == 0
+    assert browsing.failed == []
+
+
+@needs_chromium
+def test_the_keyboard_reaches_a_session_and_its_tool_calls(seeded: Seeded, browsing: Browsing) -> None:
+    page = browsing.new_page()
+    page.goto(seeded.url + "/?labels=user%3Dana")
+    expect(page.locator("table.sessions tbody tr")).to_have_count(1)
+
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Where is my order?":
+            break
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Where is my order?")
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.tagName") == "SUMMARY":
+            break
+    page.keyboard.press("Space")
+
+    assert page.locator("details.tool").first.get_attribute("open") is not None
+    assert browsing.failed == []
