@@ -58,6 +58,7 @@ CONTENT_TYPES = {
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
+PDF = b"%PDF-1.4 an invoice " * 100
 HOSTILE = '<img src=x onerror="window.pwned=1"> <script>window.pwned=2</script>'
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)"
@@ -111,8 +112,34 @@ def seed(url: str) -> None:
     support('use lookup_order {"order_id": "A-17"}')
     support('use lookup_order {"order_id": "missing"}')
     support("tell me something forbidden")
-    support([{"text": "Here is the receipt"}, {"image": {"format": "png", "source": {"bytes": PNG}}}])
+    support(
+        [
+            {"text": "Here is the receipt"},
+            {"image": {"format": "png", "source": {"bytes": PNG}}},
+            {"document": {"format": "pdf", "name": "invoice", "source": {"bytes": PDF}}},
+        ]
+    )
     support(HOSTILE)
+    # A model that reasons (the fake one does not): as a provider's message would be stored.
+    reasoned = {
+        "role": "assistant",
+        "content": [
+            {
+                "reasoningContent": {
+                    "reasoningText": {"text": "The order shipped yesterday.", "signature": "s"}
+                }
+            },
+            {"text": "It is on its way."},
+        ],
+    }
+    httpx.post(
+        url,
+        json={
+            "query": 'mutation($m: JSON!) { createMessage(sessionId: "s-order", agentId: "support", '
+            "message: {messageId: 16, message: $m}) { messageId } }",
+            "variables": {"m": reasoned},
+        },
+    ).raise_for_status()
     httpx.post(
         url,
         json={
@@ -432,7 +459,15 @@ def test_a_session_opens_as_its_transcript_with_tools_tokens_redactions_and_medi
         "[User input redacted.]" in redacted.first.inner_text()
         and "forbidden" not in redacted.first.inner_text()
     )
-    assert page.locator(".media").inner_text() == f"Image (png) · {len(PNG)} B"
+    assert page.locator(".media").all_inner_texts() == [
+        f"Image (png) · {len(PNG)} B",
+        f"Document (invoice, pdf) · {len(PDF) / 1024:.1f} kB",
+    ]
+    reasoning = page.locator("details.reasoning")
+    expect(reasoning.locator("summary")).to_have_text("Reasoning")
+    assert not reasoning.locator(".text").is_visible()  # folded
+    reasoning.locator("summary").click()
+    expect(reasoning.locator(".text")).to_have_text("The order shipped yesterday.")
     assert HOSTILE in page.locator("#main").inner_text()
     assert page.evaluate("window.pwned") is None
     assert page.evaluate("window.cspViolations") == []

@@ -34,6 +34,8 @@ function setStatus(state, detail = "") {
  */
 function liveFor(connection) {
   return (document, variables, onData, poll = onData, every = POLL_MS) => {
+    // A view the reader already left (a slow load finishing late) starts nothing.
+    if (connection.closed) return;
     let timer = null;
     const startPolling = () => {
       if (timer !== null) return;
@@ -113,7 +115,7 @@ async function route() {
       main.querySelector("input").focus();
     } else {
       replace(
-      main,
+        main,
         el("h1", {}, "Something went wrong"),
         el("p", { class: "error", role: "alert" }, `${error.message}${error.code ? ` (${error.code})` : ""}`),
         el("p", {}, el("a", { href: "./", "data-nav": true }, "All conversations")),

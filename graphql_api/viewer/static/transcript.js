@@ -257,7 +257,7 @@ async function showCheckpoint(main, session, agentId, snapshotId) {
   const transcript = new Transcript(session.sessionId, agentId, { live: false });
   snapshot.messages.forEach((message) => transcript.add(message));
   replace(
-      main,
+    main,
     sessionHeader(session),
     el(
       "p",
@@ -337,7 +337,7 @@ export async function showSession(main, params, { live }) {
   }
 
   replace(
-      main,
+    main,
     sessionHeader(session),
     session.agents.length > 1 ? contents : null,
     session.multiAgents.length
