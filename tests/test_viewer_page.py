@@ -677,19 +677,26 @@ def test_a_message_url_opens_the_session_at_that_message(seeded: Seeded, browsin
     assert page.evaluate("document.activeElement.id") == "msg:support:2"
 
 
+@dataclass
+class SecuredKeys:
+    secured: Secured
+    reader: str
+    admin: str
+
+
 @pytest.fixture
-def secured_with_reader(database_url: str) -> Iterator[tuple[Secured, str]]:
+def secured_keys(database_url: str) -> Iterator[SecuredKeys]:
     """Made before the browser: Playwright's sync API runs an event loop, and keys are made with
     asyncio.run."""
     with secured_server(database_url) as secured:
-        yield secured, secured.key("reader", label="viewer")
+        yield SecuredKeys(secured, secured.key("reader", label="viewer"), secured.key("admin", label="ops"))
 
 
 @needs_chromium
 def test_on_a_secured_server_the_key_is_typed_once_and_kept_for_the_tab_only(
-    secured_with_reader: tuple[Secured, str], browsing: Browsing
+    secured_keys: SecuredKeys, browsing: Browsing
 ) -> None:
-    secured, reader = secured_with_reader
+    secured, reader = secured_keys.secured, secured_keys.reader
     page = browsing.new_page()
     page.goto(secured.server.base_url + "/")
     page.get_by_label("API key").fill("sgq_wrong")
@@ -803,3 +810,23 @@ def test_the_keyboard_reaches_a_session_and_its_tool_calls(seeded: Seeded, brows
 
     assert page.locator("details.tool").first.get_attribute("open") is not None
     assert browsing.failed == []
+
+
+@needs_chromium
+def test_a_key_revoked_while_the_page_is_open_is_asked_for_again(
+    secured_keys: SecuredKeys, browsing: Browsing
+) -> None:
+    secured = secured_keys.secured
+    page = browsing.new_page()
+    page.goto(secured.server.base_url + "/")
+    page.get_by_label("API key").fill(secured_keys.reader)
+    page.get_by_label("API key").press("Enter")
+    expect(page.locator(".live-status")).to_have_attribute("data-state", "live")
+
+    revoked = secured.graphql(
+        'mutation { revokeApiKey(label: "viewer") { revokedAt } }', key=secured_keys.admin
+    )
+
+    assert revoked["data"]["revokeApiKey"]["revokedAt"]
+    expect(page.get_by_role("alert")).to_contain_text("The key was refused", timeout=15_000)
+    expect(page.get_by_label("API key")).to_be_focused()
