@@ -364,8 +364,9 @@ def browsing(tmp_path: Path) -> Iterator[Browsing]:
     assert outside == []
 
 
-def screenshot(page: Page, name: str) -> None:
-    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+def screenshot(page: Page, name: str, *, in_readme: bool = True) -> None:
+    """For the README with UPDATE_SCREENSHOTS=1; whole pages into VIEWER_DEBUG_SHOTS, a directory."""
+    if in_readme and os.environ.get("UPDATE_SCREENSHOTS") == "1":
         page.screenshot(path=SCREENSHOTS / name)
     if os.environ.get("VIEWER_DEBUG_SHOTS"):
         page.screenshot(path=Path(os.environ["VIEWER_DEBUG_SHOTS"]) / name, full_page=True)
@@ -482,8 +483,14 @@ def test_a_swarm_shows_its_state_and_a_snapshot_agent_its_checkpoints_as_of(
     page.goto(seeded.url + "/?session=s-swarm")
     swarm = page.locator(".multi-agent")
     expect(swarm).to_contain_text("Swarm")
+    screenshot(page, "viewer-swarm.png", in_readme=False)
     assert "researcher → writer" in swarm.inner_text()
-    assert "completed" in swarm.locator(".status").inner_text()
+    facts = dict(
+        zip(swarm.locator("dt").all_inner_texts(), swarm.locator("dd").all_inner_texts(), strict=True)
+    )
+    assert facts["Status"] == "completed"
+    assert facts["Node results"].split() == ["researcher", "completed", "writer", "completed"]
+    assert facts["Node history"] == "researcher → writer"
 
     page.goto(seeded.url + "/?session=s-snap")
     checkpoints = page.locator(".checkpoints")

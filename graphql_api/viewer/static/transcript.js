@@ -200,26 +200,52 @@ function checkpoints(sessionId, agent) {
   );
 }
 
-const NODE_LISTS = ["completed_nodes", "failed_nodes", "node_history", "execution_order", "next_nodes_to_execute"];
+const NODE_LISTS = [
+  "completed_nodes",
+  "failed_nodes",
+  "interrupted_nodes",
+  "node_history",
+  "execution_order",
+  "next_nodes_to_execute",
+];
 
 function nodeName(node) {
   return typeof node === "string" ? node : node?.node_id ?? node?.name ?? JSON.stringify(node);
 }
 
+/** A Graph's or Swarm's serialize_state(): its status, its nodes' results, its order; then the whole of it. */
 function multiAgent(state) {
   const value = state.state ?? {};
   const facts = [];
-  if (value.status) facts.push(el("dt", {}, "Status"), el("dd", {}, statusBadge(String(value.status).toLowerCase())));
-  if (value.current_node) facts.push(el("dt", {}, "Current node"), el("dd", {}, nodeName(value.current_node)));
+  const fact = (name, ...shown) => facts.push(el("dt", {}, name), el("dd", {}, shown));
+  if (value.status) fact("Status", statusBadge(String(value.status).toLowerCase()));
+  if (value.current_node) fact("Current node", nodeName(value.current_node));
+  const results = Object.entries(value.node_results ?? {});
+  if (results.length) {
+    fact(
+      "Node results",
+      el(
+        "ul",
+        { class: "labels" },
+        results.map(([node, result]) =>
+          el("li", {}, `${node} `, result?.status ? statusBadge(String(result.status).toLowerCase()) : null),
+        ),
+      ),
+    );
+  }
   for (const name of NODE_LISTS) {
     if (Array.isArray(value[name]) && value[name].length) {
-      facts.push(el("dt", {}, name.replaceAll("_", " ")), el("dd", {}, value[name].map(nodeName).join(" → ")));
+      const label = name[0].toUpperCase() + name.slice(1).replaceAll("_", " ");
+      fact(label, value[name].map(nodeName).join(" → "));
     }
   }
+  if (value.accumulated_usage?.totalTokens !== undefined) fact("Tokens", number(value.accumulated_usage.totalTokens));
+  if (typeof value.execution_time === "number") fact("Execution time", `${number(value.execution_time)} ms`);
+  const kind = value.type === "swarm" ? "Swarm" : value.type === "graph" ? "Graph" : "Multi-agent";
   return el(
     "section",
-    { class: "multi-agent", "aria-label": `${value.type ?? "multi-agent"} ${state.multiAgentId}` },
-    el("h3", {}, `${value.type === "swarm" ? "Swarm" : value.type === "graph" ? "Graph" : "Multi-agent"} ${state.multiAgentId}`),
+    { class: "multi-agent", "aria-label": `${kind} ${state.multiAgentId}` },
+    el("h3", {}, `${kind} ${state.multiAgentId}`),
     el("p", { class: "muted small" }, "updated ", time(state.updatedAt)),
     facts.length ? el("dl", {}, facts) : null,
     el("details", {}, el("summary", {}, "Whole state"), json(value)),
