@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +21,11 @@ from graphql import GraphQLError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -161,6 +163,16 @@ def _decoded(value: object) -> object:
 
 
 class WebSocketAdapter(ASGIWebSocketAdapter):
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        # As text frames: graphql-ws clients (GraphiQL's, the viewer's) parse only those.
+        encoded = self.view.encode_json(message)
+        # A lone surrogate (kept by the JSON fallback) cannot travel in a text frame.
+        text = encoded if isinstance(encoded, str) else encoded.decode("utf-8", "replace")
+        try:
+            await self.ws.send_text(text)
+        except WebSocketDisconnect as error:
+            raise WebSocketDisconnected from error
+
     async def close(self, code: int, reason: str) -> None:
         # strawberry closes a refused connection_init with 4403 "Forbidden"; say why instead.
         connection: LiveConnection | None = getattr(self.ws.state, "live", None)

@@ -96,11 +96,17 @@ class Hub:
         try:
             yield subscriber
         finally:
-            metrics.subscriptions_active.dec()
-            self._by_bucket[bucket] -= 1
-            if not self._by_bucket[bucket]:
-                del self._by_bucket[bucket]
-            watching = self._subscribers[topic]
-            watching.discard(subscriber)
-            if not watching:
-                del self._subscribers[topic]
+            self.leave(subscriber)
+
+    def leave(self, subscriber: Subscriber) -> None:
+        """Forgets ``subscriber`` (once): it is woken no more, and no longer counted."""
+        watching = self._subscribers.get(subscriber.topic)
+        if watching is None or subscriber not in watching:
+            return
+        watching.discard(subscriber)
+        if not watching:
+            del self._subscribers[subscriber.topic]
+        metrics.subscriptions_active.dec()
+        self._by_bucket[subscriber.bucket] -= 1
+        if not self._by_bucket[subscriber.bucket]:
+            del self._by_bucket[subscriber.bucket]

@@ -120,7 +120,7 @@ async def stream(
     with live.hub.subscribe(topic, bucket) as subscriber:
         queue: asyncio.Queue[T] = asyncio.Queue(maxsize=live.buffer_events)
         pump = asyncio.create_task(_pump(subscriber, reader, queue, live.slow_seconds), name="subscription")
-        pump.add_done_callback(lambda task: _pump_ended(task, live, on_too_slow))
+        pump.add_done_callback(lambda task: _pump_ended(task, live, subscriber, on_too_slow))
         try:
             while True:
                 try:
@@ -146,10 +146,14 @@ def _too_slow_message(live: Live) -> str:
     )
 
 
-def _pump_ended(task: "asyncio.Task[None]", live: Live, on_too_slow: Callable[[str], None]) -> None:
+def _pump_ended(
+    task: "asyncio.Task[None]", live: Live, subscriber: Subscriber, on_too_slow: Callable[[str], None]
+) -> None:
     if task.cancelled():
         return
     if isinstance(task.exception(), TooSlow):
+        # Its stream may stay stuck sending to a client that does not read: it counts no more.
+        live.hub.leave(subscriber)
         metrics.subscriptions_closed_slow.inc()
         on_too_slow(_too_slow_message(live))
 
