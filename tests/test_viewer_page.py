@@ -9,6 +9,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatch
 from html.parser import HTMLParser
 from pathlib import Path
@@ -411,6 +412,20 @@ def test_filters_narrow_the_list_and_live_in_the_url(seeded: Seeded, browsing: B
     page.goto(seeded.url + "/?snapshots=yes")
     expect(page.locator("table.sessions tbody tr")).to_have_count(1)
     assert "s-snap" in page.locator("table.sessions tbody").inner_text()
+    long_ago = datetime.now(UTC) - timedelta(days=3)
+    seeded.graphql(
+        'mutation($at: DateTime!) { createSession(session: {sessionId: "s-old", createdAt: $at}) '
+        "{ sessionId } }",
+        {"at": long_ago.isoformat()},
+    )
+    page.goto(seeded.url + "/")
+    page.get_by_label("Time range").select_option("24h")
+    page.get_by_role("button", name="Apply").click()
+    expect(page).to_have_url(re.compile(r"range=24h"))
+    expect(page.locator("table.sessions tbody")).not_to_contain_text("s-old")
+    page.get_by_label("Time range").select_option("7d")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("table.sessions tbody")).to_contain_text("s-old")
     page.goto(seeded.url + "/?labels=nonsense")
     expect(page.get_by_role("alert")).to_contain_text("name=value")
     assert browsing.failed == []
@@ -440,6 +455,7 @@ def test_a_session_opens_as_its_transcript_with_tools_tokens_redactions_and_medi
     page = browsing.new_page()
     page.goto(seeded.url + "/")
     page.get_by_role("link", name="Where is my order?").click()
+    expect(page).to_have_title("Where is my order? · Conversations")
     turns = page.locator("#main .turn")
     expect(turns.first).to_contain_text("Hi, I'm Ana.")
     tools = page.locator("details.tool")

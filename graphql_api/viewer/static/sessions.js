@@ -243,6 +243,7 @@ async function searchResults(params) {
 
 /** Renders the home page into ``main``; ``live`` refreshes the first page when sessions change. */
 export async function showSessions(main, params, { navigate, live }) {
+  document.title = params.get("q") ? `Search: ${params.get("q")} · Conversations` : "Conversations · Strands session store";
   const results = el("div", { class: "results" });
   replace(main, el("h1", {}, "Conversations"), filters(params, navigate), results);
   const load = params.get("q") ? searchResults : sessionList;

@@ -253,6 +253,7 @@ function multiAgent(state) {
 }
 
 function sessionHeader(session) {
+  document.title = `${session.title || session.sessionId} · Conversations`;
   const labels = Object.entries(session.labels ?? {}).map(([name, value]) => el("li", {}, `${name}=${value}`));
   return el(
     "header",
@@ -336,6 +337,7 @@ export async function showSession(main, params, { live }) {
     transcripts.set(agent.agentId, transcript);
     const id = `agent:${encodeURIComponent(agent.agentId)}`;
     contents.firstChild.append(el("li", {}, el("a", { href: `#${id}` }, agent.agentId)));
+    contents.hidden = transcripts.size < 2;
     agents.append(
       el(
         "section",
@@ -365,7 +367,7 @@ export async function showSession(main, params, { live }) {
   replace(
     main,
     sessionHeader(session),
-    session.agents.length > 1 ? contents : null,
+    contents,
     session.multiAgents.length
       ? el("section", { class: "multi-agents" }, el("h2", {}, "Graphs and swarms"), session.multiAgents.map(multiAgent))
       : null,
@@ -377,7 +379,9 @@ export async function showSession(main, params, { live }) {
     const found = await query(AGENTS, { sessionId });
     for (const agent of found.session?.agents ?? []) await addAgent(agent);
   };
-  live(AGENT_UPDATED, () => ({ sessionId }), newAgents, newAgents);
+  // An agent's state is written on every turn: only one not shown yet costs a query.
+  const agentUpdated = (event) => (transcripts.has(event.agentUpdated.agentId) ? null : newAgents());
+  live(AGENT_UPDATED, () => ({ sessionId }), agentUpdated, newAgents);
   focusFragment();
   return focusFragment;
 }
