@@ -66,3 +66,8 @@ export function block(value) {
   }
   return json(value);
 }
+
+/** A status (a tool result's, a node's) as a badge its class colours. */
+export function statusBadge(status) {
+  return el("span", { class: `status ${status}` }, status);
+}
