@@ -8,6 +8,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatch
@@ -332,8 +333,9 @@ class Browsing:
         return page
 
 
-@pytest.fixture
-def browsing(tmp_path: Path) -> Iterator[Browsing]:
+@contextmanager
+def browser(tmp_path: Path) -> Iterator[Browsing]:
+    """A Chromium that may reach nothing but this machine, watching for CSP violations."""
     assert CHROMIUM is not None
     outside: list[str] = []
 
@@ -363,6 +365,12 @@ def browsing(tmp_path: Path) -> Iterator[Browsing]:
         finally:
             context.close()
     assert outside == []
+
+
+@pytest.fixture
+def browsing(tmp_path: Path) -> Iterator[Browsing]:
+    with browser(tmp_path) as browsing:
+        yield browsing
 
 
 def screenshot(page: Page, name: str, *, in_readme: bool = True) -> None:
@@ -713,6 +721,50 @@ def secured_keys(database_url: str) -> Iterator[SecuredKeys]:
     asyncio.run."""
     with secured_server(database_url) as secured:
         yield SecuredKeys(secured, secured.key("reader", label="viewer"), secured.key("admin", label="ops"))
+
+
+ACME_SESSION = """mutation {
+  createSession(session: {sessionId: "s-acme", title: "Acme's conversation"}) { sessionId }
+  createAgent(sessionId: "s-acme", agent: {agentId: "support", state: {}, conversationManagerState: {}}) {
+    agentId
+  }
+  createMessage(sessionId: "s-acme", agentId: "support", message: {
+    messageId: 0, message: {role: "user", content: [{text: "Hello from acme"}]}
+  }) { messageId }
+}"""
+ACME_REPLY = """mutation {
+  createMessage(sessionId: "s-acme", agentId: "support", message: {
+    messageId: 1, message: {role: "assistant", content: [{text: "Acme, live"}]}
+  }) { messageId }
+}"""
+
+
+@pytest.mark.parametrize("bound_to", [None, "acme"], ids=["tenantless key", "acme's key"])
+@needs_chromium
+def test_a_session_of_another_tenant_opens_in_its_tenant_live(
+    database_url: str, tmp_path: Path, bound_to: str | None
+) -> None:
+    with secured_server(database_url) as secured:
+        writer = secured.key("writer", tenant="acme", label="agents")
+        reader = secured.key("reader", tenant=bound_to, label="viewer")
+        assert "errors" not in secured.graphql(ACME_SESSION, key=writer)
+        with browser(tmp_path) as browsing:
+            page = browsing.new_page()
+            page.goto(secured.server.base_url + "/")
+            page.get_by_label("API key").fill(reader)
+            page.get_by_label("API key").press("Enter")
+            page.get_by_role("link", name="Acme's conversation").click()
+            expect(page.locator(".turn")).to_contain_text("Hello from acme")
+            expect(page.locator(".live-status")).to_have_attribute("data-state", "live")
+            url = page.url
+
+            assert "errors" not in secured.graphql(ACME_REPLY, key=writer)
+
+            expect(page.locator(".turn").last).to_contain_text("Acme, live")
+            failed = browsing.failed
+
+    assert url.endswith("/?session=s-acme&tenant=acme")
+    assert [failure for failure in failed if "401" not in failure] == []  # the first request asks for a key
 
 
 @needs_chromium

@@ -1,5 +1,7 @@
 // GraphQL over HTTP to this server's /graphql, with the key the reader typed for this tab.
 
+import { view } from "./links.js";
+
 const KEY = "session-graphql.viewer.key";
 const TENANT = "session-graphql.viewer.tenant";
 export const ENDPOINT = new URL("graphql", document.baseURI).href;
@@ -21,11 +23,13 @@ export const credentials = {
     sessionStorage.removeItem(KEY);
     sessionStorage.removeItem(TENANT);
   },
-  /** What GraphQL requests carry, over HTTP as headers and over WebSocket in connection_init. */
+  /** What GraphQL requests carry, over HTTP as headers and over WebSocket in connection_init;
+   * the tenant of the page's URL wins over the one typed with the key. */
   headers() {
     const headers = {};
+    const tenant = view.tenant || this.tenant;
     if (this.key) headers.Authorization = `Bearer ${this.key}`;
-    if (this.tenant) headers["X-Tenant"] = this.tenant;
+    if (tenant) headers["X-Tenant"] = tenant;
     return headers;
   },
 };

@@ -3,6 +3,7 @@
 
 import { credentials } from "./api.js";
 import { el, replace } from "./dom.js";
+import { view } from "./links.js";
 import { LiveConnection } from "./live.js";
 import { showSessions } from "./sessions.js";
 import { showSession } from "./transcript.js";
@@ -102,12 +103,13 @@ async function route() {
   onFragment = null;
   forget.hidden = !credentials.key;
   const params = new URLSearchParams(location.search);
+  view.tenant = params.get("session") ? params.get("tenant") ?? "" : "";
   const connection = new LiveConnection({ onStatus: setStatus });
   leaving.push(() => connection.close());
-  const view = params.get("session") ? showSession : showSessions;
+  const show = params.get("session") ? showSession : showSessions;
   setStatus("");
   try {
-    onFragment = await view(main, params, { navigate, live: liveFor(connection) });
+    onFragment = await show(main, params, { navigate, live: liveFor(connection) });
   } catch (error) {
     for (const leave of leaving.splice(0)) leave();
     if (error.unauthenticated) {

@@ -25,7 +25,7 @@ const SESSIONS = `query ViewerSessions($filter: ConversationFilter, $orderBy: Li
     totalCount
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
     nodes {
-      sessionId title labels snapshotBacked createdAt lastActivityAt messageCount
+      sessionId tenant title labels snapshotBacked createdAt lastActivityAt messageCount
       totals { totalTokens }
       agents { agentId }
     }
@@ -35,7 +35,7 @@ const SESSIONS = `query ViewerSessions($filter: ConversationFilter, $orderBy: Li
 const SEARCH = `query ViewerSearch($query: String!, $filter: ConversationFilter, $after: String) {
   searchMessages(query: $query, filter: $filter, first: ${PAGE}, after: $after) {
     pageInfo { hasNextPage endCursor }
-    edges { snippet node { sessionId agentId messageId role createdAt } }
+    edges { snippet node { sessionId agentId messageId role createdAt agent { session { tenant } } } }
   }
 }`;
 
@@ -147,7 +147,7 @@ function sessionRow(session) {
     el(
       "td",
       { class: "session-name" },
-      el("a", { href: sessionUrl(session.sessionId), "data-nav": true }, session.title || session.sessionId),
+      el("a", { href: sessionUrl(session.sessionId, {}, session.tenant), "data-nav": true }, session.title || session.sessionId),
       session.title ? el("div", { class: "muted small" }, session.sessionId) : null,
       session.snapshotBacked ? el("span", { class: "badge" }, "snapshots") : null,
     ),
@@ -224,7 +224,10 @@ async function searchResults(params) {
           {},
           el(
             "a",
-            { href: messageUrl(node.sessionId, node.agentId, node.messageId), "data-nav": true },
+            {
+              href: messageUrl(node.sessionId, node.agentId, node.messageId, node.agent.session.tenant),
+              "data-nav": true,
+            },
             `${node.sessionId} · ${node.agentId} · #${node.messageId}`,
           ),
           " ",
