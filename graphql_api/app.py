@@ -220,7 +220,7 @@ def create_app(settings: Settings) -> Starlette:
         )
     return Starlette(
         routes=[
-            Route("/", viewer_page if settings.viewer else graphiql_home),
+            Route("/", viewer_page(graphiql=settings.graphiql) if settings.viewer else graphiql_home),
             Route("/health", health),
             Route("/ready", ready),
             # Every method reaches strawberry, so a wrong one gets its 405 as a GraphQL error body.

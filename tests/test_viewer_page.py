@@ -204,6 +204,7 @@ def test_the_viewer_is_at_the_root_and_graphiql_stays_at_graphql(seeded: Seeded)
     assert page.status_code == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert '<script type="module" src="viewer/static/app.js">' in page.text
+    assert '<a href="graphql">GraphiQL</a>' in page.text
     assert graphiql.status_code == 200 and "graphiql" in graphiql.text
 
 
@@ -296,6 +297,18 @@ def test_the_wheel_carries_every_file_the_viewer_serves() -> None:
     for path in [VIEWER / "page.html", *static_files()]:
         relative = str(path.relative_to(VIEWER.parent))
         assert any(fnmatch(relative, pattern) for pattern in patterns), relative
+
+
+def test_without_graphiql_the_page_does_not_link_to_it(database_url: str) -> None:
+    server = RunningServer(Settings(database_url=database_url, graphiql=False))
+    server.start()
+    try:
+        page = httpx.get(server.base_url + "/", headers=HTML)
+    finally:
+        server.stop()
+
+    assert page.status_code == 200 and "viewer/static/app.js" in page.text
+    assert 'href="graphql"' not in page.text
 
 
 def test_switched_off_the_root_goes_to_graphiql_and_the_modules_are_not_served(database_url: str) -> None:

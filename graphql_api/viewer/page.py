@@ -1,8 +1,10 @@
 """The viewer's page: the same HTML for every view (the list, a session, a message), which the
 page's modules pick from the URL's query and fragment."""
 
+from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
+from string import Template
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -32,10 +34,16 @@ HEADERS = {
 
 
 @cache
-def render_page() -> str:
-    return (HERE / "page.html").read_text(encoding="utf-8")
+def render_page(graphiql: bool) -> str:
+    """The page, with a link to GraphiQL where the server serves it."""
+    template = Template((HERE / "page.html").read_text(encoding="utf-8"))
+    return template.substitute(graphiql_link='<a href="graphql">GraphiQL</a>' if graphiql else "")
 
 
-async def viewer_page(_: Request) -> Response:
+def viewer_page(*, graphiql: bool) -> Callable[[Request], Awaitable[Response]]:
     """The page holds no data: it is served without credentials, and asks for a key when the API does."""
-    return HTMLResponse(render_page(), headers=HEADERS)
+
+    async def page(_: Request) -> Response:
+        return HTMLResponse(render_page(graphiql), headers=HEADERS)
+
+    return page
