@@ -918,3 +918,36 @@ def test_a_key_revoked_while_the_page_is_open_is_asked_for_again(
     assert revoked["data"]["revokeApiKey"]["revokedAt"]
     expect(page.get_by_role("alert")).to_contain_text("The key was refused", timeout=15_000)
     expect(page.get_by_label("API key")).to_be_focused()
+
+
+@needs_chromium
+def test_search_goes_page_by_page(seeded: Seeded, browsing: Browsing) -> None:
+    messages = [
+        {"messageId": n, "message": {"role": "user", "content": [{"text": f"zephyr number {n}"}]}}
+        for n in range(PAGE_SIZE + 1)
+    ]
+    seeded.graphql(
+        """mutation($messages: [MessageInput!]!) {
+          createSession(session: {sessionId: "s-search"}) { sessionId }
+          createAgent(sessionId: "s-search", agent: {agentId: "a", state: {}, conversationManagerState: {}}) {
+            agentId
+          }
+          appendMessages(sessionId: "s-search", agentId: "a", messages: $messages) { messageId }
+        }""",
+        {"messages": messages},
+    )
+    page = browsing.new_page()
+    page.goto(seeded.url + "/?q=zephyr")
+    hits = page.locator("ol.hits > li")
+    expect(hits).to_have_count(PAGE_SIZE)
+    first_page = hits.all_inner_texts()
+
+    page.get_by_role("link", name="More results →").click()
+    expect(hits).to_have_count(1)
+    last = hits.inner_text()
+    page.get_by_role("link", name="← First page").click()
+    expect(hits).to_have_count(PAGE_SIZE)
+
+    assert hits.all_inner_texts() == first_page
+    assert last not in first_page
+    assert browsing.failed == []
