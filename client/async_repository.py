@@ -3,7 +3,7 @@
 import asyncio
 import inspect
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -14,7 +14,7 @@ from gql.transport.aiohttp import AIOHTTPTransport
 from gql.transport.exceptions import TransportError
 from strands.types.session import Session, SessionAgent, SessionMessage
 
-from client import calls, credentials, failures
+from client import calls, credentials, failures, watching
 from client.backoff import Backoff
 from client.credentials import AsyncTokenProvider
 from client.errors import GraphQLSessionError
@@ -225,6 +225,27 @@ class AsyncGraphQLSessionRepository(RepositoryBase[AsyncTokenProvider, AsyncWrit
         """Stores several messages in one request and one transaction: all of them or none."""
         await self._wait_for_writes(session_id)
         await self._run(calls.append_messages(session_id, agent_id, messages))
+
+    def watch_messages(
+        self, session_id: str, agent_id: str, after: int | None = None
+    ) -> AsyncIterator[SessionMessage]:
+        """The agent's messages in messageId order, as they are written, from any server replica:
+        first the stored ones after ``after`` (-1: all of them), then each new one; with ``after``
+        None only those written from now on. Reconnects by itself and resumes after the last
+        message it gave, so none is missed or repeated; ends only with a ``GraphQLSessionError``
+        the server's answer makes final (credentials refused, a bad argument). Use it with
+        ``async for``; leaving the loop closes the websocket::
+
+            async for message in repo.watch_messages("s-1", "support", after=-1):
+                print(message.message_id, message.message["role"])
+        """
+
+        async def last_message_id() -> int:
+            return await self._run(calls.last_message_id(session_id, agent_id))
+
+        return watching.watch_messages(
+            self.url, self._headers, self._token_provider, session_id, agent_id, after, last_message_id
+        )
 
     async def read_message(
         self, session_id: str, agent_id: str, message_id: int, **kwargs: Any

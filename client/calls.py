@@ -34,6 +34,7 @@ from client.operations import (
     CREATE_SESSION,
     DELETE_AGENT,
     DELETE_SESSION,
+    LAST_MESSAGE_ID,
     LIST_MESSAGES,
     LIST_SESSIONS,
     READ_AGENT,
@@ -360,6 +361,17 @@ def read_message(session_id: str, agent_id: str, message_id: int) -> Call[Sessio
 
     variables = {**_agent_key(session_id, agent_id), "messageId": check_message_id(message_id)}
     return Call(READ_MESSAGE, variables, read, retry_safe=True)
+
+
+def last_message_id(session_id: str, agent_id: str) -> Call[int]:
+    """The agent's highest message id; -1 when it has no message (or does not exist yet)."""
+
+    def read(data: Data) -> int:
+        agent = data["agent"]
+        last = None if agent is None else agent["lastMessage"]
+        return -1 if last is None else int(last["messageId"])
+
+    return Call(LAST_MESSAGE_ID, _agent_key(session_id, agent_id), read, retry_safe=True)
 
 
 def update_message(session_id: str, agent_id: str, session_message: SessionMessage) -> Call[None]:

@@ -1,7 +1,8 @@
 """``GraphQLSessionRepository``: Strands' ``SessionRepository`` over the GraphQL session store."""
 
+import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -12,7 +13,7 @@ from gql.transport.httpx import httpx as gql_http  # type: ignore[attr-defined] 
 from strands.session.session_repository import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage
 
-from client import calls, credentials
+from client import calls, credentials, watching
 from client.backoff import Backoff
 from client.credentials import TokenProvider
 from client.errors import GraphQLSessionError
@@ -267,6 +268,30 @@ class GraphQLSessionRepository(RepositoryBase[TokenProvider, ThreadedWriteBehind
         """Stores several messages in one request and one transaction: all of them or none."""
         self._wait_for_writes(session_id)
         self._run(calls.append_messages(session_id, agent_id, messages))
+
+    def watch_messages(
+        self, session_id: str, agent_id: str, after: int | None = None
+    ) -> Iterator[SessionMessage]:
+        """The agent's messages in messageId order, as they are written, from any server replica:
+        first the stored ones after ``after`` (-1: all of them), then each new one; with ``after``
+        None only those written from now on. A generator that blocks until the next message;
+        it reconnects by itself and resumes after the last message it gave, so none is missed or
+        repeated, and ends only with a ``GraphQLSessionError`` the server's answer makes final
+        (credentials refused, a bad argument). ``close()`` the generator (or leave its ``for``
+        loop) to close the websocket::
+
+            for message in repo.watch_messages("s-1", "support", after=-1):
+                print(message.message_id, message.message["role"])
+        """
+
+        async def last_message_id() -> int:
+            return await asyncio.to_thread(self._run, calls.last_message_id(session_id, agent_id))
+
+        return watching.watch_messages_blocking(
+            watching.watch_messages(
+                self.url, self._headers, self._token_provider, session_id, agent_id, after, last_message_id
+            )
+        )
 
     def read_message(
         self, session_id: str, agent_id: str, message_id: int, **kwargs: Any

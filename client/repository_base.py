@@ -46,6 +46,7 @@ class RepositoryBase(Generic[TokenT, SenderT]):
         self.url = url
         self.labels = calls.check_labels(labels)
         sent_headers = credentials.connection_headers(headers, token)
+        self._headers = sent_headers
         self._token_provider: TokenT | None = None if token is None or isinstance(token, str) else token
         self._backoff = Backoff(retries=retries, base=backoff, longest_asked=timeout)
         # Delivery counts time, not retries: the deadline passed to _run ends it.

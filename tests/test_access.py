@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from db.migrate import upgrade
-from graphql_api.auth.permissions import MUTATION_ROLES, QUERY_ROLES
+from graphql_api.auth.permissions import MUTATION_ROLES, QUERY_ROLES, SUBSCRIPTION_ROLES
 from graphql_api.schema import schema
 from graphql_api.settings import Settings
 from tests.api_calls import assert_error, data_of
@@ -39,6 +39,9 @@ def test_every_root_field_of_the_schema_has_a_role_in_the_matrix() -> None:
     assert graphql_schema.query_type is not None and graphql_schema.mutation_type is not None
     assert set(graphql_schema.query_type.fields) | {"__typename", "__schema", "__type"} == set(QUERY_ROLES)
     assert set(graphql_schema.mutation_type.fields) | {"__typename"} == set(MUTATION_ROLES)
+    assert graphql_schema.subscription_type is not None
+    assert set(graphql_schema.subscription_type.fields) | {"__typename"} == set(SUBSCRIPTION_ROLES)
+    assert set(SUBSCRIPTION_ROLES.values()) == {"reader"}  # who may read may watch
 
 
 def test_deletes_and_key_management_need_admin_and_writes_need_writer() -> None:

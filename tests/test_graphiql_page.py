@@ -1,6 +1,7 @@
 """GraphiQL works without the internet: the page and its assets come from the package, its example
 tabs fit the schema, and in a real Chromium that may reach nothing but this machine it runs one."""
 
+import asyncio
 import base64
 import hashlib
 import importlib.util
@@ -23,6 +24,7 @@ from db.migrate import upgrade
 from graphql_api.graphiql.page import EXAMPLES, load_examples
 from graphql_api.settings import Settings
 from tests.conftest import RunningServer
+from tests.live_client import connected
 from tests.scratch_database import scratch_database
 from tests.secured import Secured, secured_server
 
@@ -223,6 +225,21 @@ mutation {
 """
 
 
+def is_subscription(document: str) -> bool:
+    return (
+        operation_name(document) != "unnamed"
+        and re.search(r"^subscription\s", document, re.MULTILINE) is not None
+    )
+
+
+async def first_events(base_url: str, document: str, count: int) -> dict[str, Any]:
+    """A subscription's first ``count`` events, over a websocket as GraphiQL runs it."""
+    async with connected(base_url) as socket:
+        await socket.subscribe(document)
+        events = [(await socket.receive())["payload"] for _ in range(count)]
+    return {"events": events, "errors": [e for event in events for e in event.get("errors", [])] or None}
+
+
 def test_every_example_runs_without_errors_on_a_seeded_server(database_url: str) -> None:
     with scratch_database(database_url) as url:
         upgrade(url)
@@ -233,11 +250,17 @@ def test_every_example_runs_without_errors_on_a_seeded_server(database_url: str)
             answers = {
                 operation_name(document): httpx.post(server.url, json={"query": document}).json()
                 for document in load_examples()
+                if not is_subscription(document)
             }
+            for document in filter(is_subscription, load_examples()):
+                answers[operation_name(document)] = asyncio.run(first_events(server.base_url, document, 2))
         finally:
             server.stop()
 
     assert {name: body.get("errors") for name, body in answers.items()} == dict.fromkeys(answers)
+    assert [
+        event["data"]["messageAdded"]["messageId"] for event in answers["WatchConversation"]["events"]
+    ] == [0, 1]
     assert answers["Conversation"]["data"]["session"]["totals"]["messages"] == 2
     assert answers["HourlyByAgent"]["data"]["conversationStats"]["totals"]["totalTokens"] == 16
     assert answers["RecentSessions"]["data"]["sessions"]["totalCount"] == 1
@@ -313,3 +336,60 @@ def test_graphiql_runs_the_first_example_in_chromium_with_no_internet(
     assert [tab.strip() for tab in tabs] == [operation_name(document) for document in load_examples()]
     assert shown == expected
     assert shown["data"]["session"]["agents"][0]["messageCount"] == 2
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_graphiql_runs_the_subscription_tab_and_shows_a_new_message_live(
+    database_url: str, tmp_path: Path
+) -> None:
+    assert CHROMIUM is not None
+    with scratch_database(database_url) as url:
+        upgrade(url)
+        server = RunningServer(Settings(database_url=url))
+        server.start()
+        try:
+            assert "errors" not in httpx.post(server.url, json={"query": SEED}).json()
+            failed: list[str] = []
+            outside: list[str] = []
+
+            def only_loopback(route: Route) -> None:
+                if urlsplit(route.request.url).hostname in LOOPBACK:
+                    route.continue_()
+                else:
+                    outside.append(route.request.url)
+                    route.abort("internetdisconnected")
+
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch_persistent_context(
+                    tmp_path / "profile", executable_path=CHROMIUM, args=CHROMIUM_FLAGS
+                )
+                browser.route("**/*", only_loopback)
+                browser.add_init_script(WATCH_CSP)
+                page = browser.new_page()
+                page.on("pageerror", lambda error: failed.append(str(error)))
+                page.goto(server.url)
+                page.wait_for_selector(".graphiql-query-editor .CodeMirror", timeout=10_000)
+                page.locator(".graphiql-tab", has_text="WatchConversation").click()
+                # GraphiQL takes the tab's operation name a moment after showing its text.
+                page.wait_for_timeout(1000)
+                page.click(".graphiql-execute-button")
+                page.wait_for_function(f"() => ({RESULT})().includes('Hello Ana!')", timeout=10_000)
+                live = {"messageId": 2, "message": {"role": "user", "content": [{"text": "Still there?"}]}}
+                written = httpx.post(
+                    server.url,
+                    json={
+                        "query": 'mutation($m: MessageInput!) { createMessage(sessionId: "s-1", '
+                        'agentId: "support", message: $m) { messageId } }',
+                        "variables": {"m": live},
+                    },
+                ).json()
+                assert "errors" not in written, written
+                page.wait_for_function(f"() => ({RESULT})().includes('Still there?')", timeout=5_000)
+                shown = json.loads(page.evaluate(RESULT))
+                violations = page.evaluate("window.cspViolations")
+                browser.close()
+        finally:
+            server.stop()
+
+    assert outside == [] and failed == [] and violations == []
+    assert shown["data"]["messageAdded"]["messageId"] == 2

@@ -2,6 +2,7 @@
 for queries, tenants kept apart, revoked keys closed, origins, and the limits on subscriptions."""
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -155,3 +156,22 @@ async def test_subscriptions_per_key_are_limited_and_errors_carry_codes(
         while message.get("id") != over:
             message = await socket.receive()
         assert message["payload"]["errors"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+
+
+async def test_the_legacy_graphql_ws_protocol_works_too(secured: Secured, keys: dict[str, str]) -> None:
+    base = secured.server.base_url
+    async with websockets.connect(ws_url(base), subprotocols=["graphql-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": bearer(keys["acme-reader"])}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        variables = {"s": "reader-sees", "a": "agent", "after": -1}
+        await ws.send(
+            json.dumps(
+                {"id": "1", "type": "start", "payload": {"query": MESSAGE_ADDED, "variables": variables}}
+            )
+        )
+        ids = []
+        while len(ids) < 2:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            if message["type"] == "data":
+                ids.append(message["payload"]["data"]["messageAdded"]["messageId"])
+        assert ids == [0, 1]

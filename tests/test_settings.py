@@ -9,7 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from db.embedded import default_data_dir
-from graphql_api.settings import MetricsSettings, RetentionSettings, Settings, SettingsError
+from graphql_api.settings import LiveSettings, MetricsSettings, RetentionSettings, Settings, SettingsError
 
 
 @pytest.mark.parametrize(
@@ -197,5 +197,49 @@ def test_metrics_on_the_apis_own_port_are_refused() -> None:
     ],
 )
 def test_a_retention_setting_out_of_bounds_is_refused_naming_its_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_subscriptions_listen_on_the_database_unless_a_direct_url_is_set_and_read_their_limits() -> None:
+    assert Settings.from_env({}).live == LiveSettings()
+    assert LiveSettings().listen_url is None
+
+    live = Settings.from_env(
+        {
+            "SESSION_GRAPHQL_LISTEN_URL": "postgres://direct:5432/sessions",
+            "SESSION_GRAPHQL_SUBSCRIPTIONS_PER_CONNECTION": "10",
+            "SESSION_GRAPHQL_SUBSCRIPTIONS_PER_KEY": "50",
+            "SESSION_GRAPHQL_SUBSCRIBER_BUFFER": "64",
+            "SESSION_GRAPHQL_SUBSCRIBER_SLOW_SECONDS": "2.5",
+            "SESSION_GRAPHQL_WS_INIT_TIMEOUT_SECONDS": "3",
+            "SESSION_GRAPHQL_LISTEN_PROBE_SECONDS": "1",
+        }
+    ).live
+
+    assert live == LiveSettings(
+        listen_url="postgresql+asyncpg://direct:5432/sessions",
+        per_connection=10,
+        per_key=50,
+        buffer_events=64,
+        slow_seconds=2.5,
+        init_timeout_seconds=3.0,
+        probe_seconds=1.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SESSION_GRAPHQL_LISTEN_URL", "mysql://elsewhere/db"),
+        ("SESSION_GRAPHQL_SUBSCRIPTIONS_PER_CONNECTION", "0"),
+        ("SESSION_GRAPHQL_SUBSCRIPTIONS_PER_KEY", "many"),
+        ("SESSION_GRAPHQL_SUBSCRIBER_BUFFER", "0"),
+        ("SESSION_GRAPHQL_SUBSCRIBER_SLOW_SECONDS", "0"),
+        ("SESSION_GRAPHQL_WS_INIT_TIMEOUT_SECONDS", "-1"),
+        ("SESSION_GRAPHQL_LISTEN_PROBE_SECONDS", "100000"),
+    ],
+)
+def test_a_subscription_setting_out_of_bounds_is_refused_naming_its_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})

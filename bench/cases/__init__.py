@@ -10,6 +10,7 @@ from bench.cases import (
     append,
     concurrent_writers,
     dashboard,
+    live,
     restore,
     retention,
     search,
@@ -28,6 +29,7 @@ CASES: dict[str, Callable[[BenchRun], list[Row]]] = {
     "stats": stats.run,
     "memory": server_memory.run,
     "retention": retention.run,
+    "live": live.run,
 }
 GROUPS: dict[str, tuple[str, ...]] = {"search_and_stats": ("search", "stats")}
 """Names of several cases (``search_and_stats``: what ``search`` ran before ``stats`` was a case)."""

@@ -65,6 +65,7 @@ class Hub:
         self.per_key = per_key
         self._subscribers: dict[Topic, set[Subscriber]] = {}
         self._by_bucket: Counter[str] = Counter()
+        self._listened = False
 
     @property
     def count(self) -> int:
@@ -76,6 +77,9 @@ class Hub:
                 subscriber.wake(event)
 
     def on_listening(self) -> None:
+        if self._listened:
+            metrics.listener_reconnects.inc()
+        self._listened = True
         for subscribers in self._subscribers.values():
             for subscriber in subscribers:
                 subscriber.wake(None)

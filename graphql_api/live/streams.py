@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from db.engine import Database
 from db.notifications import Event
@@ -82,7 +82,7 @@ class Reader(Generic[T]):
 
 
 async def _pump(
-    subscriber: Subscriber, reader: Reader[T], queue: "asyncio.Queue[T]", slow_seconds: float
+    subscriber: Subscriber, reader: Reader[T], queue: "asyncio.Queue[Any]", slow_seconds: float
 ) -> None:
     await reader.start()
     events: list[Event] = []
@@ -118,23 +118,16 @@ async def stream(
 ) -> AsyncIterator[T]:
     """The rows ``reader`` reads for a subscriber to ``topic``, until the subscriber goes."""
     with live.hub.subscribe(topic, bucket) as subscriber:
-        queue: asyncio.Queue[T] = asyncio.Queue(maxsize=live.buffer_events)
+        # Holds rows, and once the pump has ended, the pump itself: what ends the stream.
+        queue: asyncio.Queue[T | asyncio.Task[None]] = asyncio.Queue(maxsize=live.buffer_events)
         pump = asyncio.create_task(_pump(subscriber, reader, queue, live.slow_seconds), name="subscription")
-        pump.add_done_callback(lambda task: _pump_ended(task, live, subscriber, on_too_slow))
+        pump.add_done_callback(lambda task: _pump_ended(task, live, subscriber, queue, on_too_slow))
         try:
             while True:
-                try:
-                    item = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    getting = asyncio.ensure_future(queue.get())
-                    await asyncio.wait((getting, pump), return_when=asyncio.FIRST_COMPLETED)
-                    if not getting.done():
-                        getting.cancel()
-                        _raise_for(pump, live)
-                    item = getting.result()
-                yield item
-                if pump.done():
+                item = await queue.get()
+                if item is pump:
                     _raise_for(pump, live)
+                yield item  # type: ignore[misc]  # a row: the pump is the only task queued
         finally:
             pump.cancel()
 
@@ -147,10 +140,18 @@ def _too_slow_message(live: Live) -> str:
 
 
 def _pump_ended(
-    task: "asyncio.Task[None]", live: Live, subscriber: Subscriber, on_too_slow: Callable[[str], None]
+    task: "asyncio.Task[None]",
+    live: Live,
+    subscriber: Subscriber,
+    queue: "asyncio.Queue[Any]",
+    on_too_slow: Callable[[str], None],
 ) -> None:
     if task.cancelled():
         return
+    # What is still buffered is dropped: the stream ends at once, on the pump's error.
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(task)
     if isinstance(task.exception(), TooSlow):
         # Its stream may stay stuck sending to a client that does not read: it counts no more.
         live.hub.leave(subscriber)

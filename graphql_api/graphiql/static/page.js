@@ -37,8 +37,12 @@
     headers["x-csrftoken"] = csrfToken;
   }
 
-  // No subscriptionUrl: the schema has no subscriptions and the server refuses WebSockets.
-  const fetcher = GraphiQL.createFetcher({ url: window.location.href.split("?")[0], headers });
+  // Subscriptions go over a websocket to the same address (graphql-transport-ws, with GraphiQL's
+  // bundled graphql-ws client); the Headers pane's Authorization and X-Tenant travel in its
+  // connection_init payload, as a browser cannot set a websocket's headers.
+  const url = window.location.href.split("?")[0].split("#")[0];
+  const subscriptionUrl = url.replace(/^http/, "ws");
+  const fetcher = GraphiQL.createFetcher({ url, subscriptionUrl, headers });
 
   ReactDOM.createRoot(document.getElementById("graphiql")).render(
     React.createElement(GraphiQL, {
