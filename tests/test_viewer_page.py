@@ -20,7 +20,15 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 import pytest
 from graphql import build_schema, parse, validate
-from playwright.sync_api import BrowserContext, Page, Request, Route, expect, sync_playwright
+from playwright.sync_api import (
+    BrowserContext,
+    Page,
+    Request,
+    Route,
+    WebSocketRoute,
+    expect,
+    sync_playwright,
+)
 from strands import Agent, tool
 from strands.session import RepositorySessionManager
 from strands.session.snapshot_session_manager import SnapshotSessionManager
@@ -653,6 +661,38 @@ def test_without_websockets_new_messages_still_appear_by_polling(seeded: Seeded,
 
     expect(page.locator(SUPPORT_TURNS).last).to_contain_text("Found by polling", timeout=5000)
     assert [failure for failure in browsing.failed if "WebSocket" not in failure] == []
+
+
+@needs_chromium
+def test_after_a_dropped_websocket_the_page_resumes_without_a_gap_or_a_repeat(
+    seeded: Seeded, browsing: Browsing
+) -> None:
+    sockets: list[WebSocketRoute] = []
+
+    def through(socket: WebSocketRoute) -> None:
+        socket.connect_to_server()
+        sockets.append(socket)
+
+    page = browsing.new_page()
+    page.route_web_socket(re.compile(r".*/graphql$"), through)
+    page.goto(seeded.url + "/?session=s-order")
+    expect(page.locator(".live-status")).to_have_attribute("data-state", "live")
+    turns = page.locator(SUPPORT_TURNS)
+    before = turns.count()
+
+    sockets[-1].close(code=1012, reason="a replica restarts")
+    expect(page.locator(".live-status")).to_have_attribute("data-state", "reconnecting")
+    first = next_message_id(seeded)
+    seeded.graphql(NEW_MESSAGE, {"id": first, "text": "Written while the page was away"})
+    seeded.graphql(NEW_MESSAGE, {"id": first + 1, "text": "And another"})
+    expect(page.locator(".live-status")).to_have_attribute("data-state", "live")
+    seeded.graphql(NEW_MESSAGE, {"id": first + 2, "text": "Written once it was back"})
+
+    expect(turns.last).to_contain_text("Written once it was back")
+    ids = [int(n) for n in turns.evaluate_all("turns => turns.map(t => t.dataset.messageId)")]
+    assert ids == sorted(set(ids)) and ids[-3:] == [first, first + 1, first + 2]
+    assert turns.count() == before + 3
+    assert len(sockets) == 2
 
 
 LONG_WORD = "x" * 3000
