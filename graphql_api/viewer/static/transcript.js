@@ -145,6 +145,7 @@ export async function showSession(main, params, { live }) {
   const agents = el("div", { class: "agents" });
   const contents = el("nav", { class: "agent-index", "aria-label": "Agents" }, el("ul", {}));
   const transcripts = new Map();
+  const noAgent = el("p", { class: "muted" }, "No agent yet.");
 
   async function addAgent(agent) {
     if (transcripts.has(agent.agentId)) return;
@@ -153,6 +154,7 @@ export async function showSession(main, params, { live }) {
     const id = `agent:${encodeURIComponent(agent.agentId)}`;
     contents.firstChild.append(el("li", {}, el("a", { href: `#${id}` }, agent.agentId)));
     contents.hidden = transcripts.size < 2;
+    noAgent.remove();
     agents.append(
       el(
         "section",
@@ -189,7 +191,7 @@ export async function showSession(main, params, { live }) {
     agents,
   );
   for (const agent of session.agents) await addAgent(agent);
-  if (!session.agents.length) agents.append(el("p", { class: "muted" }, "No agent yet."));
+  if (!session.agents.length) agents.append(noAgent);
   const newAgents = async () => {
     const found = await query(AGENTS, { sessionId });
     for (const agent of found.session?.agents ?? []) await addAgent(agent);
