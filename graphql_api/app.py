@@ -1,4 +1,5 @@
-"""The ASGI application: GraphQL at /graphql, liveness at /health, readiness at /ready."""
+"""The ASGI application: the conversation viewer at /, GraphQL at /graphql, liveness at /health,
+readiness at /ready."""
 
 import asyncio
 import gc
@@ -34,6 +35,8 @@ from graphql_api.read_routing import READ_FROM_HEADER
 from graphql_api.request_ids import HEADER as REQUEST_ID_HEADER
 from graphql_api.schema import create_schema
 from graphql_api.settings import Settings
+from graphql_api.viewer.assets import viewer_static_files
+from graphql_api.viewer.page import viewer_page
 
 if TYPE_CHECKING:
     from graphql_api.tracing import Tracing
@@ -59,7 +62,7 @@ async def ready(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-async def home(_: Request) -> Response:
+async def graphiql_home(_: Request) -> Response:
     return RedirectResponse("/graphql")
 
 
@@ -220,7 +223,7 @@ def create_app(settings: Settings) -> Starlette:
         )
     return Starlette(
         routes=[
-            Route("/", home),
+            Route("/", viewer_page(graphiql=settings.graphiql) if settings.viewer else graphiql_home),
             Route("/health", health),
             Route("/ready", ready),
             # Every method reaches strawberry, so a wrong one gets its 405 as a GraphQL error body.
@@ -228,6 +231,7 @@ def create_app(settings: Settings) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             # GraphiQL's scripts and styles, so the page works offline; only while GraphiQL is on.
             *([graphiql_static_files()] if settings.graphiql else []),
+            *([viewer_static_files()] if settings.viewer else []),
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -551,6 +551,8 @@ class Settings:
     pool_size: int = 10
     max_overflow: int = 20
     graphiql: bool = True
+    viewer: bool = True
+    """The conversation viewer at ``/``; off, ``/`` redirects to ``/graphql``."""
     introspection: bool = True
     # Embedded databases are migrated on start; a shared database is migrated by a deploy step
     # (`session-graphql migrate`) unless this is set.
@@ -598,6 +600,7 @@ class Settings:
             pool_size=_int(env, "SESSION_GRAPHQL_POOL_SIZE", 10, 1, 1000),
             max_overflow=_int(env, "SESSION_GRAPHQL_MAX_OVERFLOW", 20, 0, 1000),
             graphiql=_bool(env, "SESSION_GRAPHQL_GRAPHIQL", True),
+            viewer=_bool(env, "SESSION_GRAPHQL_VIEWER", True),
             introspection=_bool(env, "SESSION_GRAPHQL_INTROSPECTION", True),
             migrate_on_start=_bool(env, "SESSION_GRAPHQL_MIGRATE_ON_START", False),
             log_level=_log_level(env, "SESSION_GRAPHQL_LOG_LEVEL"),

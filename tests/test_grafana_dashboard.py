@@ -294,7 +294,12 @@ def seeded(database_url: str) -> Iterator[Seeded]:
         # Grafana's "Last 6 hours", as the dashboard is opened after the conversations were written.
         end = datetime.now(UTC)
         defaults = {each["name"]: each["current"]["value"] for each in DASHBOARD["templating"]["list"]}
-        values = {**defaults, "server": secured.server.url, "graphiql": secured.server.url}
+        values = {
+            **defaults,
+            "server": secured.server.url,
+            "graphiql": secured.server.url,
+            "viewer": secured.server.base_url + "/",
+        }
         yield Seeded(Grafana(secured, reader, end - 6 * HOUR, end, values), first_hour)
 
 
@@ -483,12 +488,54 @@ def test_recent_sessions_list_their_agents_last_messages_and_totals(seeded: Seed
     ]
 
 
-def session_link(each: dict[str, Any]) -> str:
+def session_link(each: dict[str, Any], opens: str = "GraphiQL") -> str:
+    """The URL of the Session column's link whose title ends with ``opens``."""
     (override,) = (o for o in each["fieldConfig"]["overrides"] if o["matcher"]["options"] == "Session")
     (links,) = (p["value"] for p in override["properties"] if p["id"] == "links")
-    (link,) = links
+    (link,) = (link for link in links if link["title"].endswith(f"in {opens}"))
     url: str = link["url"]
     return url
+
+
+def viewer_link(seeded: Seeded, title: str, row: dict[str, Any]) -> str:
+    """The viewer link of ``row`` as Grafana fills it in: ${__value.raw} is the cell's value,
+    ${__data.fields.X} the row's column X."""
+    grafana = seeded.grafana
+    values = {**grafana.variables, "__value.raw": row["Session"]}
+    values.update({f"__data.fields.{name}": value for name, value in row.items()})
+    return interpolate(session_link(panel(title), "the viewer"), values, "uriencode")
+
+
+def test_a_recent_session_links_to_its_conversation_in_the_viewer(seeded: Seeded) -> None:
+    grafana = seeded.grafana
+    (billing,) = (row for row in grafana.rows(panel("Recent sessions")) if row["Session"] == "s-billing")
+
+    url = viewer_link(seeded, "Recent sessions", billing)
+    parts = urlsplit(url)
+    page = grafana.secured.http.get(f"{parts.path}?{parts.query}", headers={"Accept": "text/html"})
+
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == grafana.secured.server.base_url + "/"
+    assert parse_qs(parts.query, strict_parsing=True) == {"session": ["s-billing"]}
+    assert page.status_code == 200 and "viewer/static/app.js" in page.text
+
+
+def test_a_search_hit_links_to_its_message_in_the_viewer(seeded: Seeded) -> None:
+    rows = seeded.grafana.with_values(search="refund").rows(panel("Search: ${search}"))
+
+    urls = [urlsplit(viewer_link(seeded, "Search: ${search}", row)) for row in rows]
+
+    assert [(parse_qs(url.query)["session"], url.fragment) for url in urls] == [
+        (["s-billing"], "msg:billing:1"),
+        (["s-billing"], "msg:billing:0"),
+        (["s-refund"], "msg:support:3"),
+        (["s-refund"], "msg:support:0"),
+    ]
+
+
+def test_a_session_id_that_is_not_a_plain_word_reaches_the_viewer_whole(seeded: Seeded) -> None:
+    url = viewer_link(seeded, "Recent sessions", {"Session": "a&b #1/é"})
+
+    assert parse_qs(urlsplit(url).query) == {"session": ["a&b #1/é"]}
 
 
 @pytest.mark.parametrize("title", ["Recent sessions", "Search: ${search}"])

@@ -56,6 +56,7 @@ def test_empty_environment_means_embedded_database_with_defaults() -> None:
     assert settings.data_dir == default_data_dir()
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.graphiql is True
+    assert settings.viewer is True
     assert settings.migrate_on_start is False
 
 
@@ -69,6 +70,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
             "SESSION_GRAPHQL_POOL_SIZE": "4",
             "SESSION_GRAPHQL_MAX_OVERFLOW": "0",
             "SESSION_GRAPHQL_GRAPHIQL": "off",
+            "SESSION_GRAPHQL_VIEWER": "no",
             "SESSION_GRAPHQL_MIGRATE_ON_START": "YES",
             "SESSION_GRAPHQL_LOG_LEVEL": "warning",
         }
@@ -82,6 +84,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         pool_size=4,
         max_overflow=0,
         graphiql=False,
+        viewer=False,
         migrate_on_start=True,
         log_level="warning",
     )
@@ -102,6 +105,7 @@ def test_command_line_options_win_over_the_environment_and_absent_ones_do_not() 
         ("SESSION_GRAPHQL_POOL_SIZE", "1.5"),
         ("SESSION_GRAPHQL_MAX_OVERFLOW", "many"),
         ("SESSION_GRAPHQL_GRAPHIQL", "maybe"),
+        ("SESSION_GRAPHQL_VIEWER", "sometimes"),
         ("SESSION_GRAPHQL_MIGRATE_ON_START", "2"),
     ],
 )
