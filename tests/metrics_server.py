@@ -1,17 +1,34 @@
 """``session-graphql serve`` with its metrics port, in a process of its own, and what a scrape of it says."""
 
+import asyncio
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import free_port
 from tests.server_process import REPO, SERVE, server_env
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 """A scrape: each sample's value by its name and labels."""
+
+
+def analyze(url: str) -> None:
+    """Fresh statistics, which the stored-rows gauges are read from."""
+
+    async def run() -> None:
+        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("ANALYZE sessions, session_messages"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
 
 
 def scrape(port: int) -> Samples:

@@ -3,14 +3,9 @@ file and back into another tenant, exactly (bytes, NUL characters, integers past
 redactions, times), run as users run them (their own processes) against a secured server."""
 
 import base64
-import fcntl
 import gzip
 import json
-import os
-import pty
-import struct
 import subprocess
-import termios
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +17,7 @@ from strands.session import SnapshotSessionManager
 from client import GraphQLStorage
 from tests.fake_model import FakeModel
 from tests.secured import Secured, secured_server
+from tests.terminal import on_a_terminal
 from tests.test_cli import CLI, REPO, clean_env
 from tests.test_import import counts, report_of
 
@@ -331,35 +327,6 @@ def test_mistakes_are_one_line_and_a_non_zero_exit(
         cut.write_bytes(b"".join(whole.readlines()[:-1]))
     short = import_file(url, admin, "epsilon", cut)
     assert short.returncode == 2 and "ends before its end line" in short.stderr, short.stderr
-
-
-def on_a_terminal(*args: str) -> tuple[subprocess.CompletedProcess[str], bytes]:
-    """The command with stderr on a pseudo-terminal, and what the terminal showed."""
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal's size
-    try:
-        run = subprocess.run(
-            [*CLI, *args],
-            env=clean_env(),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=terminal,
-            text=True,
-            timeout=180,
-        )
-        os.close(terminal)
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # the terminal's other end is closed: all read
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        os.close(controller)
-    return run, shown
 
 
 def test_progress_bars_go_to_stderr_on_a_terminal_only(

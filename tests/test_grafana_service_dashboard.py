@@ -5,7 +5,6 @@ around known traffic (``tests.promql_subset``, Prometheus' own semantics); no Pr
 Grafana runs here.
 """
 
-import asyncio
 import json
 import math
 import re
@@ -16,11 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from db.migrate import upgrade
-from tests.metrics_server import Served, scrape, value
+from tests.metrics_server import Served, analyze, scrape, value
 from tests.promql_subset import Scrapes, Vector, evaluate
 from tests.scratch_database import scratch_database
 
@@ -119,7 +116,7 @@ def scrapes(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             served.post(AGENT, {"s": "one"})
             for number in (0, 1):  # a value met once is no most common value, for PostgreSQL
                 assert "errors" not in served.post(APPEND, {"s": "one", "n": number}).json()
-            _analyze(url)
+            analyze(url)
             for query in (PING, "{ __typename }", APPEND):
                 served.post(query, {"s": "missing"})
             deadline = time.monotonic() + 20
@@ -143,18 +140,6 @@ def scrapes(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             yield Scrapes(before, after, time.monotonic() - started)
         finally:
             served.stop()
-
-
-def _analyze(url: str) -> None:
-    async def run() -> None:
-        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("ANALYZE sessions, session_messages"))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
 
 
 @pytest.mark.parametrize("title", [each["title"] for each in PANELS])

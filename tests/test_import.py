@@ -2,13 +2,9 @@
 into a running server through its API by the command, run as users run it (its own process)."""
 
 import asyncio
-import fcntl
 import json
 import os
-import pty
-import struct
 import subprocess
-import termios
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +26,7 @@ from tests.client_agent_script import new_agent, remember
 from tests.conftest import RunningServer, free_port
 from tests.fake_model import FakeModel, scripted, text, tool_call
 from tests.secured import secured_server
+from tests.terminal import on_a_terminal
 from tests.test_cli import CLI, REPO, clean_env
 
 NewId = Callable[[str], str]
@@ -567,30 +564,7 @@ def test_a_progress_bar_goes_to_stderr_when_it_is_a_terminal(
     server: RunningServer, tmp_path: Path, new_id: NewId
 ) -> None:
     save_conversation(tmp_path, new_id("progress"))
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal's size
-    try:
-        run = subprocess.run(
-            [*CLI, "import", "--from-dir", str(tmp_path), "--url", server.url],
-            env=clean_env(),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=terminal,
-            text=True,
-            timeout=180,
-        )
-        os.close(terminal)
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # the terminal's other end is closed: all read
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        os.close(controller)
+    run, shown = on_a_terminal("import", "--from-dir", str(tmp_path), "--url", server.url)
     assert run.returncode == 0
     assert b"importing" in shown and b"msg" in shown and b"session 1/1" in shown
     assert "importing" not in run.stdout

@@ -26,7 +26,7 @@ from db.migrate import upgrade
 from graphql_api import metrics
 from graphql_api.settings import Limits, MetricsSettings, Settings
 from tests.conftest import GraphQLCall, RunningServer, free_port
-from tests.metrics_server import Samples, Served, requests_by_label, scrape, value
+from tests.metrics_server import Samples, Served, analyze, requests_by_label, scrape, value
 from tests.scratch_database import scratch_database
 from tests.secured import secured_server
 from tests.server_process import REPO, SERVE, server_env
@@ -48,18 +48,6 @@ def scratch_url(database_url: str) -> Iterator[str]:
     with scratch_database(database_url) as url:
         upgrade(url)
         yield url
-
-
-def _analyze(url: str) -> None:
-    async def run() -> None:
-        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("ANALYZE sessions, session_messages"))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
 
 
 def _backlog(url: str) -> rollups.Backlog:
@@ -110,7 +98,7 @@ def test_counts_after_known_requests_are_exact_by_operation_and_outcome(
         bad = served.http.post("/graphql", content=b"{not json", headers={"Content-Type": "application/json"})
         assert bad.status_code == 400
 
-        _analyze(scratch_url)
+        analyze(scratch_url)
         after = _until(
             served.metrics_port, lambda s: value(s, "session_graphql_stored_sessions", tenant="acme") == 3
         )
