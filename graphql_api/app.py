@@ -185,6 +185,7 @@ def create_app(settings: Settings) -> Starlette:
         create_schema(
             settings.limits,
             introspection=settings.introspection,
+            fast_execution=settings.fast_execution,
             operation_spans=tracing.extension if tracing is not None else None,
         ),
         graphql_ide="graphiql" if settings.graphiql else None,

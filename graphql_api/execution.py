@@ -246,3 +246,7 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
             if time.monotonic() > until:
                 break
         return position
+
+
+class FastExecutor(BudgetedExecutor):
+    """``BudgetedExecutor`` with shortcuts that leave every answer the same, byte for byte."""

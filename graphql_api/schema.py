@@ -13,7 +13,7 @@ from strawberry.types import ExecutionContext
 
 from graphql_api.auth.permissions import AccessControl
 from graphql_api.errors import ValidationErrorCodes, log_unexpected
-from graphql_api.execution import BudgetedExecutor
+from graphql_api.execution import BudgetedExecutor, FastExecutor
 from graphql_api.guards.documents import DocumentCache, document_cache_extension
 from graphql_api.guards.request_limits import RequestLimits
 from graphql_api.live.connection import SubscriptionTransport
@@ -43,10 +43,12 @@ def create_schema(
     limits: Limits | None = None,
     *,
     introspection: bool = True,
+    fast_execution: bool = True,
     operation_spans: Callable[[], SchemaExtension] | None = None,
 ) -> SessionStoreSchema:
     """The schema with ``limits`` on every document; one per app, as its caches live in it.
-    ``operation_spans`` makes the extension that traces each operation (``graphql_api.tracing``)."""
+    ``operation_spans`` makes the extension that traces each operation (``graphql_api.tracing``);
+    ``fast_execution`` False runs documents without this server's shortcuts (``FastExecutor``)."""
     limits = limits or Limits()
     # strawberry's depth and alias limiters' rules (and the one its DisableIntrospection adds),
     # built once: rule classes made per request would defeat the validation cache, which keys on them.
@@ -79,7 +81,7 @@ def create_schema(
             Base64: Base64Scalar,
             Count: CountScalar,
         },
-        execution_context_class=BudgetedExecutor,
+        execution_context_class=FastExecutor if fast_execution else BudgetedExecutor,
     )
 
 

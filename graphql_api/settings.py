@@ -553,6 +553,9 @@ class Settings:
     graphiql: bool = True
     viewer: bool = True
     """The conversation viewer at ``/``; off, ``/`` redirects to ``/graphql``."""
+    fast_execution: bool = True
+    """graphql-core's executor with this server's shortcuts (``graphql_api.execution``); off, the
+    plain executor. Answers are the same byte for byte either way (tests/test_fast_paths.py)."""
     introspection: bool = True
     # Embedded databases are migrated on start; a shared database is migrated by a deploy step
     # (`session-graphql migrate`) unless this is set.
@@ -601,6 +604,7 @@ class Settings:
             max_overflow=_int(env, "SESSION_GRAPHQL_MAX_OVERFLOW", 20, 0, 1000),
             graphiql=_bool(env, "SESSION_GRAPHQL_GRAPHIQL", True),
             viewer=_bool(env, "SESSION_GRAPHQL_VIEWER", True),
+            fast_execution=_bool(env, "SESSION_GRAPHQL_FAST_EXECUTION", True),
             introspection=_bool(env, "SESSION_GRAPHQL_INTROSPECTION", True),
             migrate_on_start=_bool(env, "SESSION_GRAPHQL_MIGRATE_ON_START", False),
             log_level=_log_level(env, "SESSION_GRAPHQL_LOG_LEVEL"),

@@ -57,6 +57,7 @@ def test_empty_environment_means_embedded_database_with_defaults() -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.graphiql is True
     assert settings.viewer is True
+    assert settings.fast_execution is True
     assert settings.migrate_on_start is False
 
 
@@ -71,6 +72,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
             "SESSION_GRAPHQL_MAX_OVERFLOW": "0",
             "SESSION_GRAPHQL_GRAPHIQL": "off",
             "SESSION_GRAPHQL_VIEWER": "no",
+            "SESSION_GRAPHQL_FAST_EXECUTION": "false",
             "SESSION_GRAPHQL_MIGRATE_ON_START": "YES",
             "SESSION_GRAPHQL_LOG_LEVEL": "warning",
         }
@@ -85,6 +87,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         max_overflow=0,
         graphiql=False,
         viewer=False,
+        fast_execution=False,
         migrate_on_start=True,
         log_level="warning",
     )
