@@ -15,6 +15,7 @@ from gql.transport.exceptions import TransportError
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from client import calls, credentials, failures, watching
+from client.answers import decode_answer
 from client.backoff import Backoff
 from client.credentials import AsyncTokenProvider
 from client.errors import GraphQLSessionError
@@ -59,7 +60,12 @@ class AsyncGraphQLSessionRepository(RepositoryBase[AsyncTokenProvider, AsyncWrit
 
     def _open(self, headers: dict[str, str], timeout: float) -> None:
         self._session_args: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=timeout)}
-        transport = AIOHTTPTransport(self.url, headers=headers, client_session_args=self._session_args)
+        transport = AIOHTTPTransport(
+            self.url,
+            headers=headers,
+            client_session_args=self._session_args,
+            json_deserialize=decode_answer,
+        )
         # aiohttp enforces the timeout; gql's own would only race it.
         self._client = Client(transport=transport, execute_timeout=None)
         self._session: AsyncClientSession | None = None

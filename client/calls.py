@@ -16,6 +16,7 @@ from gql import GraphQLRequest
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from client import mapping
+from client.answers import collector_held
 from client.backoff import Backoff
 from client.errors import (
     RESPONSE_TOO_LARGE,
@@ -99,7 +100,8 @@ class Call(Generic[T]):
         can never be restored without saying why.
         """
         try:
-            return self.read(data)
+            with collector_held():  # a page of messages makes tens of thousands of objects
+                return self.read(data)
         except GraphQLSessionError:
             raise
         except Exception as error:

@@ -12,6 +12,7 @@ are mapped field by field: Strands' ``to_dict()`` copies a message twice and ``f
 import base64
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType, encode_bytes_values
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ STRANDS_DEPTH = 450
 """Levels of nesting Strands' own recursive encoder and decoder reach (about 495, by Python's
 recursion limit): a message deeper than that would break the agent at its next save, so reading it
 raises RecursionError here, as Strands' ``from_dict`` would."""
+ENVELOPE_MARKER = b'"__bytes_encoded__"'
+"""The key of an envelope as orjson writes it (strings are escaped, so text cannot fake a key)."""
 
 
 def message_input(message: SessionMessage) -> dict[str, Any]:
@@ -86,9 +89,9 @@ def message_from_result(data: dict[str, Any]) -> SessionMessage:
     """What ``SessionMessage.from_dict`` would build; ``data`` is a fresh answer, decoded in place."""
     redacted = data["redactMessage"]
     return SessionMessage(
-        message=_without_envelopes(data["message"]),
+        message=_decoded(data["message"]),
         message_id=data["messageId"],
-        redact_message=None if redacted is None else _without_envelopes(redacted),
+        redact_message=None if redacted is None else _decoded(redacted),
         created_at=data["createdAt"],
         updated_at=data["updatedAt"],
     )
@@ -110,6 +113,16 @@ def _with_envelopes(value: Any, depth: int = 0) -> Any:
                 copy[key] = encoded
         return value if copy is None else copy
     return value
+
+
+def _decoded(value: Any) -> Any:
+    """``_without_envelopes(value)``, looked for first in orjson's text of it (C, a tenth of the
+    time): most messages hold no bytes, and walking every node of each took 30% of a restore."""
+    try:
+        has_envelopes = ENVELOPE_MARKER in orjson.dumps(value)
+    except TypeError:  # orjson refuses the value (an integer past 64 bits): look everywhere
+        has_envelopes = True
+    return _without_envelopes(value) if has_envelopes else value
 
 
 def _without_envelopes(value: Any, depth: int = 0) -> Any:

@@ -14,6 +14,7 @@ from strands.session.session_repository import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from client import calls, credentials, watching
+from client.answers import decode_answer
 from client.backoff import Backoff
 from client.credentials import TokenProvider
 from client.errors import GraphQLSessionError
@@ -120,7 +121,9 @@ class GraphQLSessionRepository(RepositoryBase[TokenProvider, ThreadedWriteBehind
 
     def _open(self, headers: dict[str, str], timeout: float) -> None:
         limits = gql_http.Limits(keepalive_expiry=IDLE_CONNECTION_SECONDS)
-        transport = HTTPXTransport(self.url, headers=headers, timeout=timeout, limits=limits)
+        transport = HTTPXTransport(
+            self.url, headers=headers, timeout=timeout, limits=limits, json_deserialize=decode_answer
+        )
         # No schema: the documents are checked against schema.graphql by the tests, not per call.
         self._client = Client(transport=transport)
         self._session = self._client.connect_sync()  # type: ignore[no-untyped-call]  # gql leaves it bare

@@ -13,14 +13,20 @@ import asyncio
 import json
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
 from graphql import (
+    GraphQLEnumType,
+    GraphQLField,
     GraphQLID,
     GraphQLLeafType,
+    GraphQLNonNull,
+    GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
+    GraphQLScalarType,
     GraphQLString,
     Undefined,
 )
@@ -28,6 +34,9 @@ from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.execution.executor import Executor
 from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.field import StrawberryField
 
 from db.json_values import StoredJSON
 from graphql_api.guards.answer_budget import AnswerBudget
@@ -42,6 +51,10 @@ CHECK_CLOCK_EVERY = 64
 """A list checks the clock every this many items and lets the event loop run once it has held it
 for ``YIELD_EVERY_SECONDS``: a 20,000-row chart otherwise holds the loop (and every other request,
 ``/health`` included) for seconds."""
+
+
+DEFINITION_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
+"""Where strawberry keeps its own definition of a graphql-core type or field."""
 
 
 def written_length(text: str) -> int:
@@ -74,7 +87,7 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
         super().__init__(*args, **kwargs)
         found = getattr(self.context_value, "answer", None)
         self.answer: AnswerBudget = found if isinstance(found, AnswerBudget) else AnswerBudget(2**62)
-        self._object_sizes: dict[int, int] = {}
+        self._object_sizes: dict[int, tuple[GroupedFieldSet, int]] = {}
 
     def build_per_event_executor(self, payload: Any) -> Any:
         # Each event of a subscription is an answer of its own, with a budget of its own.
@@ -94,11 +107,15 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
         answer = self.answer
         if answer.left < 0:
             return {}  # the answer is refused whole: nothing below this needs resolving
-        # graphql-core keeps each grouped field set for the whole operation, so its id is stable.
-        size = self._object_sizes.get(id(grouped_field_set))
-        if size is None:
-            size = self._object_sizes[id(grouped_field_set)] = _object_bytes(grouped_field_set)
-        answer.left -= size
+        kept = self._object_sizes.get(id(grouped_field_set))
+        if kept is None:
+            # Kept with its grouped field set, so that the id is not reused while this runs: graphql-core
+            # lets the root's go once its fields are started.
+            kept = self._object_sizes[id(grouped_field_set)] = (
+                grouped_field_set,
+                _object_bytes(grouped_field_set),
+            )
+        answer.left -= kept[1]
         return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
 
     def execute_fields_serially(
@@ -248,5 +265,222 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
         return position
 
 
+@dataclass(frozen=True, slots=True)
+class _Plain:
+    """A field whose value is an attribute of its source, completed as a leaf: what strawberry's
+    basic fields (no resolver, no arguments, no extensions) of scalar and enum types are."""
+
+    name: str
+    attribute: str
+    leaf: GraphQLLeafType
+    non_null: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _ObjectPlan:
+    """How ``FastExecutor`` runs one grouped field set: each field plain (``_Plain``), the type's
+    name (``str``) or through graphql-core (``None``)."""
+
+    fields: tuple[tuple[str, FieldDetailsList, "_Plain | str | None"], ...]
+    size: int
+    """The bytes ``BudgetedExecutor.execute_fields`` charges for the object's keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ItemShape:
+    """The items of a list of one object type with no ``is_type_of``: each is completed by running
+    its grouped field set directly when it is an instance of the type's own class."""
+
+    object_type: GraphQLObjectType
+    origin: type
+    grouped_field_set: GroupedFieldSet
+
+
 class FastExecutor(BudgetedExecutor):
-    """``BudgetedExecutor`` with shortcuts that leave every answer the same, byte for byte."""
+    """``BudgetedExecutor`` with shortcuts that leave every answer the same, byte for byte
+    (tests/test_fast_paths.py compares the two):
+
+    - a basic strawberry field of a leaf type is read with ``getattr`` and completed in place,
+      where graphql-core builds a resolve info, calls strawberry's wrapper and walks
+      ``complete_value``: a restore's 10,000 messages have 50,000 such fields;
+    - an object in a list of one object type goes straight to its fields, not through
+      ``complete_value``, ``complete_object_value`` and ``collect_subfields`` each time.
+
+    Anything unusual (a null where the type forbids it, a value the scalar refuses, an item of
+    another class) is handed to graphql-core's own path, which then raises the same error with the
+    same path and message it always does. The answer budget is charged the same bytes in the same
+    order, so a refusal happens at the same place either way.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # strawberry passes a manager with no middleware unless an extension implements resolve().
+        self._wrapped_resolvers = bool(getattr(self.middleware_manager, "middlewares", None))
+        self._plans: dict[int, tuple[GroupedFieldSet, _ObjectPlan]] = {}
+        self._shapes: dict[tuple[GraphQLOutputType, int], tuple[FieldDetailsList, _ItemShape | None]] = {}
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        executor = cast("FastExecutor", super().build_per_event_executor(payload))
+        executor._plans = {}
+        executor._shapes = {}
+        return executor
+
+    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> _ObjectPlan:
+        fields: list[tuple[str, FieldDetailsList, _Plain | str | None]] = []
+        for response_name, field_details_list in grouped_field_set.items():
+            node = field_details_list[0].node
+            field_name = node.name.value
+            plain: _Plain | str | None = None
+            if field_name == "__typename":
+                plain = parent_type.name
+            else:
+                field_def = parent_type.fields.get(field_name)
+                if field_def is not None and not any(d.node.arguments for d in field_details_list):
+                    plain = _plain_field(response_name, field_def)
+            fields.append((response_name, field_details_list, plain))
+        return _ObjectPlan(tuple(fields), _object_bytes(grouped_field_set))
+
+    def execute_fields(
+        self,
+        parent_type: Any,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
+    ) -> Any:
+        if self._wrapped_resolvers:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        answer = self.answer
+        if answer.left < 0:
+            return {}
+        kept = self._plans.get(id(grouped_field_set))
+        if kept is None:
+            plan = self._plan(parent_type, grouped_field_set)
+            # Kept with its grouped field set, so that the id is not reused while this runs: graphql-core
+            # lets the root's go once its fields are started.
+            self._plans[id(grouped_field_set)] = (grouped_field_set, plan)
+        else:
+            plan = kept[1]
+        answer.left -= plan.size
+        results: dict[str, Any] = {}
+        awaitable_fields: list[str] = []
+        complete_leaf_value = self.complete_leaf_value
+        try:
+            for response_name, field_details_list, plain in plan.fields:
+                if isinstance(plain, _Plain):
+                    value = getattr(source_value, plain.attribute, Undefined)
+                    if value is None and not plain.non_null:
+                        results[response_name] = None
+                        continue
+                    if value is not None and value is not Undefined and not isinstance(value, Exception):
+                        try:
+                            results[response_name] = complete_leaf_value(plain.leaf, value)
+                            continue
+                        except Exception:
+                            pass
+                elif plain is not None:
+                    results[response_name] = plain  # __typename
+                    answer.left -= len(plain)
+                    continue
+                field_path = Path(path, response_name, parent_type.name)
+                result = self.execute_field(
+                    parent_type, source_value, field_details_list, field_path, position_context
+                )
+                if result is not Undefined:
+                    results[response_name] = result
+                    if self.is_awaitable(result):
+                        awaitable_fields.append(response_name)
+        except Exception:
+            if awaitable_fields:
+                self.settle_in_background([results[field] for field in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
+
+        async def get_results() -> dict[str, Any]:
+            if len(awaitable_fields) == 1:
+                field = awaitable_fields[0]
+                results[field] = await results[field]
+            else:
+                found = await gather_with_cancel(*(results[field] for field in awaitable_fields))
+                results.update(zip(awaitable_fields, found, strict=True))
+            return results
+
+        return get_results()
+
+    def _item_shape(
+        self, item_type: GraphQLOutputType, field_details_list: FieldDetailsList
+    ) -> _ItemShape | None:
+        key = (item_type, id(field_details_list))
+        cached = self._shapes.get(key)
+        if cached is not None:
+            return cached[1]
+        shape = None
+        object_type = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
+        if isinstance(object_type, GraphQLObjectType) and object_type.is_type_of is None:
+            definition = object_type.extensions.get(DEFINITION_BACKREF)
+            grouped_field_set, new_defer_usages, _ = self.collect_subfields(object_type, field_details_list)
+            if isinstance(definition, StrawberryObjectDefinition) and not new_defer_usages:
+                shape = _ItemShape(object_type, definition.origin, grouped_field_set)
+        # The list is kept with the shape, so that its id cannot be reused during the operation.
+        self._shapes[key] = (field_details_list, shape)
+        return shape
+
+    def complete_list_item_value(
+        self,
+        item: Any,
+        complete_results: list[Any],
+        item_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        item_path: Path,
+        position_context: Any,
+    ) -> bool:
+        shape = None if position_context is not None else self._item_shape(item_type, field_details_list)
+        if shape is None or item.__class__ is not shape.origin:
+            return super().complete_list_item_value(
+                item, complete_results, item_type, field_details_list, info, item_path, position_context
+            )
+        try:
+            completed = self.execute_fields(shape.object_type, item, item_path, shape.grouped_field_set, None)
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, item_type, field_details_list, item_path)
+            complete_results.append(None)
+            return False
+        if completed.__class__ is dict:
+            complete_results.append(completed)
+            return False
+
+        async def await_completed() -> Any:
+            try:
+                return await completed
+            except Exception as raw_error:
+                self.handle_field_error(raw_error, item_type, field_details_list, item_path)
+                return None
+
+        complete_results.append(await_completed())
+        return True
+
+
+def _plain_field(response_name: str, field_def: GraphQLField) -> _Plain | None:
+    """The field as ``_Plain`` when strawberry resolves it with ``getattr`` and it is a leaf."""
+    resolve = field_def.resolve
+    definition = field_def.extensions.get(DEFINITION_BACKREF)
+    if (
+        resolve is None
+        or resolve.__name__ != "_get_basic_result"
+        or not getattr(resolve, "_is_default", False)
+        or type(definition) is not StrawberryField
+        or definition.base_resolver is not None
+        or definition.default_resolver is not getattr
+        or field_def.args
+    ):
+        return None
+    return_type = field_def.type
+    non_null = isinstance(return_type, GraphQLNonNull)
+    leaf = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+    if not isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+        return None
+    return _Plain(response_name, definition.python_name, leaf, non_null)

@@ -69,7 +69,7 @@ class ConversationQuery:
             check_id("agentId", agent_id),
             check_message_id("messageId", message_id),
         )
-        record = await info.context.loaders.message.load(key)
+        record = await info.context.loaders.load_message(key)
         return None if record is None else Message.from_record(record)
 
     @strawberry.field(description="A multi-agent state by session and multi-agent id, or null.")
