@@ -7,7 +7,8 @@ The case starts one and drives it over stdin and stdout, one JSON line each way:
 connections are made, then waits for ``go``, writes, and answers what it measured
 (``seconds``, ``failed``, ``requests``). So the writers' CPU is not the bench's, the server's
 capacity is what the rate measures, and the case can read the server's CPU time just around the
-timed part. Modes:
+timed part; the answer also says the CPU time this process spent in it (``cpu``), which tells
+whether the writers themselves were the limit (near ``seconds``: one core busy). Modes:
 
 - ``raw``: ``writers`` asyncpg connections, each inserting its agent's rows with the prepared
   statement of ``bench.raw_insert``, one at a time.
@@ -162,13 +163,13 @@ def main() -> None:
                 _answer({"ready": True})
                 if sys.stdin.readline().strip() != "go":
                     return
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 failed = runner.run(made.timed())
-                seconds = time.perf_counter() - start
+                seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
                 requests = made.requests()
             finally:
                 runner.run(made.close())
-            _answer({"seconds": seconds, "failed": failed, "requests": requests})
+            _answer({"seconds": seconds, "cpu": cpu, "failed": failed, "requests": requests})
 
 
 if __name__ == "__main__":

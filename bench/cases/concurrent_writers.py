@@ -13,7 +13,9 @@ raw median's of the same run.
 
 Around each timed part the case reads the server's CPU time (user and system, psutil, its process
 and its workers), so each client row also says the server's CPU milliseconds per request and per
-message; background work of the server in that time (the rollups' fold) is in it too. After the
+message; background work of the server in that time (the rollups' fold) is in it too. The writers'
+process says how busy it was (its CPU time over the wall time): near 100 % it, not the server,
+set the pace. After the
 rounds the stored rows are counted per agent: ids missing are lost, rows beyond the distinct ids
 duplicated, and each session's ``message_count`` must equal its rows.
 """
@@ -51,6 +53,8 @@ class Measured:
     requests: int
     server_cpu: float
     """Seconds of the server's CPU over the timed part."""
+    busy: float
+    """The writers' process's CPU time over the timed part's wall time (1.0: one core, its limit)."""
 
 
 def server_cpu_seconds(pid: int) -> float:
@@ -94,7 +98,13 @@ class WritersProcess:
         done = self._answer()
         server_cpu = server_cpu_seconds(self._bench.server.pid) - before
         messages = self._bench.sizes.writers * self._bench.sizes.writer_messages
-        return Measured(messages / done["seconds"], int(done["failed"]), int(done["requests"]), server_cpu)
+        return Measured(
+            messages / done["seconds"],
+            int(done["failed"]),
+            int(done["requests"]),
+            server_cpu,
+            done["cpu"] / done["seconds"],
+        )
 
 
 @contextmanager
@@ -156,9 +166,11 @@ def _figure(measured: list[Measured], counts: tuple[int, int, int], messages: in
     requests = sum(m.requests for m in measured)
     cpu_ms = sum(m.server_cpu for m in measured) * 1e3
     failed = sum(m.failed for m in measured)
+    busy = statistics.median(m.busy for m in measured)
     figure = (
         f"{rate:.0f} msg/s; server CPU {cpu_ms / requests:.2f} ms/req, {cpu_ms / messages:.2f} ms/msg"
-        f" ({messages / requests:.1f} msg/req); {lost} lost, {duplicated} dup"
+        f" ({messages / requests:.1f} msg/req); writers' process {busy:.0%} busy;"
+        f" {lost} lost, {duplicated} dup"
     )
     figure += f", {failed} calls failed" if failed else ""
     return figure + (f", {miscounted} sessions miscounted" if miscounted else "")
