@@ -21,4 +21,6 @@ EXPOSE 8000
 #   docker run --rm -v <volume>:/data <image> session-graphql token create --role admin
 # (or give it JWT settings). `--insecure` would serve everyone as admin: only for throwaway use.
 ENV SESSION_GRAPHQL_MIGRATE_ON_START=true
+# One server process per CPU the container may use (its --cpus quota included); a number overrides it.
+ENV SESSION_GRAPHQL_WORKERS=auto
 CMD ["session-graphql", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -47,6 +47,7 @@ from client.operations import (
     UPDATE_MULTI_AGENT,
     UPDATE_SESSION,
     Operation,
+    append_messages_of_agents,
 )
 
 if TYPE_CHECKING:
@@ -354,6 +355,16 @@ def append_message_inputs(session_id: str, agent_id: str, inputs: list[Data]) ->
     variables = {**_agent_key(session_id, agent_id), "messages": inputs}
     # Each message follows createMessage's rule: resending one stored with equal content succeeds.
     return Call(APPEND_MESSAGES, variables, _ignore, retry_safe=True)
+
+
+def append_message_inputs_of_agents(agents: Sequence[tuple[str, str, list[Data]]]) -> Call[None]:
+    """``append_message_inputs`` for several agents (session id, agent id, encoded messages) in one
+    request, stored in that order; like each of them, safe to resend."""
+    variables: Data = {}
+    for number, (session_id, agent_id, inputs) in enumerate(agents):
+        key = _agent_key(session_id, agent_id)
+        variables |= {f"s{number}": key["sessionId"], f"a{number}": key["agentId"], f"m{number}": inputs}
+    return Call(append_messages_of_agents(len(agents)), variables, _ignore, retry_safe=True)
 
 
 def read_message(session_id: str, agent_id: str, message_id: int) -> Call[SessionMessage | None]:

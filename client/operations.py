@@ -1,6 +1,7 @@
 """The client's GraphQL documents, parsed once from ``operations.graphql`` when this module loads."""
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,18 @@ RESTORE_AGENT = OPERATIONS["RestoreAgent"]
 RESTORE_MULTI_AGENT = OPERATIONS["RestoreMultiAgent"]
 RESTORE_SESSION_LABELS = OPERATIONS["RestoreSessionLabels"]
 RESTORE_SESSION_TIMES = OPERATIONS["RestoreSessionTimes"]
+
+
+@cache
+def append_messages_of_agents(agents: int) -> Operation:
+    """``appendMessages`` for ``agents`` agents in one request (write-behind's batches): field ``a<n>``
+    takes ``$s<n>``, ``$a<n>`` and ``$m<n>``. Top-level mutation fields run one after another, so
+    the agents' messages are stored in the order of the fields, each field in its own transaction."""
+    numbers = range(agents)
+    arguments = ", ".join(f"$s{n}: String!, $a{n}: String!, $m{n}: [MessageInput!]!" for n in numbers)
+    fields = " ".join(
+        f"a{n}: appendMessages(sessionId: $s{n}, agentId: $a{n}, messages: $m{n}) {{ messageId }}"
+        for n in numbers
+    )
+    document = parse(f"mutation AppendMessagesOfAgents({arguments}) {{ {fields} }}")
+    return Operation(name="AppendMessagesOfAgents", document=document, query=print_ast(document))

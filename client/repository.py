@@ -64,10 +64,12 @@ class GraphQLSessionRepository(RepositoryBase[TokenProvider, ThreadedWriteBehind
     Write-behind (``write_behind=True``): ``create_message``, ``update_agent`` and ``update_message``
     return as soon as the write is queued, with a copy of what was passed (changing the object
     afterwards changes nothing; an update's ``created_at`` is set on it once delivered). One daemon
-    thread, started by the first such write, sends the queue in order; consecutive
-    ``create_message`` calls of one agent go as one ``appendMessages`` request (at most 100
-    messages; a batch the server refuses is resent message by message, so only the refused
-    message fails). Each write follows the retry rules above, but since no caller waits on it, it
+    thread, started by the first such write, sends the queue in order; ``create_message`` calls
+    queued together go as one ``appendMessages`` per agent (at most 100 messages), several agents'
+    in one request (at most 20 agents and 500 messages; a session's writes keep their order). A
+    request the server refuses is resent agent by agent, and an agent's batch message by message,
+    so only the refused message fails; a server that refuses so many aliases gets fewer agents a
+    request. Each write follows the retry rules above, but since no caller waits on it, it
     is retried for ``write_behind_retry_seconds`` rather than ``retries`` times: long enough for a
     server restart. Every other method first waits until its session's queued writes are
     delivered, so an agent always reads its own writes and creates and deletes keep their order

@@ -1,5 +1,6 @@
 """All of the server's settings, in one typed object read from the environment."""
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -54,6 +55,37 @@ def _bounded(environ: Mapping[str, str], name: str, default: N, low: N, high: N,
 
 def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     return _bounded(environ, name, default, low, high, int)
+
+
+MAX_WORKERS = 256
+
+
+def available_cpus(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The CPUs this process may use: those it may run on, fewer under a container's CPU quota.
+
+    ``docker run --cpus 2`` on a 64-core host leaves all 64 in the affinity mask and sets the
+    quota (cgroup v2's ``cpu.max``, "quota period" or "max period"), so both are read.
+    """
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return count
+    if quota == "max":
+        return count
+    return max(1, min(count, math.ceil(int(quota) / int(period))))
+
+
+def workers_value(raw: str, name: str) -> int:
+    """``SESSION_GRAPHQL_WORKERS`` and ``serve --workers``: a number of processes, or ``auto`` for one
+    per available CPU (``available_cpus``)."""
+    if raw.strip().lower() == "auto":
+        return min(available_cpus(), MAX_WORKERS)
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_WORKERS:
+        raise SettingsError(
+            f"{name} must be a number of processes from 1 to {MAX_WORKERS}, or auto, not {raw!r}"
+        )
+    return int(raw)
 
 
 def _number(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
@@ -599,7 +631,7 @@ class Settings:
             else default_data_dir(),
             host=env.get("SESSION_GRAPHQL_HOST") or "127.0.0.1",
             port=_int(env, "SESSION_GRAPHQL_PORT", 8000, 1, 65535),
-            workers=_int(env, "SESSION_GRAPHQL_WORKERS", 1, 1, 256),
+            workers=workers_value(env.get("SESSION_GRAPHQL_WORKERS") or "1", "SESSION_GRAPHQL_WORKERS"),
             pool_size=_int(env, "SESSION_GRAPHQL_POOL_SIZE", 10, 1, 1000),
             max_overflow=_int(env, "SESSION_GRAPHQL_MAX_OVERFLOW", 20, 0, 1000),
             graphiql=_bool(env, "SESSION_GRAPHQL_GRAPHIQL", True),

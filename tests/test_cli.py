@@ -327,7 +327,7 @@ def test_workers_must_be_a_positive_number() -> None:
         [*CLI, "serve", "--workers", "0"], env=clean_env(), capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2
-    assert "--workers: must be a number of processes from 1 to 256, not '0'" in result.stderr
+    assert "--workers: must be a number of processes from 1 to 256, or auto, not '0'" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from graphql import GraphQLSchema, OperationDefinitionNode, build_schema, parse, validate
 
-from client.operations import OPERATIONS, document_text
+from client.operations import OPERATIONS, append_messages_of_agents, document_text
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
 
@@ -31,3 +31,11 @@ def test_each_request_carries_one_valid_operation_with_its_fragments(
     operations = [d for d in sent.definitions if isinstance(d, OperationDefinitionNode)]
     assert [operation.name.value for operation in operations if operation.name] == [name]
     assert [error.message for error in validate(schema, sent)] == []
+
+
+@pytest.mark.parametrize("agents", [2, 20])
+def test_write_behinds_append_messages_of_several_agents_is_valid(schema: GraphQLSchema, agents: int) -> None:
+    sent = parse(append_messages_of_agents(agents).query)
+
+    assert [error.message for error in validate(schema, sent)] == []
+    assert len(sent.definitions) == 1

@@ -29,7 +29,7 @@ from client import (
     SessionBadInputError,
     SessionTransportError,
 )
-from graphql_api.settings import Settings
+from graphql_api.settings import Limits, Settings
 from tests.client_agent_script import remember
 from tests.conftest import GraphQLCall, RunningServer
 from tests.fake_model import REDACTED_INPUT, FakeModel
@@ -316,6 +316,189 @@ def test_a_batch_whose_answer_was_lost_is_resent_and_stored_once(
 
     assert len(gateway.requests) >= 3
     assert stored_texts(graphql, session_id) == [f"message {i}" for i in range(50)]
+
+
+def new_agents(url: str, new_id: NewId, sessions: int, agents: tuple[str, ...] = ("agent",)) -> list[str]:
+    made = []
+    with GraphQLSessionRepository(url) as repository:
+        for _ in range(sessions):
+            session_id = new_id("session")
+            repository.create_session(Session(session_id=session_id, session_type=SessionType.AGENT))
+            for agent_id in agents:
+                agent = SessionAgent(agent_id=agent_id, state={}, conversation_manager_state={})
+                repository.create_agent(session_id, agent)
+            made.append(session_id)
+    return made
+
+
+def first_write_sent_alone(
+    repository: GraphQLSessionRepository, session_id: str, agent_id: str = "agent"
+) -> None:
+    """Message 0: the sender takes it as soon as it is queued, alone, and retries it until a server
+    answers; the writes queued after it then wait together."""
+    repository.create_message(session_id, agent_id, said(0))
+    time.sleep(0.2)
+
+
+def appended(request: dict[str, Any]) -> list[tuple[str, str, list[int]]]:
+    """The agents a request appends to, in its order, with the message ids each one gets."""
+    variables = request["variables"]
+    if request["operationName"] == "AppendMessages":
+        return [
+            (variables["sessionId"], variables["agentId"], [m["messageId"] for m in variables["messages"]])
+        ]
+    if request["operationName"] == "CreateMessage":
+        return [(variables["sessionId"], variables["agentId"], [variables["message"]["messageId"]])]
+    assert request["operationName"] == "AppendMessagesOfAgents"
+    return [
+        (variables[f"s{n}"], variables[f"a{n}"], [m["messageId"] for m in variables[f"m{n}"]])
+        for n in range(len(variables) // 3)
+    ]
+
+
+def test_messages_of_several_agents_go_in_one_request_each_agents_in_order(
+    server: RunningServer, graphql: GraphQLCall, database_url: str, new_id: NewId
+) -> None:
+    sessions = new_agents(server.url, new_id, 3)
+    [pair] = new_agents(server.url, new_id, 1, ("planner", "coder"))
+    port = unused_port()
+    repository = GraphQLSessionRepository(f"http://127.0.0.1:{port}/graphql", write_behind=True, **FAST)
+    first_write_sent_alone(repository, sessions[0])
+    for message_id in range(30):  # three agents taking turns, each in its own session
+        for session_id in sessions:
+            if (session_id, message_id) != (sessions[0], 0):
+                repository.create_message(session_id, "agent", said(message_id))
+    for agent_id in ("planner", "coder"):  # two agents of one session, one after the other
+        for message_id in range(10):
+            repository.create_message(pair, agent_id, said(message_id))
+    gateway = Gateway(server.port, port=port)  # the server "comes back" with all of them queued
+    repository.close()
+    gateway.close()
+
+    assert gateway.operations() == ["CreateMessage", "AppendMessagesOfAgents"]
+    assert appended(gateway.requests[1]) == [
+        *((session_id, "agent", list(range(30))) for session_id in sessions[1:]),
+        (sessions[0], "agent", list(range(1, 30))),
+        (pair, "planner", list(range(10))),
+        (pair, "coder", list(range(10))),
+    ]
+    for session_id in sessions:
+        assert stored_texts(graphql, session_id) == [f"message {i}" for i in range(30)]
+    assert stored_texts(graphql, pair, "planner") == stored_texts(graphql, pair, "coder")
+    assert asyncio.run(insertion_order(database_url, pair)) == [*range(10), *range(10)]
+
+
+def test_a_sessions_agents_taking_turns_keep_the_sessions_order_of_writes(
+    server: RunningServer, graphql: GraphQLCall, database_url: str, new_id: NewId
+) -> None:
+    [session_id] = new_agents(server.url, new_id, 1, ("a", "b"))
+    [other] = new_agents(server.url, new_id, 1)
+    port = unused_port()
+    repository = GraphQLSessionRepository(f"http://127.0.0.1:{port}/graphql", write_behind=True, **FAST)
+    first_write_sent_alone(repository, other)
+    repository.create_message(session_id, "a", said(0))
+    repository.create_message(session_id, "b", said(0))
+    repository.create_message(session_id, "a", said(1))  # "a" again after "b": in the next request
+    repository.create_message(other, "agent", said(1))
+    repository.create_message(session_id, "b", said(1))
+    gateway = Gateway(server.port, port=port)
+    repository.close()
+    gateway.close()
+
+    assert [appended(request) for request in gateway.requests] == [
+        [(other, "agent", [0])],
+        [(session_id, "a", [0]), (session_id, "b", [0])],
+        [(session_id, "a", [1]), (other, "agent", [1]), (session_id, "b", [1])],
+    ]
+    assert stored_texts(graphql, session_id, "a") == stored_texts(graphql, session_id, "b")
+    assert asyncio.run(insertion_order(database_url, session_id)) == [0, 0, 1, 1]
+
+
+def test_a_refused_message_in_a_request_of_several_agents_fails_only_its_session(
+    server: RunningServer, graphql: GraphQLCall, new_id: NewId
+) -> None:
+    session_id, other_session = new_agents(server.url, new_id, 2)
+    port = unused_port()
+    repository = GraphQLSessionRepository(f"http://127.0.0.1:{port}/graphql", write_behind=True, **FAST)
+    first_write_sent_alone(repository, other_session)
+    for number, message_id in enumerate((0, 1, -1, 2, 3)):  # the server refuses a negative message id
+        repository.create_message(session_id, "agent", said(message_id))
+        if number:
+            repository.create_message(other_session, "agent", said(number))
+    gateway = Gateway(server.port, port=port)
+    with pytest.raises(SessionBadInputError) as raised:
+        repository.flush()
+    repository.close()
+    gateway.close()
+
+    assert "nor the 2 writes of the session queued after it" in "\n".join(raised.value.__notes__)
+    assert gateway.operations()[1] == "AppendMessagesOfAgents"  # then each agent's by itself
+    assert stored_texts(graphql, session_id) == ["message 0", "message 1"]
+    assert stored_texts(graphql, other_session) == [f"message {i}" for i in range(5)]
+
+
+def test_a_server_refusing_that_many_aliases_gets_fewer_agents_a_request(
+    database_url: str, graphql: GraphQLCall, new_id: NewId
+) -> None:
+    narrow = RunningServer(Settings(database_url=database_url, limits=Limits(max_aliases=4)))
+    narrow.start()
+    try:
+        sessions = new_agents(narrow.url, new_id, 12)
+        port = unused_port()
+        repository = GraphQLSessionRepository(f"http://127.0.0.1:{port}/graphql", write_behind=True, **FAST)
+        first_write_sent_alone(repository, sessions[0])
+        for message_id in range(2):
+            for session_id in sessions:
+                if (session_id, message_id) != (sessions[0], 0):
+                    repository.create_message(session_id, "agent", said(message_id))
+            agent = SessionAgent(agent_id="agent", state={"turn": message_id}, conversation_manager_state={})
+            repository.update_agent(sessions[0], agent)  # ends the batch
+        gateway = Gateway(narrow.port, port=port)
+        repository.close()
+        gateway.close()
+    finally:
+        narrow.stop()
+
+    # The first alone; 11 agents: refused, each alone; the next 12: 5 refused, each alone, then 2 by 2.
+    assert [len(appended(r)) for r in gateway.requests if r["operationName"] != "UpdateAgent"] == [
+        1,
+        11,
+        *[1] * 11,
+        5,
+        *[1] * 5,
+        2,
+        2,
+        2,
+        1,
+    ]
+    for session_id in sessions:
+        assert stored_texts(graphql, session_id) == ["message 0", "message 1"]
+
+
+async def test_async_messages_of_several_agents_go_in_one_request(
+    server: RunningServer, graphql: GraphQLCall, new_id: NewId
+) -> None:
+    sessions = new_agents(server.url, new_id, 4)
+    port = unused_port()
+    async with AsyncGraphQLSessionRepository(
+        f"http://127.0.0.1:{port}/graphql", write_behind=True, **FAST
+    ) as repository:
+        await repository.create_message(sessions[0], "agent", said(0))
+        await asyncio.sleep(0.2)  # the sender takes it alone
+        for message_id in range(5):
+            for session_id in sessions:
+                if (session_id, message_id) != (sessions[0], 0):
+                    await repository.create_message(session_id, "agent", said(message_id))
+        gateway = Gateway(server.port, port=port)
+    gateway.close()
+
+    assert gateway.operations() == ["CreateMessage", "AppendMessagesOfAgents"]
+    assert appended(gateway.requests[1]) == [
+        *((session_id, "agent", list(range(5))) for session_id in sessions[1:]),
+        (sessions[0], "agent", [1, 2, 3, 4]),
+    ]
+    for session_id in sessions:
+        assert stored_texts(graphql, session_id) == [f"message {i}" for i in range(5)]
 
 
 # Through a server restart

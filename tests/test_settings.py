@@ -10,7 +10,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from db.embedded import default_data_dir
 from db.notifications import plain_url
-from graphql_api.settings import LiveSettings, MetricsSettings, RetentionSettings, Settings, SettingsError
+from graphql_api.settings import (
+    LiveSettings,
+    MetricsSettings,
+    RetentionSettings,
+    Settings,
+    SettingsError,
+    available_cpus,
+)
 
 
 @pytest.mark.parametrize(
@@ -110,6 +117,9 @@ def test_command_line_options_win_over_the_environment_and_absent_ones_do_not() 
         ("SESSION_GRAPHQL_GRAPHIQL", "maybe"),
         ("SESSION_GRAPHQL_VIEWER", "sometimes"),
         ("SESSION_GRAPHQL_MIGRATE_ON_START", "2"),
+        ("SESSION_GRAPHQL_WORKERS", "all"),
+        ("SESSION_GRAPHQL_WORKERS", "0"),
+        ("SESSION_GRAPHQL_WORKERS", "257"),
     ],
 )
 def test_malformed_value_is_refused_naming_the_variable_and_the_value(name: str, value: str) -> None:
@@ -254,3 +264,24 @@ def test_the_listening_connection_gets_the_url_as_asyncpg_spells_it() -> None:
     assert listen.live.listen_url is not None
     assert plain_url(listen.live.listen_url) == "postgresql://u:p@db:5432/s?sslmode=require"
     assert plain_url("postgresql+asyncpg://u@/s?host=/run/pg") == "postgresql://u@/s?host=%2Frun%2Fpg"
+
+
+def test_workers_auto_is_one_per_cpu_this_process_may_use() -> None:
+    assert Settings.from_env({"SESSION_GRAPHQL_WORKERS": "auto"}).workers == available_cpus()
+    assert Settings.from_env({"SESSION_GRAPHQL_WORKERS": " Auto "}).workers == available_cpus()
+    assert Settings.from_env({}).workers == 1
+    assert Settings.from_env({"SESSION_GRAPHQL_WORKERS": "3"}).workers == 3
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000", 64), ("200000 100000", 2), ("150000 100000", 2), ("5000 100000", 1), ("", 64)],
+)
+def test_available_cpus_are_the_affinity_within_a_containers_quota(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu_max: str, expected: int
+) -> None:
+    # A 64-CPU host, as `docker run --cpus` leaves it in the affinity mask, with cgroup v2's cpu.max.
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)))
+    (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    assert available_cpus(tmp_path / "cpu.max") == expected
+    assert available_cpus(tmp_path / "absent") == 64

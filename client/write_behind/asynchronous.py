@@ -12,29 +12,60 @@ from collections.abc import Awaitable, Callable
 from client import calls
 from client.failures import closed_error
 from client.trace_context import within
-from client.write_behind.queue import PendingWrite, WriteQueue, batch_call, resent_one_by_one
+from client.write_behind.queue import (
+    Outcome,
+    PendingWrite,
+    Run,
+    WriteQueue,
+    batch_call,
+    resent_one_by_one,
+    run_call,
+)
 
 logger = logging.getLogger(__name__)
 
 Send = Callable[[calls.Call[None]], Awaitable[None]]
 
 
-async def deliver(batch: list[PendingWrite], send: Send) -> tuple[int, Exception | None]:
-    """Sends ``batch``; answers how many of its writes were stored, and the next one's failure."""
+async def deliver(batch: list[Run], send: Send) -> tuple[list[Outcome], Exception | None]:
+    """Sends ``batch`` (``WriteQueue.next_batch``): its runs in one request or, when that fails,
+    each run by itself, leaving out the runs of a session once one of its writes failed. Answers
+    each run's outcome, and why the runs did not go together."""
+    together = None
+    if len(batch) > 1:
+        try:
+            with within(batch[0][0].trace_context):
+                await send(batch_call(batch))
+            return [(len(run), None) for run in batch], None
+        except Exception as failure:
+            # appendMessages is safe to resend, so the runs stored before the failure may go again.
+            together = failure
+    outcomes: list[Outcome] = []
+    failed: set[str] = set()
+    for run in batch:
+        outcome = (0, None) if run[0].session_id in failed else await deliver_run(run, send)
+        if outcome[1] is not None:
+            failed.add(run[0].session_id)
+        outcomes.append(outcome)
+    return outcomes, together
+
+
+async def deliver_run(run: Run, send: Send) -> Outcome:
+    """Sends ``run``; answers how many of its writes were stored, and the next one's failure."""
     try:
-        with within(batch[0].trace_context):
-            await send(batch_call(batch))
-        return len(batch), None
+        with within(run[0].trace_context):
+            await send(run_call(run))
+        return len(run), None
     except Exception as failure:
-        if len(batch) == 1 or not resent_one_by_one(failure):
+        if len(run) == 1 or not resent_one_by_one(failure):
             return 0, failure
-    for stored, write in enumerate(batch):
+    for stored, write in enumerate(run):
         try:
             with within(write.trace_context):
                 await send(write.call)
         except Exception as failure:
             return stored, failure
-    return len(batch), None
+    return len(run), None
 
 
 class AsyncWriteBehind:
@@ -116,8 +147,8 @@ class AsyncWriteBehind:
                     await self._work.wait()
                     continue
                 batch = self._queue.next_batch()
-                delivered, failure = await deliver(batch, self._send)
-                self._queue.settle(batch, delivered, failure)
+                outcomes, together = await deliver(batch, self._send)
+                self._queue.settle(batch, outcomes, together)
                 self._progress.set()
                 self._progress = asyncio.Event()
         except asyncio.CancelledError:

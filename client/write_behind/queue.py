@@ -9,15 +9,30 @@ not settled yet.
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry import context
 from opentelemetry.context import Context
 
 from client import calls
-from client.errors import SessionBadInputError, SessionConflictError, SessionLimitError
+from client.errors import (
+    GraphQLSessionError,
+    SessionBadInputError,
+    SessionConflictError,
+    SessionLimitError,
+)
 
 BATCH_SIZE = 100
-"""Most consecutive ``create_message`` calls of one agent sent as one ``appendMessages``."""
+"""Most ``create_message`` calls of one agent sent as one ``appendMessages`` (one run)."""
+AGENTS_PER_REQUEST = 20
+"""Most runs (agents) in one request, within the server's default of 50 aliases."""
+MESSAGES_PER_REQUEST = 500
+"""Most messages in one request, whatever the agents."""
+NARROWED_BY = frozenset(
+    {"TOO_MANY_ALIASES", "TOO_MANY_TOKENS", "DOCUMENT_TOO_LARGE", "QUERY_TOO_COSTLY", "PAYLOAD_TOO_LARGE"}
+)
+"""Codes with which a server refuses a request of several runs for its size or shape: the queue then
+puts half as many runs in its next ones."""
 
 DEFAULT_MAX_PENDING = 1000
 DEFAULT_RETRY_SECONDS = 60.0
@@ -28,20 +43,41 @@ class PendingWrite:
     session_id: str
     call: calls.Call[None]
     appends_to: str | None = None
-    """The agent of a ``create_message``: consecutive ones of one agent go in one ``appendMessages``."""
+    """The agent of a ``create_message``: those of one agent queued together go in one ``appendMessages``."""
     trace_context: Context = field(default_factory=context.get_current)
     """The caller's OpenTelemetry context as it queued the write, whose trace the write is sent in;
     a batch goes in its first write's."""
 
 
-def batch_call(batch: list[PendingWrite]) -> calls.Call[None]:
-    """One request for ``next_batch()``: the write itself, or the messages as one ``appendMessages``."""
-    if len(batch) == 1:
-        return batch[0].call
-    first = batch[0]
+Run = list[PendingWrite]
+"""Writes sent as one: a write, or ``create_message`` calls of one agent as one ``appendMessages``."""
+Outcome = tuple[int, Exception | None]
+"""Of a run: how many of its writes were stored, and the failure of the next one (None: no failure,
+and, when not all were stored, the run was not sent, as its session's writes failed before it)."""
+
+
+def run_call(run: Run) -> calls.Call[None]:
+    """One request for a run: the write itself, or the messages as one ``appendMessages``."""
+    if len(run) == 1:
+        return run[0].call
+    first = run[0]
     assert first.appends_to is not None
-    inputs = [write.call.variables["message"] for write in batch]
-    return calls.append_message_inputs(first.session_id, first.appends_to, inputs)
+    return calls.append_message_inputs(first.session_id, first.appends_to, _inputs(run))
+
+
+def batch_call(batch: list[Run]) -> calls.Call[None]:
+    """One request for ``next_batch()``: its run's, or the runs' ``appendMessages`` in one document."""
+    if len(batch) == 1:
+        return run_call(batch[0])
+    agents = []
+    for run in batch:
+        assert run[0].appends_to is not None
+        agents.append((run[0].session_id, run[0].appends_to, _inputs(run)))
+    return calls.append_message_inputs_of_agents(agents)
+
+
+def _inputs(run: Run) -> list[dict[str, Any]]:
+    return [write.call.variables["message"] for write in run]
 
 
 def resent_one_by_one(failure: Exception) -> bool:
@@ -64,6 +100,8 @@ class WriteQueue:
         self._writes: deque[PendingWrite] = deque()
         self._by_session: dict[str, int] = {}
         self._failures: dict[str, Exception] = {}  # oldest first, one per session at most
+        self.agents_per_request = AGENTS_PER_REQUEST
+        """Most runs in one request: ``AGENTS_PER_REQUEST``, or fewer once the server refused that many."""
 
     def __len__(self) -> int:
         return len(self._writes)
@@ -79,31 +117,62 @@ class WriteQueue:
         self._writes.append(write)
         self._by_session[write.session_id] = self._by_session.get(write.session_id, 0) + 1
 
-    def next_batch(self) -> list[PendingWrite]:
-        """The writes to send next, left in the queue until ``settle``: the first one, with the
-        ``create_message`` calls of the same agent right behind it when it is one."""
+    def next_batch(self) -> list[Run]:
+        """The runs to send next, left in the queue until ``settle``: the first write alone, or, when
+        it is a ``create_message``, the ones that follow it up to the first other write, grouped by
+        agent (up to ``BATCH_SIZE`` each, ``AGENTS_PER_REQUEST`` agents and ``MESSAGES_PER_REQUEST``
+        in all). The runs are the first writes of the queue, and each session's writes keep their
+        order in them: a session's writes that change agent twice end the batch instead."""
         first = self._writes[0]
-        batch = [first]
         if first.appends_to is None:
-            return batch
-        for write in self._writes:
-            if write is first:
-                continue
-            same_agent = write.session_id == first.session_id and write.appends_to == first.appends_to
-            if not same_agent or len(batch) == BATCH_SIZE:
+            return [[first]]
+        batch: list[Run] = []
+        latest: dict[str, Run] = {}  # each session's latest run
+        agents: set[tuple[str, str]] = set()
+        for count, write in enumerate(self._writes):
+            if write.appends_to is None or count == MESSAGES_PER_REQUEST:
                 break
-            batch.append(write)
+            run = latest.get(write.session_id)
+            if run is not None and run[0].appends_to == write.appends_to:
+                if len(run) == BATCH_SIZE:
+                    break
+                run.append(write)
+                continue
+            agent = (write.session_id, write.appends_to)
+            if agent in agents or len(batch) == self.agents_per_request:
+                break
+            agents.add(agent)
+            latest[write.session_id] = run = [write]
+            batch.append(run)
         return batch
 
-    def settle(self, batch: list[PendingWrite], delivered: int, failure: Exception | None) -> None:
-        """Takes the first ``delivered`` writes of ``batch`` out as delivered; with a ``failure``,
-        the next one failed: it, and every later write of its session, leave the queue unsent."""
-        for _ in range(delivered):
-            self._forget(self._writes.popleft())
-        if failure is None:
-            return
-        failed = self._writes.popleft()
-        self._forget(failed)
+    def settle(
+        self, batch: list[Run], outcomes: list[Outcome], refused_together: Exception | None = None
+    ) -> None:
+        """Takes ``batch`` (``next_batch()``) out of the queue, by each run's outcome: its first
+        writes delivered; with a failure, the next one failed: it, and every later write of its
+        session, leave the queue unsent. ``refused_together``: why the runs sent as one request were
+        not, which, for the request's size or shape, narrows the next batches."""
+        if isinstance(refused_together, GraphQLSessionError) and refused_together.code in NARROWED_BY:
+            self.agents_per_request = max(1, min(self.agents_per_request, len(batch)) // 2)
+        sent = [self._writes.popleft() for _ in range(sum(len(run) for run in batch))]
+        for write in sent:
+            self._forget(write)
+        for run, (delivered, failure) in zip(batch, outcomes, strict=True):
+            if failure is None:
+                continue
+            session_id = run[0].session_id
+            stored = sum(
+                done
+                for other, (done, _) in zip(batch, outcomes, strict=True)
+                if other[0].session_id == session_id
+            )
+            unsent = sum(write.session_id == session_id for write in sent) - stored - 1
+            self._fail(run[delivered], failure, unsent)
+
+    def _fail(self, failed: PendingWrite, failure: Exception, unsent: int) -> None:
+        """``failed`` was not stored, nor ``unsent`` later writes of its session already out of the
+        queue: every later one still in it leaves it unsent."""
         session_id = failed.session_id
         later = [write for write in self._writes if write.session_id == session_id]
         if later:
@@ -111,7 +180,8 @@ class WriteQueue:
             del self._by_session[session_id]
         failure.add_note(
             f"write-behind: this {failed.call.name} of session {session_id!r} was not stored, nor the "
-            f"{len(later)} writes of the session queued after it; every earlier write of the session was"
+            f"{unsent + len(later)} writes of the session queued after it; every earlier write of the "
+            "session was"
         )
         self._failures[session_id] = failure
 

@@ -25,7 +25,7 @@ from graphql_api.auth.identity import Role
 from graphql_api.auth.jwt import JwtVerifier
 from graphql_api.cli import retention, rollups, tokens
 from graphql_api.cli.tokens import any_key_made, run_on
-from graphql_api.settings import Settings, SettingsError
+from graphql_api.settings import Settings, SettingsError, workers_value
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -358,9 +358,10 @@ def _version() -> str:
 
 
 def _workers(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= 256:
-        raise argparse.ArgumentTypeError(f"must be a number of processes from 1 to 256, not {raw!r}")
-    return int(raw)
+    try:
+        return workers_value(raw, "--workers")
+    except SettingsError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--workers ")) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -374,7 +375,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, help="port to listen on (default 8000)")
     serve.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data directory")
     serve.add_argument(
-        "--workers", type=_workers, help="server processes sharing the port (default 1; up to one per core)"
+        "--workers",
+        type=_workers,
+        help="server processes sharing the port (default 1; up to one per core; auto: one per available CPU)",
     )
     serve.add_argument(
         "--metrics-port", type=_port, help="serve Prometheus metrics on /metrics at this port (default: off)"
