@@ -13,22 +13,20 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import graphql
 import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from hypothesis_graphql import Mode, from_schema, nodes
+from hypothesis_graphql import Mode, nodes
 
 from graphql_api.errors import ErrorCode
 from graphql_api.settings import Limits, Settings
+from tests.generated_documents import SteerIds, documents
 from tests.secured import Secured, secured_server
 
-SCHEMA = (Path(__file__).resolve().parent.parent / "schema.graphql").read_text(encoding="utf-8")
 DOCUMENTED_CODES = frozenset(code.value for code in ErrorCode)
 # Codes that only a server fault (or a database outage, which this test does not cause) produces.
 FAULT_CODES = frozenset({ErrorCode.INTERNAL_SERVER_ERROR.value, ErrorCode.SERVICE_UNAVAILABLE.value})
@@ -50,113 +48,12 @@ BUDGET_SECONDS = 35.0
 """Each fuzz test stops sending after this long, whatever the machine's speed."""
 
 
-# --- strategies for the custom scalars ---
-
-GRAPHQL_NAMES = st.from_regex(r"[_A-Za-z][_0-9A-Za-z]{0,7}", fullmatch=True)
-
-
-def _object_node(fields: list[tuple[str, graphql.ValueNode]]) -> graphql.ObjectValueNode:
-    return nodes.Object(
-        [graphql.ObjectFieldNode(name=graphql.NameNode(value=name), value=value) for name, value in fields]
-    )
-
-
-def _strands_message(role: str, text: str) -> graphql.ValueNode:
-    block = _object_node([("text", nodes.String(text))])
-    return _object_node([("role", nodes.String(role)), ("content", nodes.List([block]))])
-
-
-JSON_LEAVES = st.one_of(
-    st.just(nodes.Null),
-    st.booleans().map(nodes.Boolean),
-    st.integers().map(nodes.Int),
-    st.floats(allow_nan=False, allow_infinity=False).map(nodes.Float),
-    st.text(max_size=20).map(nodes.String),
-)
-JSON_VALUES = st.one_of(
-    st.builds(_strands_message, st.sampled_from(["user", "assistant", ""]), st.text(max_size=30)),
-    st.recursive(
-        JSON_LEAVES,
-        lambda children: st.one_of(
-            st.lists(children, max_size=4).map(nodes.List),
-            st.lists(st.tuples(GRAPHQL_NAMES, children), max_size=4).map(_object_node),
-        ),
-        max_leaves=12,
-    ),
-)
-
-OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda minutes: timezone(timedelta(minutes=minutes)))
-AWKWARD_TIMES = (
-    "9998-12-31T23:59:59.999999+00:00",
-    "9999-12-31T23:59:59.999999+00:00",
-    "0001-01-01T00:00:00+00:00",
-    "1900-01-01T00:00:00+00:00",
-    "1899-12-31T23:59:59.999999+00:00",
-    "2026-13-01T00:00:00+00:00",
-    "2026-02-30T00:00:00Z",
-    "2026-01-01T00:00:00+24:00",
-    "2026-01-01T00:00:00\x00+00:00",
-    "2026-01-01",
-    "",
-)
-STORABLE_TIMES = st.datetimes(
-    min_value=datetime(1900, 1, 2), max_value=datetime(9998, 12, 30), timezones=OFFSETS
-).map(lambda moment: nodes.String(moment.isoformat()))
-REFUSED_TIMES = st.one_of(
-    st.datetimes(timezones=OFFSETS).map(lambda moment: nodes.String(moment.isoformat())),
-    st.datetimes().map(lambda moment: nodes.String(moment.isoformat())),
-    st.sampled_from(AWKWARD_TIMES).map(nodes.String),
-    st.text(max_size=40).map(nodes.String),
-    st.integers().map(nodes.Int),
-)
-# Mostly storable instants: one refused value fails its whole document before any resolver runs.
-DATETIME_VALUES = st.integers(0, 9).flatmap(
-    lambda choice: REFUSED_TIMES if choice % 5 == 0 else STORABLE_TIMES
-)
-# Storage objects' bytes: mostly valid base64, now and then text that is not.
-BASE64_VALUES = st.one_of(
-    st.binary(max_size=64).map(lambda data: nodes.String(base64.b64encode(data).decode())),
-    st.text(max_size=20).map(nodes.String),
-)
-CUSTOM_SCALARS = {"JSON": JSON_VALUES, "DateTime": DATETIME_VALUES, "Base64": BASE64_VALUES}
-
 STEERED_STRINGS = {"sessionId": SESSION_IDS, "agentId": AGENT_IDS, "multiAgentId": MULTI_AGENT_IDS}
 
 
-class _SteerIds(graphql.Visitor):
-    """Points some generated ids at rows that exist, so updates, deletes and nested fields find data.
-
-    Hypothesis draws each choice, so a failing document still shrinks.
-    """
-
+class _SteerIds(SteerIds):
     def __init__(self, data: st.DataObject) -> None:
-        super().__init__()
-        self.data = data
-
-    def _steer(self, name: str, value: graphql.ValueNode) -> graphql.ValueNode | None:
-        if name in STEERED_STRINGS and isinstance(value, graphql.StringValueNode):
-            chosen = self.data.draw(st.sampled_from((None, *STEERED_STRINGS[name] * 3)))
-            return None if chosen is None else nodes.String(chosen)
-        if name == "messageId" and isinstance(value, graphql.IntValueNode):
-            number = self.data.draw(st.sampled_from((None, *MESSAGE_IDS)))
-            return None if number is None else nodes.Int(number)
-        return None
-
-    def enter_argument(self, node: graphql.ArgumentNode, *_: Any) -> graphql.ArgumentNode | None:
-        value = self._steer(node.name.value, node.value)
-        return None if value is None else graphql.ArgumentNode(name=node.name, value=value)
-
-    def enter_object_field(self, node: graphql.ObjectFieldNode, *_: Any) -> graphql.ObjectFieldNode | None:
-        value = self._steer(node.name.value, node.value)
-        return None if value is None else graphql.ObjectFieldNode(name=node.name, value=value)
-
-
-def _documents(mode: Mode) -> st.SearchStrategy[graphql.DocumentNode]:
-    """Generated documents as syntax trees (printed after their ids are steered)."""
-    documents = from_schema(
-        SCHEMA, custom_scalars=CUSTOM_SCALARS, print_ast=lambda document: document, mode=mode
-    )
-    return cast(st.SearchStrategy[graphql.DocumentNode], documents)
+        super().__init__(data, STEERED_STRINGS, MESSAGE_IDS)
 
 
 # --- the servers' answers ---
@@ -311,7 +208,7 @@ def fuzz(target: FuzzTarget, mode: Mode, examples: int) -> Tally:
         phases=[Phase.generate, Phase.shrink],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     )
-    @given(document=_documents(mode), data=st.data())
+    @given(document=documents(mode), data=st.data())
     def send(document: graphql.DocumentNode, data: st.DataObject) -> None:
         text = graphql.print_ast(graphql.visit(document, _SteerIds(data)))
         # Past the budget only a failure found earlier is still being shrunk: that must go on sending.
@@ -425,7 +322,7 @@ def test_fuzzed_documents_repeating_the_largest_fields_get_coded_answers_within_
         phases=[Phase.generate, Phase.shrink],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     )
-    @given(document=_documents(Mode.POSITIVE), data=st.data())
+    @given(document=documents(Mode.POSITIVE), data=st.data())
     def send(document: graphql.DocumentNode, data: st.DataObject) -> None:
         nonlocal largest
         # Drawn before the deadline is looked at, so that every example draws the same way.
