@@ -14,7 +14,7 @@ from strands.session.file_session_manager import FileSessionManager
 from bench.report import Row, duration, ratio
 from bench.run_context import BenchRun
 
-TARGET = 0.3
+TARGET = 0.2
 
 
 def run(bench: BenchRun) -> list[Row]:

@@ -24,6 +24,7 @@ from db.conversations.reads import (
     message_columns,
     message_record,
     messages_of_key,
+    numbered_records,
     session_record,
 )
 from db.models import agents, messages, sessions
@@ -257,8 +258,8 @@ async def agent_message_pages(
         rows = checked(result, most_bytes)
         if most_bytes is not None and rows:
             most_bytes -= min(most_bytes, max(row[-1] for row in rows))
-        for row in rows:
-            found[indexes[row.idx - 1]].append(message_record(row))
+        for idx, record in numbered_records(result.keys(), rows):
+            found[indexes[idx - 1]].append(record)
     for records, key in zip(found, keys, strict=True):
         records.sort(key=lambda record: record.message_id, reverse=key.backwards)
     return found
@@ -306,6 +307,7 @@ async def latest_messages(
     stmt = _latest_statement(any(key.documents for key in keys), most_bytes is not None)
     values = {**key_values(keys, "tenant", "session_id", "agent_id"), "most_bytes": most_bytes}
     found: list[MessageRecord | None] = [None] * len(keys)
-    for row in checked(await conn.execute(stmt, values), most_bytes):
-        found[row.idx - 1] = message_record(row)
+    result = await conn.execute(stmt, values)
+    for idx, record in numbered_records(result.keys(), checked(result, most_bytes)):
+        found[idx - 1] = record
     return found
