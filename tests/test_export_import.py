@@ -6,7 +6,7 @@ import base64
 import gzip
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from client import GraphQLStorage
 from tests.fake_model import FakeModel
 from tests.secured import Secured, secured_server
 from tests.terminal import on_a_terminal
-from tests.test_cli import CLI, REPO, clean_env
+from tests.test_cli import CLI, REPO, clean_env, in_process
 from tests.test_import import counts, report_of
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x03"
@@ -40,8 +40,10 @@ def export(url: str, token: str, tenant: str, output: Path, *more: str) -> subpr
     return run
 
 
-def import_file(url: str, token: str, tenant: str, path: Path) -> subprocess.CompletedProcess[str]:
-    return cli("import", "--from-file", str(path), "--url", url, "--token", token, "--tenant", tenant)
+def import_file(
+    url: str, token: str, tenant: str, path: Path, run: Callable[..., subprocess.CompletedProcess[str]] = cli
+) -> subprocess.CompletedProcess[str]:
+    return run("import", "--from-file", str(path), "--url", url, "--token", token, "--tenant", tenant)
 
 
 def records(path: Path) -> list[dict[str, Any]]:
@@ -294,38 +296,41 @@ def test_mistakes_are_one_line_and_a_non_zero_exit(
     secured: Secured, admin: str, exported: Path, tmp_path: Path
 ) -> None:
     url = secured.server.url
+    # In a process of its own, as users meet it; the other mistakes in this one (see in_process).
     unreachable = cli("export", "--url", "http://127.0.0.1:9/graphql", "--output", str(tmp_path / "x.jsonl"))
     assert unreachable.returncode == 2 and "127.0.0.1:9" in one_line(unreachable)
     assert not (tmp_path / "x.jsonl").exists()
-    bad_token = cli("export", "--url", url, "--token", "sgq_nope", "--output", str(tmp_path / "x.jsonl"))
+    bad_token = in_process(
+        "export", "--url", url, "--token", "sgq_nope", "--output", str(tmp_path / "x.jsonl")
+    )
     assert bad_token.returncode == 2 and "refused the token" in one_line(bad_token)
     not_export = tmp_path / "not.jsonl"
     not_export.write_text("hello\n")
-    bad_file = import_file(url, admin, "epsilon", not_export)
+    bad_file = import_file(url, admin, "epsilon", not_export, run=in_process)
     assert bad_file.returncode == 2 and "not a session-graphql export" in one_line(bad_file)
     future = tmp_path / "future.jsonl"
     future.write_text(
         json.dumps({"kind": "header", "format": "session-graphql-export", "version": 99}) + "\n"
     )
-    wrong_version = import_file(url, admin, "epsilon", future)
+    wrong_version = import_file(url, admin, "epsilon", future, run=in_process)
     assert wrong_version.returncode == 2 and "version 99" in one_line(wrong_version)
-    both = cli("export", "--url", url, "--since", "2026-01-01", "--session", "ana-1")
+    both = in_process("export", "--url", url, "--since", "2026-01-01", "--session", "ana-1")
     assert both.returncode == 2 and "give one of them" in one_line(both)
-    bad_since = cli("export", "--url", url, "--since", "yesterday")
+    bad_since = in_process("export", "--url", url, "--since", "yesterday")
     assert bad_since.returncode == 2 and "ISO 8601" in one_line(bad_since)
-    dry = cli("import", "--from-file", str(exported), "--url", url, "--dry-run")
+    dry = in_process("import", "--from-file", str(exported), "--url", url, "--dry-run")
     assert dry.returncode == 2 and "--from-dir only" in one_line(dry)
     odd = tmp_path / "odd.jsonl"
     header = {"kind": "header", "format": "session-graphql-export", "version": 1}
     odd.write_text(json.dumps(header) + "\n" + json.dumps({"kind": "session", "sessionId": "x"}) + "\n")
-    odd_record = import_file(url, admin, "epsilon", odd)
+    odd_record = import_file(url, admin, "epsilon", odd, run=in_process)
     assert odd_record.returncode == 2 and "line 2: a session record" in one_line(odd_record)
-    missing = import_file(url, admin, "epsilon", tmp_path / "nowhere.jsonl")
+    missing = import_file(url, admin, "epsilon", tmp_path / "nowhere.jsonl", run=in_process)
     assert missing.returncode == 2 and "does not exist" in one_line(missing)
     cut = tmp_path / "cut.jsonl"
     with gzip.open(exported) as whole:
         cut.write_bytes(b"".join(whole.readlines()[:-1]))
-    short = import_file(url, admin, "epsilon", cut)
+    short = import_file(url, admin, "epsilon", cut, run=in_process)
     assert short.returncode == 2 and "ends before its end line" in short.stderr, short.stderr
 
 
