@@ -45,11 +45,13 @@ def in_process(*args: str) -> subprocess.CompletedProcess[str]:
     """``session-graphql`` with ``args`` run in this process, in ``clean_env()``, as a finished
     process: its exit status and its output.
 
-    For the many refusals of one command, where a process each costs a second of start-up; each
-    command's tests still run it in a process of its own besides. An exception the command lets out
+    For the tests that run a command many times, where a process each costs a second or more of
+    start-up; they still run it in a process of its own besides. An exception the command lets out
     fails the test here, where a process would have printed its traceback.
     """
-    out, err = io.StringIO(), io.StringIO()
+    # Bytes underneath, as in a process: export writes its records to sys.stdout.buffer.
+    written, err = io.BytesIO(), io.StringIO()
+    out = io.TextIOWrapper(written, encoding="utf-8")
     with mock.patch.dict(os.environ, clean_env(), clear=True), redirect_stdout(out), redirect_stderr(err):
         try:
             main(list(args))
@@ -61,7 +63,8 @@ def in_process(*args: str) -> subprocess.CompletedProcess[str]:
                 status = 1
             else:
                 status = stopped.code or 0
-    return subprocess.CompletedProcess([*CLI, *args], status, out.getvalue(), err.getvalue())
+    out.flush()
+    return subprocess.CompletedProcess([*CLI, *args], status, written.getvalue().decode(), err.getvalue())
 
 
 def postmasters_of(data_dir: Path) -> list[psutil.Process]:
