@@ -41,8 +41,8 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def in_process(*args: str) -> subprocess.CompletedProcess[str]:
-    """``session-graphql`` with ``args`` run in this process, in ``clean_env()``, as a finished
+def in_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``session-graphql`` with ``args`` run in this process, in ``clean_env(**env)``, as a finished
     process: its exit status and its output.
 
     For the tests that run a command many times, where a process each costs a second or more of
@@ -52,7 +52,11 @@ def in_process(*args: str) -> subprocess.CompletedProcess[str]:
     # Bytes underneath, as in a process: export writes its records to sys.stdout.buffer.
     written, err = io.BytesIO(), io.StringIO()
     out = io.TextIOWrapper(written, encoding="utf-8")
-    with mock.patch.dict(os.environ, clean_env(), clear=True), redirect_stdout(out), redirect_stderr(err):
+    with (
+        mock.patch.dict(os.environ, clean_env(**env), clear=True),
+        redirect_stdout(out),
+        redirect_stderr(err),
+    ):
         try:
             main(list(args))
             status = 0
