@@ -48,8 +48,8 @@ EXAMPLES = 500
 INVALID_EXAMPLES = 400
 LARGE_EXAMPLES = 150
 """Generating a valid document costs hypothesis-graphql about 40 ms, three times sending it, and
-examples past the budget are still generated: so as many as a 2-core CI machine sends in the
-budget, no more."""
+examples past the budget are still generated, unsent: so counts that 2 shared cores send well
+within the budget (about 700 valid documents fitted in it), the same documents on every machine."""
 BUDGET_SECONDS = 35.0
 """Each fuzz test stops sending after this long, whatever the machine's speed."""
 
