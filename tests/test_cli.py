@@ -1,6 +1,7 @@
 """The ``session-graphql`` command, run as users run it: in its own process."""
 
 import asyncio
+import io
 import os
 import pty
 import select
@@ -11,7 +12,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest import mock
 
 import httpx
 import psutil
@@ -20,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from db.migrate import alembic_config
+from graphql_api.cli.main import main
 from tests.conftest import free_port
 from tests.scratch_database import scratch_database
 
@@ -35,6 +39,36 @@ def clean_env(**extra: str) -> dict[str, str]:
         k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("SESSION_GRAPHQL_")
     }
     return {**env, **extra}
+
+
+def in_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``session-graphql`` with ``args`` run in this process, in ``clean_env(**env)``, as a finished
+    process: its exit status and its output.
+
+    For the tests that run a command many times, where a process each costs a second or more of
+    start-up; they still run it in a process of its own besides. An exception the command lets out
+    fails the test here, where a process would have printed its traceback.
+    """
+    # Bytes underneath, as in a process: export writes its records to sys.stdout.buffer.
+    written, err = io.BytesIO(), io.StringIO()
+    out = io.TextIOWrapper(written, encoding="utf-8")
+    with (
+        mock.patch.dict(os.environ, clean_env(**env), clear=True),
+        redirect_stdout(out),
+        redirect_stderr(err),
+    ):
+        try:
+            main(list(args))
+            status = 0
+        except SystemExit as stopped:
+            # As the interpreter ends a process: a message goes to stderr with status 1.
+            if isinstance(stopped.code, str):
+                print(stopped.code, file=err)
+                status = 1
+            else:
+                status = stopped.code or 0
+    out.flush()
+    return subprocess.CompletedProcess([*CLI, *args], status, written.getvalue().decode(), err.getvalue())
 
 
 def postmasters_of(data_dir: Path) -> list[psutil.Process]:

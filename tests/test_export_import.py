@@ -1,12 +1,15 @@
 """``session-graphql export`` and ``import --from-file``: a tenant's sessions through the API into a
 file and back into another tenant, exactly (bytes, NUL characters, integers past 64 bits,
-redactions, times), run as users run them (their own processes) against a secured server."""
+redactions, times), against a secured server. The commands run in this process (``in_process``), but
+for a first export and import and a refusal, run as users run them, in processes of their own (as
+test_export_import_scale and the progress-bar tests run them too): a process each cost a second or
+more of start-up."""
 
 import base64
 import gzip
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from client import GraphQLStorage
 from tests.fake_model import FakeModel
 from tests.secured import Secured, secured_server
 from tests.terminal import on_a_terminal
-from tests.test_cli import CLI, REPO, clean_env
+from tests.test_cli import CLI, REPO, clean_env, in_process
 from tests.test_import import counts, report_of
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x03"
@@ -28,20 +31,27 @@ LATER = "2025-03-05T01:02:03.654321+00:00"
 LAST = "2025-03-06T09:08:07.000001+00:00"
 
 
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def in_a_process(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *args], env=clean_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
 
 
-def export(url: str, token: str, tenant: str, output: Path, *more: str) -> subprocess.CompletedProcess[str]:
-    run = cli("export", "--url", url, "--token", token, "--tenant", tenant, "--output", str(output), *more)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return run
+def export(
+    url: str, token: str, tenant: str, output: Path, *more: str, run: Runner = in_process
+) -> subprocess.CompletedProcess[str]:
+    done = run("export", "--url", url, "--token", token, "--tenant", tenant, "--output", str(output), *more)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
 
 
-def import_file(url: str, token: str, tenant: str, path: Path) -> subprocess.CompletedProcess[str]:
-    return cli("import", "--from-file", str(path), "--url", url, "--token", token, "--tenant", tenant)
+def import_file(
+    url: str, token: str, tenant: str, path: Path, run: Runner = in_process
+) -> subprocess.CompletedProcess[str]:
+    return run("import", "--from-file", str(path), "--url", url, "--token", token, "--tenant", tenant)
 
 
 def records(path: Path) -> list[dict[str, Any]]:
@@ -173,7 +183,7 @@ def admin(secured: Secured) -> str:
 @pytest.fixture(scope="module")
 def exported(secured: Secured, admin: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("export") / "acme.jsonl.gz"
-    export(secured.server.url, admin, "acme", path)
+    export(secured.server.url, admin, "acme", path, run=in_a_process)
     return path
 
 
@@ -204,7 +214,7 @@ def test_export_holds_every_record_exactly_as_stored(exported: Path) -> None:
 def test_import_into_another_tenant_then_export_gives_the_same_records(
     secured: Secured, admin: str, exported: Path, tmp_path: Path
 ) -> None:
-    run = import_file(secured.server.url, admin, "beta", exported)
+    run = import_file(secured.server.url, admin, "beta", exported, run=in_a_process)
 
     assert run.returncode == 0, run.stdout + run.stderr
     report = report_of(run)
@@ -225,7 +235,7 @@ def test_import_into_another_tenant_then_export_gives_the_same_records(
 
 def test_since_and_session_choose_the_sessions(secured: Secured, admin: str, tmp_path: Path) -> None:
     url, named = secured.server.url, tmp_path / "named.jsonl"
-    run = cli(
+    run = in_process(
         "export",
         "--url",
         url,
@@ -249,7 +259,7 @@ def test_since_and_session_choose_the_sessions(secured: Secured, admin: str, tmp
     assert [r["kind"] for r in records(future)] == ["end"]
     export(url, admin, "acme", past, "--since", "2000-01-01")
     assert [r["sessionId"] for r in records(past) if r["kind"] == "session"] == ["ana-1", "snap-1"]
-    streamed = cli("export", "--url", url, "--token", admin, "--tenant", "acme", "--session", "ana-1")
+    streamed = in_process("export", "--url", url, "--token", admin, "--tenant", "acme", "--session", "ana-1")
     assert streamed.returncode == 0 and json.loads(streamed.stdout.splitlines()[0])["kind"] == "header"
     assert [json.loads(line) for line in streamed.stdout.splitlines()[1:]] == records(named)
 
@@ -282,7 +292,7 @@ def test_a_writer_key_imports_and_leaves_the_times_with_a_note(
 ) -> None:
     writer = secured.key("writer", tenant="delta")
 
-    run = cli("import", "--from-file", str(exported), "--url", secured.server.url, "--token", writer)
+    run = in_process("import", "--from-file", str(exported), "--url", secured.server.url, "--token", writer)
 
     assert run.returncode == 0, run.stdout + run.stderr
     report = report_of(run)
@@ -294,10 +304,14 @@ def test_mistakes_are_one_line_and_a_non_zero_exit(
     secured: Secured, admin: str, exported: Path, tmp_path: Path
 ) -> None:
     url = secured.server.url
-    unreachable = cli("export", "--url", "http://127.0.0.1:9/graphql", "--output", str(tmp_path / "x.jsonl"))
+    unreachable = in_a_process(
+        "export", "--url", "http://127.0.0.1:9/graphql", "--output", str(tmp_path / "x.jsonl")
+    )
     assert unreachable.returncode == 2 and "127.0.0.1:9" in one_line(unreachable)
     assert not (tmp_path / "x.jsonl").exists()
-    bad_token = cli("export", "--url", url, "--token", "sgq_nope", "--output", str(tmp_path / "x.jsonl"))
+    bad_token = in_process(
+        "export", "--url", url, "--token", "sgq_nope", "--output", str(tmp_path / "x.jsonl")
+    )
     assert bad_token.returncode == 2 and "refused the token" in one_line(bad_token)
     not_export = tmp_path / "not.jsonl"
     not_export.write_text("hello\n")
@@ -309,11 +323,11 @@ def test_mistakes_are_one_line_and_a_non_zero_exit(
     )
     wrong_version = import_file(url, admin, "epsilon", future)
     assert wrong_version.returncode == 2 and "version 99" in one_line(wrong_version)
-    both = cli("export", "--url", url, "--since", "2026-01-01", "--session", "ana-1")
+    both = in_process("export", "--url", url, "--since", "2026-01-01", "--session", "ana-1")
     assert both.returncode == 2 and "give one of them" in one_line(both)
-    bad_since = cli("export", "--url", url, "--since", "yesterday")
+    bad_since = in_process("export", "--url", url, "--since", "yesterday")
     assert bad_since.returncode == 2 and "ISO 8601" in one_line(bad_since)
-    dry = cli("import", "--from-file", str(exported), "--url", url, "--dry-run")
+    dry = in_process("import", "--from-file", str(exported), "--url", url, "--dry-run")
     assert dry.returncode == 2 and "--from-dir only" in one_line(dry)
     odd = tmp_path / "odd.jsonl"
     header = {"kind": "header", "format": "session-graphql-export", "version": 1}
@@ -383,11 +397,11 @@ def test_without_tenant_a_bound_key_exports_its_own_and_a_tenantless_one_the_def
     url = secured.server.url
     own, default = tmp_path / "own.jsonl", tmp_path / "default.jsonl"
     reader = secured.key("reader", tenant="acme")
-    bound = cli("export", "--url", url, "--token", reader, "--output", str(own))
+    bound = in_process("export", "--url", url, "--token", reader, "--output", str(own))
     assert bound.returncode == 0, bound.stderr
     assert {r["sessionId"] for r in records(own) if r["kind"] == "session"} == {"ana-1", "snap-1"}
     # Its listings would span every tenant (acme's sessions too) while look-ups reach default only.
-    tenantless = cli("export", "--url", url, "--token", admin, "--output", str(default))
+    tenantless = in_process("export", "--url", url, "--token", admin, "--output", str(default))
     assert tenantless.returncode == 0, tenantless.stderr
     with default.open() as lines:
         assert json.loads(next(lines))["tenant"] == "default"

@@ -1,5 +1,10 @@
-"""Export and import of 100,000 messages: memory stays bounded, and a killed import run again goes
-on from where it was, the restored tenant then exporting exactly as the original."""
+"""Export and import of 10,000 messages in 10 sessions: memory stays bounded, and a killed import run
+again goes on from where it was, the restored tenant then exporting exactly as the original.
+
+Each command's peak is mostly the interpreter's own (about 130 MB, as at 100,000 messages): the
+million messages of ``python -m bench.export_import`` are where a command holding records would
+show. The size here leaves a killed import half its sessions still to do; an agent costs the
+commands more than its messages do, so there are few and long ones."""
 
 import asyncio
 import gzip
@@ -12,13 +17,15 @@ from pathlib import Path
 
 import httpx
 
-from bench.bulk_load import layout_for, load
+from bench.bulk_load import AGENT_NAMES, Layout, load
 from bench.export_import import MB, Measured, measured
 from tests.secured import secured_server
 from tests.test_cli import clean_env
 from tests.test_import import report_of
 
-MESSAGES = 100_000
+SESSIONS = 10
+PER_AGENT = 200
+MESSAGES = SESSIONS * len(AGENT_NAMES) * PER_AGENT
 MAX_RSS = 200 * MB
 
 
@@ -42,13 +49,14 @@ def same_records(left: Path, right: Path) -> None:
             assert json.loads(a) == json.loads(b), f"line {number} differs"
 
 
-def test_100000_messages_go_out_and_back_in_bounded_memory_and_a_killed_import_goes_on(
+def test_10000_messages_go_out_and_back_in_bounded_memory_and_a_killed_import_goes_on(
     database_url: str, tmp_path: Path
 ) -> None:
     with secured_server(database_url) as secured:
         url, admin = secured.server.url, secured.key("admin")
         libpq_url = "postgresql://" + secured.database_url.split("://", 1)[1]
-        layout = layout_for(MESSAGES, datetime.now(UTC).replace(microsecond=0) - timedelta(days=2))
+        day_start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+        layout = Layout(sessions=SESSIONS, per_agent=PER_AGENT, day_start=day_start)
         asyncio.run(load(libpq_url, layout))
         env = clean_env()
         token = ["--url", url, "--token", admin]

@@ -1,5 +1,6 @@
 """``session-graphql import``: sessions real Strands agents saved with ``FileSessionManager``, moved
-into a running server through its API by the command, run as users run it (its own process)."""
+into a running server through its API by the command: in this process, but for a first import and a
+refusal, run as users run it (its own process)."""
 
 import asyncio
 import json
@@ -27,7 +28,7 @@ from tests.conftest import RunningServer, free_port
 from tests.fake_model import FakeModel, scripted, text, tool_call
 from tests.secured import secured_server
 from tests.terminal import on_a_terminal
-from tests.test_cli import CLI, REPO, clean_env
+from tests.test_cli import CLI, REPO, clean_env, in_process
 
 NewId = Callable[[str], str]
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x03"
@@ -36,6 +37,14 @@ KINDS = ("sessions", "agents", "messages", "multi-agents")
 
 
 def run_import(directory: Path, url: str, *more: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The command in this process (a process each cost a second or more of start-up)."""
+    return in_process("import", "--from-dir", str(directory), "--url", url, *more, **env)
+
+
+def run_import_in_a_process(
+    directory: Path, url: str, *more: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The command as users run it; the first import and a refusal go this way."""
     return subprocess.run(
         [*CLI, "import", "--from-dir", str(directory), "--url", url, *more],
         env=clean_env(**env),
@@ -221,7 +230,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Saved:
 
 @pytest.fixture(scope="module")
 def first_run(saved: Saved, server: RunningServer) -> subprocess.CompletedProcess[str]:
-    return run_import(saved.directory, server.url)
+    return run_import_in_a_process(saved.directory, server.url)
 
 
 def test_import_reports_each_session_agent_message_and_multi_agent_it_stored(
@@ -510,9 +519,11 @@ def test_user_mistakes_are_one_line_and_a_non_zero_exit(
     (tmp_path / "notes.txt").write_text("not a session")
     directory = make(tmp_path)
     if url == UNREACHABLE:
-        url = f"http://127.0.0.1:{free_port()}/graphql"
+        run = run_import_in_a_process(directory, f"http://127.0.0.1:{free_port()}/graphql")
+    else:
+        run = run_import(directory, url or server.url)
 
-    line = one_line(run_import(directory, url or server.url))
+    line = one_line(run)
 
     assert problem in line
 

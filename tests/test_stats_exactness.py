@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from graphql_api.settings import RollupSettings, Settings
 from tests.api_calls import (
     APPEND_MESSAGES,
     CREATE_AGENT,
@@ -581,6 +582,23 @@ def raw(database_url: str) -> Iterator[RawRows]:
         engine = create_async_engine(database_url, pool_size=1, max_overflow=0)
         yield RawRows(runner, engine)
         runner.run(engine.dispose())
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str) -> Iterator[RunningServer]:
+    """This module's own server, folding ten times a second instead of once: the tests wait for
+    the fold after their writes, each a second at the default."""
+    rollups = RollupSettings(fold_seconds=0.1)
+    running = RunningServer(Settings(database_url=database_url, rollups=rollups))
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def http(server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
