@@ -43,6 +43,7 @@ NOT_QUERIES = {
     "session_record",
     "agent_record",
     "message_record",
+    "numbered_records",
     "message_columns",
     "multi_agent_record",
     "same_message_content",
