@@ -45,9 +45,6 @@ logger = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 2.0
 
-COLLECTOR_THRESHOLDS = (50_000, 20, 10)
-"""``gc.set_threshold`` once the server has started (see ``lifespan``)."""
-
 
 async def health(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
@@ -171,10 +168,6 @@ def create_app(settings: Settings) -> Starlette:
             # the collector's sight, full collections only walk what requests make, not all of it.
             gc.collect()
             gc.freeze()
-            # A young collection every 50,000 new containers, not 700: a restore's answer makes
-            # 200,000 that are all alive until it is written, and each collection walked them
-            # again (37 ms of a 170 ms restore; 13 ms so). Garbage in cycles waits a little longer.
-            gc.set_threshold(*COLLECTOR_THRESHOLDS)
             try:
                 async with background_tasks(keys, limiter, database, settings, listener):
                     yield
