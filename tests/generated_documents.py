@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import graphql
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema, nodes
 
@@ -133,3 +134,17 @@ def documents(
         mode=mode,
     )
     return cast(st.SearchStrategy[graphql.DocumentNode], generated)
+
+
+def sending_settings(examples: int) -> settings:
+    """Hypothesis settings for a test that sends up to ``examples`` generated documents to a server:
+    the same documents every run (derandomized, no example database), no per-example deadline (a
+    server answers in its own time), and shrinking a failure found."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate, Phase.shrink],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )

@@ -28,7 +28,7 @@ from typing import Any
 import graphql
 import httpx
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, nodes
 
@@ -37,7 +37,14 @@ from db.migrate import upgrade
 from graphql_api.request_ids import HEADER as REQUEST_ID_HEADER
 from graphql_api.settings import Settings
 from tests.conftest import RunningServer
-from tests.generated_documents import CUSTOM_SCALARS, DATETIME_VALUES, SCHEMA, SteerIds, documents
+from tests.generated_documents import (
+    CUSTOM_SCALARS,
+    DATETIME_VALUES,
+    SCHEMA,
+    SteerIds,
+    documents,
+    sending_settings,
+)
 from tests.scratch_database import scratch_database
 from tests.secured import make_key
 from tests.strands_messages import assistant, tool_results, user
@@ -815,14 +822,7 @@ def compare_generated(pair: Pair, mode: Mode, examples: int) -> int:
     failed: list[str] = []
     deadline = time.monotonic() + BUDGET_SECONDS
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        phases=[Phase.generate, Phase.shrink],
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-    )
+    @sending_settings(examples)
     @given(document=documents(mode, fields=QUERY_FIELDS, custom_scalars=SCALARS), data=st.data())
     def send(document: graphql.DocumentNode, data: st.DataObject) -> None:
         nonlocal compared

@@ -24,7 +24,7 @@ from hypothesis_graphql import Mode, nodes
 
 from graphql_api.errors import ErrorCode
 from graphql_api.settings import Limits, Settings
-from tests.generated_documents import SteerIds, documents
+from tests.generated_documents import SteerIds, documents, sending_settings
 from tests.secured import Secured, secured_server
 
 DOCUMENTED_CODES = frozenset(code.value for code in ErrorCode)
@@ -204,14 +204,7 @@ def fuzz(target: FuzzTarget, mode: Mode, examples: int) -> Tally:
     headers = {"Authorization": f"Bearer {target.fuzz_key}", "content-type": "application/json"}
     http = target.secured.http
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        phases=[Phase.generate, Phase.shrink],
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-    )
+    @sending_settings(examples)
     @given(document=documents(mode), data=st.data())
     def send(document: graphql.DocumentNode, data: st.DataObject) -> None:
         text = graphql.print_ast(graphql.visit(document, _SteerIds(data)))

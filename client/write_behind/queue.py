@@ -8,6 +8,7 @@ not settled yet.
 """
 
 from collections import deque
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,49 @@ def batch_call(batch: list[Run]) -> calls.Call[None]:
 
 def _inputs(run: Run) -> list[dict[str, Any]]:
     return [write.call.variables["message"] for write in run]
+
+
+Request = tuple[calls.Call[None], Context]
+"""A request a delivery makes: the call, and the context whose trace it goes in."""
+Delivery = Generator[Request, Exception | None, tuple[list[Outcome], Exception | None]]
+"""``delivery(batch)``: yields each request to send, is sent back its failure (None: stored)."""
+
+
+def delivery(batch: list[Run]) -> Delivery:
+    """How ``batch`` (``WriteQueue.next_batch``) is delivered, without the sending, which the threaded
+    and the asynchronous sender each do their way: its runs in one request or, when that fails,
+    each run by itself, leaving out the runs of a session once one of its writes failed. Returns
+    each run's outcome, and why the runs did not go together."""
+    together = None
+    if len(batch) > 1:
+        together = yield batch_call(batch), batch[0][0].trace_context
+        if together is None:
+            return [(len(run), None) for run in batch], None
+        # appendMessages is safe to resend, so the runs stored before the failure may go again.
+    outcomes: list[Outcome] = []
+    failed: set[str] = set()
+    for run in batch:
+        outcome: Outcome = (0, None)
+        if run[0].session_id not in failed:
+            outcome = yield from _run_delivery(run)
+        if outcome[1] is not None:
+            failed.add(run[0].session_id)
+        outcomes.append(outcome)
+    return outcomes, together
+
+
+def _run_delivery(run: Run) -> Generator[Request, Exception | None, Outcome]:
+    """Sends ``run``; returns how many of its writes were stored, and the next one's failure."""
+    failure = yield run_call(run), run[0].trace_context
+    if failure is None:
+        return len(run), None
+    if len(run) == 1 or not resent_one_by_one(failure):
+        return 0, failure
+    for stored, write in enumerate(run):
+        failure = yield write.call, write.trace_context
+        if failure is not None:
+            return stored, failure
+    return len(run), None
 
 
 def resent_one_by_one(failure: Exception) -> bool:

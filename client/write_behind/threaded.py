@@ -19,9 +19,7 @@ from client.write_behind.queue import (
     PendingWrite,
     Run,
     WriteQueue,
-    batch_call,
-    resent_one_by_one,
-    run_call,
+    delivery,
 )
 
 logger = logging.getLogger(__name__)
@@ -32,44 +30,20 @@ Send = Callable[[calls.Call[None]], None]
 
 
 def deliver(batch: list[Run], send: Send) -> tuple[list[Outcome], Exception | None]:
-    """Sends ``batch`` (``WriteQueue.next_batch``): its runs in one request or, when that fails,
-    each run by itself, leaving out the runs of a session once one of its writes failed. Answers
-    each run's outcome, and why the runs did not go together."""
-    together = None
-    if len(batch) > 1:
-        try:
-            with within(batch[0][0].trace_context):
-                send(batch_call(batch))
-            return [(len(run), None) for run in batch], None
-        except Exception as failure:
-            # appendMessages is safe to resend, so the runs stored before the failure may go again.
-            together = failure
-    outcomes: list[Outcome] = []
-    failed: set[str] = set()
-    for run in batch:
-        outcome = (0, None) if run[0].session_id in failed else deliver_run(run, send)
-        if outcome[1] is not None:
-            failed.add(run[0].session_id)
-        outcomes.append(outcome)
-    return outcomes, together
-
-
-def deliver_run(run: Run, send: Send) -> Outcome:
-    """Sends ``run``; answers how many of its writes were stored, and the next one's failure."""
+    """Sends ``batch`` as ``delivery`` plans it: each run's outcome, and why the runs did not go together."""
+    plan = delivery(batch)
     try:
-        with within(run[0].trace_context):
-            send(run_call(run))
-        return len(run), None
-    except Exception as failure:
-        if len(run) == 1 or not resent_one_by_one(failure):
-            return 0, failure
-    for stored, write in enumerate(run):
-        try:
-            with within(write.trace_context):
-                send(write.call)
-        except Exception as failure:
-            return stored, failure
-    return len(run), None
+        call, trace_context = next(plan)
+        while True:
+            failure = None
+            try:
+                with within(trace_context):
+                    send(call)
+            except Exception as error:
+                failure = error
+            call, trace_context = plan.send(failure)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 class ThreadedWriteBehind:
