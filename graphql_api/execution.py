@@ -19,6 +19,7 @@ from typing import Any, cast
 import orjson
 from graphql import (
     GraphQLEnumType,
+    GraphQLError,
     GraphQLField,
     GraphQLID,
     GraphQLLeafType,
@@ -31,7 +32,7 @@ from graphql import (
     Undefined,
 )
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
-from graphql.execution.executor import Executor
+from graphql.execution.executor import CollectedErrors, Executor
 from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
@@ -76,6 +77,64 @@ def encoded_length(value: Any) -> int:
         return stored_size(value)
 
 
+class PlacedErrors(CollectedErrors):
+    """graphql-core's field errors, each with the position its null took, so that an answer holds
+    the same errors, in the same order, however the event loop timed the fields that raised them.
+
+    graphql-core drops an error raised inside a subtree another error has already nulled, but
+    keeps it when it came first; which came first depends on how reads were timed (and on
+    FastExecutor's shorter chains of awaits). ``settle`` keeps the errors no other error's null
+    covers, as if the outer ones always came first, in the document's order.
+    """
+
+    __slots__ = ("_positions",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._positions: list[Path | None] = []
+
+    def add(self, error: GraphQLError, path: Path | None) -> None:
+        if self.has_nulled_position(path):
+            return
+        self._error_positions.add(path)
+        self._errors.append(error)
+        self._positions.append(path)
+
+    def settle(self) -> None:
+        nulled = set(self._positions)
+        kept = [
+            (error, position)
+            for error, position in zip(self._errors, self._positions, strict=True)
+            if not _under(position, nulled)
+        ]
+        kept.sort(key=lambda placed: _document_order(placed[0]))
+        self._errors[:] = [error for error, _ in kept]
+        self._positions[:] = [position for _, position in kept]
+
+
+def _under(position: Path | None, nulled: set[Path | None]) -> bool:
+    """Whether a null at one of ``nulled`` covers ``position`` (its own is not counted)."""
+    if position is None:
+        return False
+    if None in nulled:
+        return True
+    parent = position.prev
+    while parent is not None:
+        if parent in nulled:
+            return True
+        parent = parent.prev
+    return False
+
+
+def _document_order(error: GraphQLError) -> tuple[Any, ...]:
+    """Where an error belongs in the document: its first location, then its path, list indices by
+    number."""
+    location = error.locations[0] if error.locations else None
+    place = (location.line, location.column) if location is not None else (0, 0)
+    path = tuple((0, part, "") if isinstance(part, int) else (1, 0, part) for part in error.path or ())
+    return (*place, path)
+
+
 def _object_bytes(grouped_field_set: GroupedFieldSet) -> int:
     return 2 + sum(len(name) + KEY_BYTES + VALUE_BYTES for name in grouped_field_set)
 
@@ -87,14 +146,20 @@ class BudgetedExecutor(StrawberryGraphQLCoreExecutionContext):
         super().__init__(*args, **kwargs)
         found = getattr(self.context_value, "answer", None)
         self.answer: AnswerBudget = found if isinstance(found, AnswerBudget) else AnswerBudget(2**62)
+        self.collected_errors = PlacedErrors()
         self._object_sizes: dict[int, tuple[GroupedFieldSet, int]] = {}
 
     def build_per_event_executor(self, payload: Any) -> Any:
         # Each event of a subscription is an answer of its own, with a budget of its own.
         executor = cast("BudgetedExecutor", super().build_per_event_executor(payload))
         executor.answer = AnswerBudget(self.answer.most)
+        executor.collected_errors = PlacedErrors()
         executor._object_sizes = {}
         return executor
+
+    def build_response(self, data: dict[str, Any] | None) -> Any:
+        cast(PlacedErrors, self.collected_errors).settle()
+        return super().build_response(data)
 
     def execute_fields(
         self,
