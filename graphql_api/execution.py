@@ -335,7 +335,6 @@ class _Plain:
     """A field whose value is an attribute of its source, completed as a leaf: what strawberry's
     basic fields (no resolver, no arguments, no extensions) of scalar and enum types are."""
 
-    name: str
     attribute: str
     leaf: GraphQLLeafType
     non_null: bool
@@ -401,7 +400,7 @@ class FastExecutor(BudgetedExecutor):
             else:
                 field_def = parent_type.fields.get(field_name)
                 if field_def is not None and not any(d.node.arguments for d in field_details_list):
-                    plain = _plain_field(response_name, field_def)
+                    plain = _plain_field(field_def)
             fields.append((response_name, field_details_list, plain))
         return _ObjectPlan(tuple(fields), _object_bytes(grouped_field_set))
 
@@ -529,7 +528,7 @@ class FastExecutor(BudgetedExecutor):
         return True
 
 
-def _plain_field(response_name: str, field_def: GraphQLField) -> _Plain | None:
+def _plain_field(field_def: GraphQLField) -> _Plain | None:
     """The field as ``_Plain`` when strawberry resolves it with ``getattr`` and it is a leaf."""
     resolve = field_def.resolve
     definition = field_def.extensions.get(DEFINITION_BACKREF)
@@ -548,4 +547,4 @@ def _plain_field(response_name: str, field_def: GraphQLField) -> _Plain | None:
     leaf = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
     if not isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
         return None
-    return _Plain(response_name, definition.python_name, leaf, non_null)
+    return _Plain(definition.python_name, leaf, non_null)

@@ -18,7 +18,7 @@ from typing import Any
 import graphql
 import httpx
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, nodes
 
@@ -312,14 +312,7 @@ def test_fuzzed_documents_repeating_the_largest_fields_get_coded_answers_within_
     http = large_target.secured.http
     largest = 0
 
-    @settings(
-        max_examples=LARGE_EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        phases=[Phase.generate, Phase.shrink],
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-    )
+    @sending_settings(LARGE_EXAMPLES)
     @given(document=documents(Mode.POSITIVE), data=st.data())
     def send(document: graphql.DocumentNode, data: st.DataObject) -> None:
         nonlocal largest
